@@ -1,0 +1,58 @@
+"""fxmaps: see what a neural network sees.
+
+Trace any PyTorch model with torch.fx, classify its graph (convs, downsample
+convs, residual and sequential blocks, ...), and look at the result.
+"""
+
+from fxmaps.analyze import analyze
+from fxmaps.classify import (
+    Block,
+    BlockKind,
+    Kind,
+    Residual,
+    SkipKind,
+    register_function_kind,
+    register_module_kind,
+    reset_kind_rules,
+)
+from fxmaps.errors import (
+    DeviceError,
+    FxmapsError,
+    FxmapsWarning,
+    InputError,
+    ModelLoadError,
+    NodeNotFoundError,
+    OptionError,
+    ShapeError,
+    TraceError,
+)
+from fxmaps.graph import Layer, ModelGraph, format_shape
+from fxmaps.tracing import OpaqueModule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Block",
+    "BlockKind",
+    "DeviceError",
+    "FxmapsError",
+    "FxmapsWarning",
+    "InputError",
+    "Kind",
+    "Layer",
+    "ModelGraph",
+    "ModelLoadError",
+    "NodeNotFoundError",
+    "OpaqueModule",
+    "OptionError",
+    "Residual",
+    "ShapeError",
+    "SkipKind",
+    "TraceError",
+    "__version__",
+    "analyze",
+    "format_shape",
+    "register_function_kind",
+    "register_module_kind",
+    "reset_kind_rules",
+]

@@ -1,0 +1,238 @@
+"""``fxmaps.analyze``: trace a model, classify its graph and propagate shapes."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from fxmaps.classify import Kind, Structure, analyze_structure, kind_of_node
+from fxmaps.errors import DeviceError, FxmapsWarning, InputError
+from fxmaps.graph import ROLE_DATA, Layer, ModelGraph
+from fxmaps.shapes import ShapeTree, preserved_state, propagate_shapes, shape_of
+from fxmaps.tracing import LeafSpec, Traced, trace
+
+__all__ = ["analyze"]
+
+ExampleInput = torch.Tensor | Sequence[torch.Tensor]
+_LEARNED = frozenset({Kind.CONV, Kind.LINEAR, Kind.ATTENTION, Kind.RECURRENT, Kind.EMBEDDING})
+
+
+def analyze(
+    model: nn.Module,
+    example_input: ExampleInput | None = None,
+    *,
+    leaf_modules: Iterable[LeafSpec] = (),
+    autowrap_functions: Iterable[Callable[..., Any]] = (),
+    train: bool = False,
+) -> ModelGraph:
+    """Trace ``model`` with torch.fx and classify every node of its graph.
+
+    Args:
+        model: Any ``nn.Module``. It is not changed: its train/eval mode,
+            parameters, buffers (BatchNorm statistics included) and hooks are
+            as they were when this returns.
+        example_input: A tensor, or a tuple of tensors for a model with several
+            inputs. With it, every layer gets its ``out_shape``.
+        leaf_modules: Module classes, instances or qualified names to keep as
+            single nodes instead of tracing into them.
+        autowrap_functions: Functions to record as single call nodes.
+        train: Analyse the training-mode graph (the eval-mode one by default).
+
+    Returns:
+        The classified graph.
+
+    Raises:
+        InputError: ``model`` is not an ``nn.Module`` or the input is not tensors.
+        DeviceError: The input is on another device than the model.
+        TraceError: The model cannot be traced even with opaque submodules.
+        ShapeError: The example input does not fit the model; the message names
+            the node and the shape it got.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> import fxmaps
+        >>> class Block(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        ...     def forward(self, x):
+        ...         return x + self.conv(x)
+        >>> g = fxmaps.analyze(nn.Sequential(nn.Conv2d(3, 4, 1), Block()))
+        >>> g.info()["residual"], [r.merge for r in g.residuals()]
+        (1, ['1.add'])
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(
+            f"analyze() needs a torch.nn.Module, got {type(model).__name__}; "
+            "build the model first (for example torchvision.models.resnet18())"
+        )
+    inputs = _as_inputs(example_input)
+    traced = trace(
+        model,
+        n_inputs=None if inputs is None else len(inputs),
+        leaf_modules=leaf_modules,
+        autowrap_functions=autowrap_functions,
+        train=train,
+    )
+    _warn_opaque(model, traced)
+    shapes: Mapping[fx.Node, ShapeTree | None] = {}
+    if inputs is not None:
+        _check_device(model, inputs)
+        with preserved_state(model, train=train):
+            shapes = propagate_shapes(traced.graph_module, inputs, traced.names)
+    return _build(model, traced, shapes, inputs, train)
+
+
+def _as_inputs(example_input: ExampleInput | None) -> tuple[torch.Tensor, ...] | None:
+    if example_input is None:
+        return None
+    if isinstance(example_input, torch.Tensor):
+        return (example_input,)
+    if isinstance(example_input, (tuple, list)) and example_input:
+        bad = [type(x).__name__ for x in example_input if not isinstance(x, torch.Tensor)]
+        if not bad:
+            return tuple(example_input)
+    raise InputError(
+        f"example_input must be a tensor or a non-empty tuple of tensors, got "
+        f"{type(example_input).__name__}; for an image batch pass a tensor of shape (N, C, H, W)"
+    )
+
+
+def _check_device(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    param = next(model.parameters(), None)
+    if param is None or param.device.type == "meta":
+        return
+    for i, tensor in enumerate(inputs):
+        if tensor.device != param.device:
+            raise DeviceError(
+                f"example input {i} is on {tensor.device} but the model's parameters are on "
+                f"{param.device}; move the input with .to({str(param.device)!r}) or the model "
+                f"with .to({str(tensor.device)!r})"
+            )
+
+
+def _warn_opaque(model: nn.Module, traced: Traced) -> None:
+    auto = [o for o in traced.opaque if o.location]
+    if not auto:
+        return
+    described = "; ".join(f"{o.name!r} ({o.module_type}: {o.reason} at {o.location})" for o in auto)
+    warnings.warn(
+        f"fxmaps could not trace into {len(auto)} module(s) of {type(model).__name__} and "
+        f"shows each as one opaque node: {described}. Their insides are not shown; pass "
+        "leaf_modules=[...] to choose this yourself.",
+        FxmapsWarning,
+        stacklevel=3,
+    )
+
+
+def _build(
+    model: nn.Module,
+    traced: Traced,
+    shapes: Mapping[fx.Node, ShapeTree | None],
+    inputs: tuple[torch.Tensor, ...] | None,
+    train: bool,
+) -> ModelGraph:
+    graph_module = traced.graph_module
+    names = traced.names
+    nodes = [n for n in graph_module.graph.nodes if n not in traced.hidden]
+    modules = {n: graph_module.get_submodule(str(n.target)) for n in nodes if n.op == "call_module"}
+    kinds = {n: kind_of_node(n, modules.get(n)) for n in nodes}
+    used = {n: _parameters_used(n, modules.get(n), graph_module) for n in nodes}
+
+    def learned(node: fx.Node) -> bool:
+        return kinds[node] in _LEARNED or (kinds[node] is Kind.OTHER and bool(used[node]))
+
+    structure = analyze_structure(nodes, kinds, names, traced.scopes, learned)
+    for node in structure.downsample:
+        kinds[node] = Kind.DOWNSAMPLE
+    layers = [
+        Layer(
+            name=names[n],
+            kind=kinds[n],
+            target=_target_name(n),
+            module=modules.get(n),
+            out_shape=shapes.get(n),
+            params=sum(p.numel() for p in used[n]),
+            block=structure.node_block.get(n),
+            opaque=n.op == "call_module" and str(n.target) in traced.leaf_names,
+        )
+        for n in nodes
+    ]
+    return ModelGraph(
+        model=model,
+        graph_module=graph_module,
+        layers=layers,
+        fx_nodes={names[n]: n for n in nodes},
+        edges=_edges(nodes, names, traced.hidden, structure),
+        blocks=structure.blocks,
+        residuals=structure.residuals,
+        opaque=traced.opaque,
+        autowrapped=traced.autowrapped,
+        first_use_params=_first_use_params(nodes, names, used),
+        input_shapes=None if inputs is None else tuple(shape_of(t) for t in inputs),
+        train=train,
+    )
+
+
+def _parameters_used(
+    node: fx.Node, module: nn.Module | None, graph_module: fx.GraphModule
+) -> list[nn.Parameter]:
+    """Parameters of a called module, or the parameters a function reads directly."""
+    if module is not None:
+        return list(module.parameters())
+    if node.op not in ("call_function", "call_method"):
+        return []
+    found = []
+    for arg in node.all_input_nodes:
+        if arg.op == "get_attr":
+            value = _fetch_attr(graph_module, str(arg.target))
+            if isinstance(value, nn.Parameter):
+                found.append(value)
+    return found
+
+
+def _fetch_attr(root: nn.Module, target: str) -> Any:
+    value: Any = root
+    for atom in target.split("."):
+        value = getattr(value, atom, None)
+    return value
+
+
+def _target_name(node: fx.Node) -> str:
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", str(node.target))
+    return str(node.target)
+
+
+def _edges(
+    nodes: list[fx.Node],
+    names: Mapping[fx.Node, str],
+    hidden: frozenset[fx.Node],
+    structure: Structure,
+) -> list[tuple[str, str, str]]:
+    edges = []
+    for node in nodes:
+        for arg in node.all_input_nodes:
+            if arg not in hidden:
+                role = structure.edge_roles.get((arg, node), ROLE_DATA)
+                edges.append((names[arg], names[node], role))
+    return edges
+
+
+def _first_use_params(
+    nodes: list[fx.Node], names: Mapping[fx.Node, str], used: Mapping[fx.Node, list[nn.Parameter]]
+) -> dict[str, int]:
+    seen: set[int] = set()
+    first: dict[str, int] = {}
+    for node in nodes:
+        fresh = [p for p in used[node] if id(p) not in seen]
+        seen.update(id(p) for p in fresh)
+        if fresh:
+            first[names[node]] = sum(p.numel() for p in fresh)
+    return first
+

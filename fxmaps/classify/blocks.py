@@ -1,0 +1,295 @@
+"""Residual merges, downsample convs and blocks, found from the graph's structure.
+
+For each add of two tensors, the two operands are walked back together, in
+reverse execution order, until they meet at the *fork*: the latest node both
+depend on. Each operand's *branch* is what lies on paths from the fork to it.
+The branch with more learned layers (convs, linears, attention, weighted ops)
+is the main path; the other is the shortcut, and its convs are downsample
+convs. Equal counts are a multi-branch merge, not a residual. Module names are
+never consulted, so a shortcut called ``shortcut``, ``proj`` or ``skip`` works
+and an empty ``nn.Sequential()`` identity is no downsample.
+
+A residual merge must also be local: both branches lie inside the module call
+that performs the add (a block), which tells a ResNet shortcut apart from the
+long top-down merges of a feature pyramid.
+
+The walk visits each branch once (a heap ordered by execution index), so the
+whole pass is linear in the size of the branches, with no all-pairs searches.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from torch import fx, nn
+
+from fxmaps.classify.kinds import BlockKind, Kind, SkipKind
+from fxmaps.tracing import Scope
+
+__all__ = ["ROLE_SHORTCUT", "ROLE_SKIP", "Block", "Residual", "Structure", "analyze_structure"]
+
+_TRANSPARENT = frozenset({Kind.NORM, Kind.ACTIVATION, Kind.DROPOUT, Kind.RESHAPE})
+ROLE_SKIP = "skip"
+ROLE_SHORTCUT = "shortcut"
+
+
+@dataclass(frozen=True)
+class Residual:
+    """One residual merge: an add whose operands split at ``fork``."""
+
+    merge: str
+    block: str
+    fork: str
+    skip: SkipKind
+    main: tuple[str, ...]
+    shortcut: tuple[str, ...]
+    downsample: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A module call that groups layers: a residual block or a sequential container."""
+
+    name: str
+    kind: BlockKind
+    module_type: str
+    layers: tuple[str, ...]
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What structural analysis found, keyed by fx node where the graph needs it."""
+
+    residuals: tuple[Residual, ...]
+    blocks: tuple[Block, ...]
+    downsample: frozenset[fx.Node]
+    node_block: Mapping[fx.Node, str]
+    edge_roles: Mapping[tuple[fx.Node, fx.Node], str]
+
+
+@dataclass(frozen=True)
+class _Merge:
+    add: fx.Node
+    fork: fx.Node
+    main: list[fx.Node]
+    shortcut: list[fx.Node]
+    shortcut_operand: fx.Node
+    skip: SkipKind
+    block: str
+
+
+def analyze_structure(
+    nodes: list[fx.Node],
+    kinds: Mapping[fx.Node, Kind],
+    names: Mapping[fx.Node, str],
+    scopes: Mapping[fx.Node, tuple[Scope, ...]],
+    learned: Callable[[fx.Node], bool],
+) -> Structure:
+    """Find residual merges, downsample convs and blocks in a traced graph.
+
+    Args:
+        nodes: The graph's nodes in execution order.
+        kinds: Each node's kind before residual analysis.
+        names: Each node's public name.
+        scopes: Each node's enclosing module calls, outermost first.
+        learned: Whether a node is a learned layer (counts towards a branch).
+    """
+    index = {node: i for i, node in enumerate(nodes)}
+    merges = []
+    for node in nodes:
+        if kinds[node] is Kind.ADD:
+            merge = _residual_merge(node, index, kinds, scopes, learned, names)
+            if merge is not None:
+                merges.append(merge)
+    downsample = frozenset(n for m in merges for n in m.shortcut if kinds[n] is Kind.CONV)
+    shortcut_nodes = {n for m in merges for n in m.shortcut}
+    blocks, node_block = _blocks(nodes, merges, names, scopes, shortcut_nodes)
+    residuals = tuple(
+        Residual(
+            merge=names[m.add],
+            block=m.block,
+            fork=names[m.fork],
+            skip=m.skip,
+            main=tuple(names[n] for n in m.main),
+            shortcut=tuple(names[n] for n in m.shortcut),
+            downsample=tuple(names[n] for n in m.shortcut if n in downsample),
+        )
+        for m in merges
+    )
+    return Structure(residuals, blocks, downsample, node_block, _edge_roles(merges))
+
+
+def _operands(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
+    args = list(node.args[:2])
+    if len(args) < 2 and "other" in node.kwargs:
+        args.append(node.kwargs["other"])
+    if len(args) == 2 and all(isinstance(a, fx.Node) for a in args):
+        return args[0], args[1]  # type: ignore[return-value]
+    return None
+
+
+def _residual_merge(
+    add: fx.Node,
+    index: Mapping[fx.Node, int],
+    kinds: Mapping[fx.Node, Kind],
+    scopes: Mapping[fx.Node, tuple[Scope, ...]],
+    learned: Callable[[fx.Node], bool],
+    names: Mapping[fx.Node, str],
+) -> _Merge | None:
+    operands = _operands(add)
+    if operands is None:
+        return None
+    found = _fork(*operands, index)
+    if found is None:
+        return None
+    fork, branch_a, branch_b = found
+    weight_a = sum(1 for n in branch_a if learned(n))
+    weight_b = sum(1 for n in branch_b if learned(n))
+    if weight_a == weight_b:
+        return None  # a multi-branch merge (or no learned layers at all)
+    scope = scopes[add]
+    if not all(_inside(scopes[n], scope) for n in (*branch_a, *branch_b)):
+        return None  # a long-range merge, not a block's residual
+    main, shortcut = (branch_a, branch_b) if weight_a > weight_b else (branch_b, branch_a)
+    shortcut_operand = operands[1] if weight_a > weight_b else operands[0]
+    return _Merge(
+        add=add,
+        fork=fork,
+        main=main,
+        shortcut=shortcut,
+        shortcut_operand=shortcut_operand,
+        skip=_skip_kind(shortcut, kinds, learned),
+        block=scope[-1].name if scope else names[add],
+    )
+
+
+def _fork(
+    a: fx.Node, b: fx.Node, index: Mapping[fx.Node, int]
+) -> tuple[fx.Node, list[fx.Node], list[fx.Node]] | None:
+    """The latest common ancestor of ``a`` and ``b``, and each operand's branch."""
+    tags: dict[fx.Node, int] = {a: 1}
+    tags[b] = tags.get(b, 0) | 2
+    heap = [(-index[n], index[n]) for n in tags]
+    heapq.heapify(heap)
+    by_index = {index[n]: n for n in tags}
+    popped: list[fx.Node] = []
+    while heap:
+        _, i = heapq.heappop(heap)
+        node = by_index[i]
+        tag = tags[node]
+        if tag == 3:
+            branch_a = _branch(node, [n for n in reversed(popped) if tags[n] == 1])
+            branch_b = _branch(node, [n for n in reversed(popped) if tags[n] == 2])
+            return node, branch_a, branch_b
+        popped.append(node)
+        for parent in node.all_input_nodes:
+            if parent not in tags:
+                tags[parent] = tag
+                by_index[index[parent]] = parent
+                heapq.heappush(heap, (-index[parent], index[parent]))
+            else:
+                tags[parent] |= tag
+    return None
+
+
+def _edge_roles(merges: list[_Merge]) -> dict[tuple[fx.Node, fx.Node], str]:
+    """Edges along each shortcut: ``skip`` for identity skips, ``shortcut`` otherwise."""
+    roles: dict[tuple[fx.Node, fx.Node], str] = {}
+    for merge in merges:
+        role = ROLE_SKIP if merge.skip is SkipKind.IDENTITY else ROLE_SHORTCUT
+        allowed = {merge.fork, *merge.shortcut}
+        for node in merge.shortcut:
+            for parent in node.all_input_nodes:
+                if parent in allowed:
+                    roles[(parent, node)] = role
+        roles[(merge.shortcut_operand, merge.add)] = role
+    return roles
+
+
+def _branch(fork: fx.Node, ancestors: list[fx.Node]) -> list[fx.Node]:
+    """Of one operand's ancestors (in execution order), those reachable from ``fork``."""
+    reached = {fork}
+    for node in ancestors:
+        if any(parent in reached for parent in node.all_input_nodes):
+            reached.add(node)
+    return [n for n in ancestors if n in reached]
+
+
+def _inside(inner: tuple[Scope, ...], outer: tuple[Scope, ...]) -> bool:
+    return inner[: len(outer)] == outer
+
+
+def _skip_kind(
+    shortcut: list[fx.Node], kinds: Mapping[fx.Node, Kind], learned: Callable[[fx.Node], bool]
+) -> SkipKind:
+    if any(learned(n) for n in shortcut):
+        return SkipKind.PROJECTION
+    if all(kinds[n] in _TRANSPARENT for n in shortcut):
+        return SkipKind.IDENTITY
+    return SkipKind.PARAMETER_FREE
+
+
+def _blocks(
+    nodes: list[fx.Node],
+    merges: list[_Merge],
+    names: Mapping[fx.Node, str],
+    scopes: Mapping[fx.Node, tuple[Scope, ...]],
+    shortcut_nodes: set[fx.Node],
+) -> tuple[tuple[Block, ...], dict[fx.Node, str]]:
+    """Residual blocks (scopes of residual adds) and sequential containers on the main path."""
+    residual_scopes = {m.block for m in merges}
+    members: dict[Scope, list[fx.Node]] = {}
+    for node in nodes:
+        for scope in scopes[node]:
+            members.setdefault(scope, []).append(node)
+    kinds: dict[str, BlockKind] = {}
+    types: dict[str, str] = {}
+    for scope, inside in members.items():
+        if scope.name in residual_scopes:
+            kinds[scope.name] = BlockKind.RESIDUAL
+        elif issubclass(scope.module_type, nn.Sequential) and not all(
+            n in shortcut_nodes for n in inside
+        ):
+            kinds[scope.name] = BlockKind.SEQUENTIAL
+        types[scope.name] = scope.module_type.__name__
+    root_merges = {m.block: m for m in merges if m.block not in types}
+    node_block: dict[fx.Node, str] = {}
+    for node in nodes:
+        enclosing = [s.name for s in scopes[node] if s.name in kinds]
+        if enclosing:
+            node_block[node] = enclosing[-1]
+    for name, merge in root_merges.items():
+        kinds[name] = BlockKind.RESIDUAL
+        types[name] = "add"
+        for node in (*merge.main, *merge.shortcut, merge.add):
+            node_block.setdefault(node, name)
+    return _block_records(nodes, kinds, types, node_block, scopes, names), node_block
+
+
+def _block_records(
+    nodes: list[fx.Node],
+    kinds: Mapping[str, BlockKind],
+    types: Mapping[str, str],
+    node_block: Mapping[fx.Node, str],
+    scopes: Mapping[fx.Node, tuple[Scope, ...]],
+    names: Mapping[fx.Node, str],
+) -> tuple[Block, ...]:
+    layers: dict[str, list[str]] = {name: [] for name in kinds}
+    first: dict[str, int] = {}
+    parents: dict[str, str | None] = {}
+    for position, node in enumerate(nodes):
+        chain = [s.name for s in scopes[node] if s.name in kinds]
+        block = node_block.get(node)
+        if block is not None and (not chain or chain[-1] != block):
+            chain.append(block)  # a residual merge in the model's own forward
+        for depth, name in enumerate(chain):
+            layers[name].append(names[node])
+            first.setdefault(name, position)
+            parents.setdefault(name, chain[depth - 1] if depth else None)
+    return tuple(
+        Block(name, kinds[name], types[name], tuple(layers[name]), parents[name])
+        for name in sorted(first, key=first.__getitem__)
+    )

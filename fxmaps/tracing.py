@@ -1,0 +1,490 @@
+"""Symbolic tracing with torch.fx: node names, leaf modules and the auto-leaf fallback.
+
+Nodes are named the way torchvision's ``create_feature_extractor`` names them
+(``layer1.0.conv1``, ``layer1.0.add``, ``_1`` for a second call), but fxmaps
+traces into composite ``torchvision.ops`` modules (``Conv2dNormActivation``,
+``SqueezeExcitation``, ``MLP``) so every conv and linear call is a node.
+
+When tracing fails, :func:`trace` first autowraps the plain helper function
+that failed (shape arithmetic with ``max``/``int``/``len``), then makes the
+innermost failing submodule a leaf, and retries; what became opaque is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import linecache
+import math
+import re
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, FunctionType
+from typing import Any
+
+import torch
+import torchvision.ops
+from torch import fx, nn
+
+from fxmaps.errors import InputError, TraceError
+
+__all__ = ["LeafSpec", "OpaqueModule", "Scope", "Traced", "trace"]
+
+LeafSpec = type[nn.Module] | nn.Module | str
+"""A leaf module given by class, by instance or by qualified name."""
+
+_SUFFIX = re.compile(r"(.+)_[0-9]+")
+_TORCH_DIR = str(Path(torch.__file__).parent)
+_FX_DIR = str(Path(fx.__file__).parent)
+_FXMAPS_DIR = str(Path(__file__).parent)
+_SIMPLE_DEFAULTS = (type(None), bool, int, float, str)
+
+_TV_OPS_MODULES: tuple[type[nn.Module], ...] = tuple(
+    obj
+    for _, obj in inspect.getmembers(torchvision.ops, inspect.isclass)
+    if issubclass(obj, nn.Module)
+)
+_TV_OPS_FUNCTIONS: tuple[Callable[..., Any], ...] = tuple(
+    obj for _, obj in inspect.getmembers(torchvision.ops, inspect.isfunction)
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One call of a traced-through module: ``name`` is ``qualname`` or ``qualname_N``."""
+
+    name: str
+    qualname: str
+    module_type: type
+
+
+@dataclass(frozen=True)
+class OpaqueModule:
+    """A submodule traced as a single node, and why."""
+
+    name: str
+    module_type: str
+    reason: str
+    location: str
+
+
+@dataclass(frozen=True)
+class Traced:
+    """What tracing produced: the graph module and what fxmaps knows of each node."""
+
+    graph_module: fx.GraphModule
+    names: dict[fx.Node, str]
+    scopes: dict[fx.Node, tuple[Scope, ...]]
+    hidden: frozenset[fx.Node]
+    opaque: tuple[OpaqueModule, ...]
+    autowrapped: tuple[str, ...]
+    leaf_names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: Exception
+    module_stack: tuple[str, ...]
+    location: str
+    helper: tuple[FunctionType, dict[str, Any]] | None
+
+
+class _Namer:
+    """torchvision's node naming, with a dictionary instead of a backwards scan."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, str] = {}
+
+    def name(self, scope: str, node: fx.Node) -> str:
+        if node.op == "call_module":
+            base = scope
+        else:
+            base = f"{scope}.{node.name}" if scope else node.name
+        match = _SUFFIX.fullmatch(base)
+        if match:
+            base = match.group(1)
+        previous = self._latest.get(base)
+        if previous is None:
+            name = base
+        else:
+            postfix = previous[len(base) :]
+            name = f"{base}_{int(postfix[1:]) + 1 if postfix else 1}"
+        self._latest[name] = name
+        match = _SUFFIX.fullmatch(name)
+        if match:
+            self._latest[match.group(1)] = name
+        return name
+
+
+class _Tracer(fx.Tracer):
+    trace_asserts = True
+
+    def __init__(
+        self,
+        *,
+        leaf_types: tuple[type[nn.Module], ...],
+        leaf_names: frozenset[str],
+        autowrap_functions: tuple[Callable[..., Any], ...],
+        patches: tuple[tuple[dict[str, Any], str, FunctionType], ...],
+    ) -> None:
+        super().__init__(
+            autowrap_modules=(math,),
+            autowrap_functions=autowrap_functions + _TV_OPS_FUNCTIONS,
+            param_shapes_constant=True,
+        )
+        self._leaf_types = leaf_types
+        self._leaf_names = leaf_names
+        self._patches = patches
+        self._stack: list[str] = []
+        self._namer = _Namer()
+        self.node_names: dict[fx.Node, str] = {}
+        self.failure: tuple[BaseException, tuple[str, ...]] | None = None
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name in self._leaf_names or isinstance(m, self._leaf_types):
+            return True
+        if isinstance(m, _TV_OPS_MODULES):
+            # Atomic ops modules (FrozenBatchNorm2d, StochasticDepth, Permute, ...)
+            # stay one node; composite ones are traced into.
+            return next(m.children(), None) is None
+        return bool(super().is_leaf_module(m, module_qualified_name))
+
+    def call_module(
+        self,
+        m: nn.Module,
+        forward: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        self._stack.append(self.path_of_module(m))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as err:
+            if self.failure is None or self.failure[0] is not err:
+                self.failure = (err, tuple(self._stack))
+            raise
+        finally:
+            self._stack.pop()
+
+    def create_node(
+        self,
+        kind: str,
+        target: Any,
+        args: Any,
+        kwargs: Any,
+        name: str | None = None,
+        type_expr: Any | None = None,
+    ) -> fx.Node:
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        self.node_names[node] = self._namer.name(self._stack[-1] if self._stack else "", node)
+        return node
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        with _patched_globals(self._patches):
+            return super().trace(root, concrete_args)
+
+
+def trace(
+    model: nn.Module,
+    *,
+    n_inputs: int | None = None,
+    leaf_modules: Iterable[LeafSpec] = (),
+    autowrap_functions: Iterable[Callable[..., Any]] = (),
+    train: bool = False,
+) -> Traced:
+    """Trace ``model`` into an fx graph, falling back to opaque leaves where needed.
+
+    Args:
+        model: The model to trace. Its mode, attributes and parameters are left
+            as they were.
+        n_inputs: How many positional inputs the caller will pass; optional
+            ``forward`` arguments beyond those are fixed at their defaults.
+        leaf_modules: Classes, instances or qualified names not to trace into.
+        autowrap_functions: Functions to record as single call nodes.
+        train: Trace the training-mode graph instead of the eval-mode graph.
+
+    Raises:
+        TraceError: Tracing failed in the model's own ``forward``, or no leaf
+            choice helps; the message names the module and the source line.
+    """
+    leaf_types, leaf_names = _split_leaf_specs(model, leaf_modules)
+    concrete, input_names = _concrete_args(model, n_inputs)
+    wraps = tuple(autowrap_functions)
+    auto_leaves: dict[str, _Failure] = {}
+    helpers: dict[int, tuple[FunctionType, dict[str, Any]]] = {}
+    for _ in range(sum(1 for _ in model.modules()) + 32):
+        tracer = _Tracer(
+            leaf_types=leaf_types,
+            leaf_names=leaf_names | frozenset(auto_leaves),
+            autowrap_functions=wraps,
+            patches=_patch_list(helpers.values()),
+        )
+        try:
+            graph_module = _trace_once(tracer, model, concrete, train)
+        except Exception as err:
+            failure = _diagnose(err, tracer, model)
+            if failure.helper is not None and id(failure.helper[0]) not in helpers:
+                helpers[id(failure.helper[0])] = failure.helper
+                continue
+            leaf = _leaf_for(failure, auto_leaves)
+            if leaf is None:
+                raise TraceError(_trace_error_message(model, failure)) from err
+            auto_leaves[leaf] = failure
+            continue
+        return _traced(graph_module, tracer, input_names, leaf_names, auto_leaves, helpers)
+    raise TraceError(f"fxmaps gave up tracing {type(model).__name__}: too many retries")
+
+
+def _trace_once(
+    tracer: _Tracer, model: nn.Module, concrete: dict[str, Any], train: bool
+) -> fx.GraphModule:
+    """Trace in the requested mode; restore every module's mode and attributes after."""
+    modes = [(m, m.training) for m in model.modules()]
+    attrs = set(vars(model))
+    try:
+        model.train(train)
+        graph = tracer.trace(model, concrete_args=concrete or None)
+        name = type(model).__name__
+        return fx.GraphModule(tracer.root, graph, name if name.isidentifier() else "Traced")
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        for attr in set(vars(model)) - attrs:  # fx stores tensor constants on the root
+            delattr(model, attr)
+
+
+def _traced(
+    graph_module: fx.GraphModule,
+    tracer: _Tracer,
+    input_names: tuple[str, ...],
+    leaf_names: frozenset[str],
+    auto_leaves: dict[str, _Failure],
+    helpers: dict[int, tuple[FunctionType, dict[str, Any]]],
+) -> Traced:
+    graph = graph_module.graph
+    opaque = [
+        _opaque(node, tracer.node_names[node], graph_module, auto_leaves.get(str(node.target)))
+        for node in graph.nodes
+        if node.op == "call_module" and (node.target in auto_leaves or node.target in leaf_names)
+    ]
+    return Traced(
+        graph_module=graph_module,
+        names={node: tracer.node_names[node] for node in graph.nodes},
+        scopes=_scopes(graph),
+        hidden=_hidden_nodes(graph, input_names),
+        opaque=tuple(opaque),
+        autowrapped=tuple(f"{fn.__module__}.{fn.__qualname__}" for fn, _ in helpers.values()),
+        leaf_names=frozenset(auto_leaves) | leaf_names,
+    )
+
+
+def _opaque(
+    node: fx.Node, name: str, graph_module: fx.GraphModule, failure: _Failure | None
+) -> OpaqueModule:
+    module_type = type(graph_module.get_submodule(str(node.target))).__name__
+    if failure is None:
+        return OpaqueModule(name, module_type, "listed in leaf_modules", "")
+    return OpaqueModule(name, module_type, _short(failure.error), failure.location)
+
+
+def _split_leaf_specs(
+    model: nn.Module, specs: Iterable[LeafSpec]
+) -> tuple[tuple[type[nn.Module], ...], frozenset[str]]:
+    paths = {module: name for name, module in model.named_modules()}
+    types: list[type[nn.Module]] = []
+    names: set[str] = set()
+    for spec in specs:
+        if isinstance(spec, type) and issubclass(spec, nn.Module):
+            types.append(spec)
+        elif isinstance(spec, nn.Module) and spec in paths:
+            names.add(paths[spec])
+        elif isinstance(spec, str) and spec in dict(model.named_modules()):
+            names.add(spec)
+        else:
+            raise InputError(
+                f"leaf_modules entry {spec!r} is not an nn.Module class, a submodule of "
+                f"{type(model).__name__}, or the qualified name of one (like 'layer1.0')"
+            )
+    return tuple(types), frozenset(names)
+
+
+def _concrete_args(model: nn.Module, n_inputs: int | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Fix optional ``forward`` arguments the caller does not pass at their defaults.
+
+    Traced as proxies, ``if mask is not None`` would silently take the wrong branch.
+    """
+    params = list(inspect.signature(model.forward).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if n_inputs is None:
+        n_inputs = sum(1 for p in positional if p.default is p.empty)
+    if n_inputs > len(positional) and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise InputError(
+            f"{type(model).__name__}.forward takes {len(positional)} positional inputs "
+            f"({', '.join(p.name for p in positional)}), but the example input has {n_inputs}"
+        )
+    inputs = {p.name for p in positional[:n_inputs]}
+    concrete: dict[str, Any] = {}
+    for p in params:
+        if p.name in inputs or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty:
+            raise InputError(
+                f"{type(model).__name__}.forward needs the argument {p.name!r}, which the "
+                "example input does not give; pass a tuple with one tensor per input"
+            )
+        if isinstance(p.default, _SIMPLE_DEFAULTS):
+            concrete[p.name] = p.default
+    return concrete, tuple(p.name for p in params if p.name not in concrete)
+
+
+def _hidden_nodes(graph: fx.Graph, input_names: tuple[str, ...]) -> frozenset[fx.Node]:
+    """Placeholders fx made for concrete arguments, and the guards that check them."""
+    hidden: set[fx.Node] = set()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if str(node.target).lstrip("*") not in input_names:
+                hidden.add(node)
+        elif node.op != "output" and node.all_input_nodes:
+            if all(arg in hidden for arg in node.all_input_nodes):
+                hidden.add(node)
+    return frozenset(hidden)
+
+
+def _scopes(graph: fx.Graph) -> dict[fx.Node, tuple[Scope, ...]]:
+    """Each node's enclosing traced-through module calls, outermost first."""
+    cache: dict[str, Scope] = {}
+
+    def scope(key: str, qualname: str, module_type: type) -> Scope:
+        if key not in cache:
+            _, _, calls = key.partition("@")
+            cache[key] = Scope(f"{qualname}_{calls}" if calls else qualname, qualname, module_type)
+        return cache[key]
+
+    scopes: dict[fx.Node, tuple[Scope, ...]] = {}
+    for node in graph.nodes:
+        stack = node.meta.get("nn_module_stack", {})
+        items = list(stack.items())
+        if node.op == "call_module":
+            items = items[:-1]  # the leaf module itself is the node, not its scope
+        scopes[node] = tuple(scope(key, qual, typ) for key, (qual, typ) in items)
+    return scopes
+
+
+def _diagnose(err: Exception, tracer: _Tracer, model: nn.Module) -> _Failure:
+    """Where tracing failed: the module stack, the user's source line, a helper to wrap."""
+    stack = tracer.failure[1] if tracer.failure and tracer.failure[0] is err else ()
+    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
+    linenos = [lineno for _, lineno in traceback.walk_tb(err.__traceback__)]
+    user = [i for i, frame in enumerate(frames) if _is_user_frame(frame)]
+    location = ""
+    helper = None
+    if user:
+        inner = user[-1]
+        location = _describe_frame(frames[inner], linenos[inner])
+        helper = _helper_candidate(frames, inner)
+    return _Failure(err, stack, location, helper)
+
+
+def _is_user_frame(frame: FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    return not (filename.startswith((_FX_DIR, _FXMAPS_DIR)) or filename.startswith("<"))
+
+
+def _describe_frame(frame: FrameType, lineno: int) -> str:
+    filename = frame.f_code.co_filename
+    source = linecache.getline(filename, lineno).strip()
+    return f"{filename}:{lineno} in {frame.f_code.co_name}: {source}"
+
+
+def _helper_candidate(
+    frames: list[FrameType], inner: int
+) -> tuple[FunctionType, dict[str, Any]] | None:
+    """The innermost plain module-level function between the failure and its module."""
+    for i in range(inner, 0, -1):
+        frame = frames[i]
+        if isinstance(frame.f_locals.get("self"), nn.Module):
+            return None
+        function = frame.f_globals.get(frame.f_code.co_name)
+        filename = frame.f_code.co_filename
+        if (
+            isinstance(function, FunctionType)
+            and function.__code__ is frame.f_code
+            and not filename.startswith((_TORCH_DIR, _FXMAPS_DIR))
+        ):
+            return function, frames[i - 1].f_globals
+    return None
+
+
+def _patch_list(
+    helpers: Iterable[tuple[FunctionType, dict[str, Any]]],
+) -> tuple[tuple[dict[str, Any], str, FunctionType], ...]:
+    """Every global name through which a helper is reached: its caller's and its own module's."""
+    patches = []
+    for function, caller_globals in helpers:
+        for namespace in (caller_globals, function.__globals__):
+            for name, value in list(namespace.items()):
+                if value is function:
+                    patches.append((namespace, name, function))
+    return tuple(patches)
+
+
+@contextlib.contextmanager
+def _patched_globals(
+    patches: tuple[tuple[dict[str, Any], str, FunctionType], ...],
+) -> Iterator[None]:
+    saved = [(namespace, name, namespace[name]) for namespace, name, _ in patches]
+    try:
+        for namespace, name, function in patches:
+            namespace[name] = _autowrapped(function)
+        yield
+    finally:
+        for namespace, name, value in saved:
+            namespace[name] = value
+
+
+def _autowrapped(function: FunctionType) -> Callable[..., Any]:
+    """Record ``function`` as one call node when any argument is a proxy."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        proxies = [a for a in (*args, *kwargs.values()) if isinstance(a, fx.Proxy)]
+        if not proxies:
+            return function(*args, **kwargs)
+        return proxies[0].tracer.create_proxy("call_function", function, args, kwargs)
+
+    return wrapper
+
+
+def _leaf_for(failure: _Failure, auto_leaves: dict[str, _Failure]) -> str | None:
+    """The innermost module on the failure's stack that can still become a leaf."""
+    for qualname in reversed(failure.module_stack):
+        if qualname and qualname not in auto_leaves:
+            return qualname
+    return None
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(err).__name__}: {first[:200]}"
+
+
+def _trace_error_message(model: nn.Module, failure: _Failure) -> str:
+    where = failure.module_stack[-1] if failure.module_stack else ""
+    module = model.get_submodule(where) if where else model
+    if where:
+        owner = f"submodule {where!r} ({type(module).__name__})"
+    else:
+        owner = f"the model's own forward ({type(model).__name__})"
+    return (
+        f"fxmaps could not trace {type(model).__name__}: {_short(failure.error)}, raised in "
+        f"{owner} at {failure.location or 'an unknown line'}. Making submodules opaque did "
+        "not help because the failing code runs outside any submodule. Try "
+        "leaf_modules=[...] to keep a submodule whole, autowrap_functions=(fn,) for a helper "
+        "function, or rewrite data-dependent Python control flow with tensor ops "
+        "(torch.where) so that torch.fx can record it."
+    )
+
