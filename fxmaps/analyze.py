@@ -140,6 +140,7 @@ def _build(
     graph_module = traced.graph_module
     names = traced.names
     nodes = [n for n in graph_module.graph.nodes if n not in traced.hidden]
+    opaque = {o.name for o in traced.opaque}
     modules = {n: graph_module.get_submodule(str(n.target)) for n in nodes if n.op == "call_module"}
     kinds = {n: kind_of_node(n, modules.get(n)) for n in nodes}
     used = {n: _parameters_used(n, modules.get(n), graph_module) for n in nodes}
@@ -154,12 +155,12 @@ def _build(
         Layer(
             name=names[n],
             kind=kinds[n],
-            target=_target_name(n),
+            target=traced.targets.get(n) or _target_name(n),
             module=modules.get(n),
             out_shape=shapes.get(n),
             params=sum(p.numel() for p in used[n]),
             block=structure.node_block.get(n),
-            opaque=n.op == "call_module" and str(n.target) in traced.leaf_names,
+            opaque=names[n] in opaque,
         )
         for n in nodes
     ]
@@ -235,4 +236,3 @@ def _first_use_params(
         if fresh:
             first[names[node]] = sum(p.numel() for p in fresh)
     return first
-

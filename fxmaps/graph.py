@@ -340,4 +340,3 @@ def _kinds(kind: Kind | str | Iterable[Kind | str]) -> frozenset[Kind]:
     except ValueError:
         valid = ", ".join(k.value for k in Kind)
         raise OptionError(f"unknown kind in {kind!r}; kinds are: {valid}") from None
-

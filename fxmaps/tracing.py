@@ -12,7 +12,9 @@ innermost failing submodule a leaf, and retries; what became opaque is reported.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import dis
 import functools
 import inspect
 import linecache
@@ -41,6 +43,11 @@ _TORCH_DIR = str(Path(torch.__file__).parent)
 _FX_DIR = str(Path(fx.__file__).parent)
 _FXMAPS_DIR = str(Path(__file__).parent)
 _SIMPLE_DEFAULTS = (type(None), bool, int, float, str)
+
+_RESERVED = frozenset(dir(fx.GraphModule)) | frozenset(
+    vars(fx.GraphModule(nn.Module(), fx.Graph()))
+)
+"""Names a submodule or attribute cannot have on a ``GraphModule`` (``meta``, ``graph``, ...)."""
 
 _TV_OPS_MODULES: tuple[type[nn.Module], ...] = tuple(
     obj
@@ -81,7 +88,8 @@ class Traced:
     hidden: frozenset[fx.Node]
     opaque: tuple[OpaqueModule, ...]
     autowrapped: tuple[str, ...]
-    leaf_names: frozenset[str]
+    targets: dict[fx.Node, str]
+    """Qualified names in the model of ``call_module`` and ``get_attr`` targets."""
 
 
 @dataclass(frozen=True)
@@ -182,9 +190,31 @@ class _Tracer(fx.Tracer):
         self.node_names[node] = self._namer.name(self._stack[-1] if self._stack else "", node)
         return node
 
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        # fx records ``assert cond`` only for the bytecode of some Python versions;
+        # recognise the assert pattern here for every version.
+        frame = inspect.currentframe()
+        caller = frame.f_back.f_back if frame and frame.f_back else None
+        if caller is not None and _is_assert(caller):
+            self.create_proxy("call_function", torch._assert, (obj, "assert traced by fxmaps"), {})
+            return True
+        return bool(super().to_bool(obj))
+
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
         with _patched_globals(self._patches):
             return super().trace(root, concrete_args)
+
+
+def _is_assert(frame: FrameType) -> bool:
+    """Whether ``frame`` is evaluating the condition of an ``assert`` statement."""
+    instructions = list(dis.get_instructions(frame.f_code))
+    i = bisect.bisect_left(instructions, frame.f_lasti, key=lambda inst: inst.offset)
+    return (
+        i + 1 < len(instructions)
+        and instructions[i].opname.startswith("POP_JUMP")
+        and instructions[i].opname.endswith("IF_TRUE")
+        and instructions[i + 1].opname == "LOAD_ASSERTION_ERROR"
+    )
 
 
 def trace(
@@ -223,7 +253,7 @@ def trace(
             patches=_patch_list(helpers.values()),
         )
         try:
-            graph_module = _trace_once(tracer, model, concrete, train)
+            graph_module, targets = _trace_once(tracer, model, concrete, train)
         except Exception as err:
             failure = _diagnose(err, tracer, model)
             if failure.helper is not None and id(failure.helper[0]) not in helpers:
@@ -234,41 +264,83 @@ def trace(
                 raise TraceError(_trace_error_message(model, failure)) from err
             auto_leaves[leaf] = failure
             continue
-        return _traced(graph_module, tracer, input_names, leaf_names, auto_leaves, helpers)
+        user_leaves = (leaf_types, leaf_names)
+        return _traced(
+            graph_module, targets, tracer, input_names, user_leaves, auto_leaves, helpers
+        )
     raise TraceError(f"fxmaps gave up tracing {type(model).__name__}: too many retries")
 
 
 def _trace_once(
     tracer: _Tracer, model: nn.Module, concrete: dict[str, Any], train: bool
-) -> fx.GraphModule:
-    """Trace in the requested mode; restore every module's mode and attributes after."""
+) -> tuple[fx.GraphModule, dict[fx.Node, str]]:
+    """Trace in the requested mode; restore every module's mode and attributes after.
+
+    Returns the graph module and each ``call_module``/``get_attr`` node's qualified
+    name in ``model`` (graph targets are renamed where they would clash with
+    ``GraphModule``'s own attributes, such as a submodule called ``meta``).
+    """
     modes = [(m, m.training) for m in model.modules()]
     attrs = set(vars(model))
+    constants: dict[str, Any] = {}
     try:
         model.train(train)
         graph = tracer.trace(model, concrete_args=concrete or None)
-        name = type(model).__name__
-        return fx.GraphModule(tracer.root, graph, name if name.isidentifier() else "Traced")
     finally:
         for module, mode in modes:
             module.training = mode
         for attr in set(vars(model)) - attrs:  # fx stores tensor constants on the root
+            constants[attr] = getattr(model, attr)
             delattr(model, attr)
+    targets = {n: str(n.target) for n in graph.nodes if n.op in ("call_module", "get_attr")}
+    _rename_reserved(graph, model)
+    root: dict[str, Any] = {
+        str(n.target): _fetch(model, targets[n], constants)
+        for n in graph.nodes
+        if n.op in ("call_module", "get_attr")
+    }
+    name = type(model).__name__
+    return fx.GraphModule(root, graph, name if name.isidentifier() else "Traced"), targets
+
+
+def _rename_reserved(graph: fx.Graph, model: nn.Module) -> None:
+    """Rename targets whose first atom is an attribute every ``GraphModule`` has."""
+    for node in graph.nodes:
+        if node.op in ("call_module", "get_attr"):
+            first, dot, rest = str(node.target).partition(".")
+            if first in _RESERVED:
+                node.target = f"fxmaps_{first}{dot}{rest}"
+
+
+def _fetch(model: nn.Module, target: str, constants: dict[str, Any]) -> Any:
+    if target in constants:
+        return constants[target]
+    value: Any = model
+    for atom in target.split("."):
+        value = getattr(value, atom)
+    return value
 
 
 def _traced(
     graph_module: fx.GraphModule,
+    targets: dict[fx.Node, str],
     tracer: _Tracer,
     input_names: tuple[str, ...],
-    leaf_names: frozenset[str],
+    user_leaves: tuple[tuple[type[nn.Module], ...], frozenset[str]],
     auto_leaves: dict[str, _Failure],
     helpers: dict[int, tuple[FunctionType, dict[str, Any]]],
 ) -> Traced:
     graph = graph_module.graph
+    leaf_types, leaf_names = user_leaves
     opaque = [
-        _opaque(node, tracer.node_names[node], graph_module, auto_leaves.get(str(node.target)))
+        _opaque(node, tracer.node_names[node], graph_module, auto_leaves.get(targets[node]))
         for node in graph.nodes
-        if node.op == "call_module" and (node.target in auto_leaves or node.target in leaf_names)
+        if node.op == "call_module"
+        and (
+            targets[node] in auto_leaves
+            or targets[node] in leaf_names
+            or isinstance(graph_module.get_submodule(str(node.target)), leaf_types)
+        )
     ]
     return Traced(
         graph_module=graph_module,
@@ -277,7 +349,7 @@ def _traced(
         hidden=_hidden_nodes(graph, input_names),
         opaque=tuple(opaque),
         autowrapped=tuple(f"{fn.__module__}.{fn.__qualname__}" for fn, _ in helpers.values()),
-        leaf_names=frozenset(auto_leaves) | leaf_names,
+        targets=targets,
     )
 
 
@@ -311,7 +383,9 @@ def _split_leaf_specs(
     return tuple(types), frozenset(names)
 
 
-def _concrete_args(model: nn.Module, n_inputs: int | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+def _concrete_args(
+    model: nn.Module, n_inputs: int | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Fix optional ``forward`` arguments the caller does not pass at their defaults.
 
     Traced as proxies, ``if mask is not None`` would silently take the wrong branch.
@@ -379,6 +453,8 @@ def _diagnose(err: Exception, tracer: _Tracer, model: nn.Module) -> _Failure:
     frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
     linenos = [lineno for _, lineno in traceback.walk_tb(err.__traceback__)]
     user = [i for i, frame in enumerate(frames) if _is_user_frame(frame)]
+    outside_torch = [i for i in user if not frames[i].f_code.co_filename.startswith(_TORCH_DIR)]
+    user = outside_torch or user
     location = ""
     helper = None
     if user:
@@ -487,4 +563,3 @@ def _trace_error_message(model: nn.Module, failure: _Failure) -> str:
         "function, or rewrite data-dependent Python control flow with tensor ops "
         "(torch.where) so that torch.fx can record it."
     )
-

@@ -1,0 +1,246 @@
+"""Models by name: torchvision names, ``timm:NAME``, ``file.py:Name``, ``package.module:Name``.
+
+Weights come from a local state-dict file, or with ``weights="DEFAULT"`` from
+torchvision's (or timm's) own download, which needs internet access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from fxmaps.errors import ModelLoadError, close_matches
+
+__all__ = ["LoadedModel", "load_model", "load_weights"]
+
+_DEFAULT_INPUT = (3, 224, 224)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model built from a specification, with the input size it expects."""
+
+    model: nn.Module
+    spec: str
+    input_size: tuple[int, ...]
+    """Per-sample input shape, for example ``(3, 224, 224)``."""
+
+
+def load_model(spec: str, *, weights: str | Path | None = None) -> LoadedModel:
+    """Build the model that ``spec`` names, with random weights unless ``weights`` is given.
+
+    Args:
+        spec: A torchvision model name (``resnet18``), ``timm:NAME`` (timm must be
+            installed), ``path/to/file.py:Name`` or ``package.module:Name``, where
+            ``Name`` is an ``nn.Module`` class or a factory taking no arguments.
+        weights: A local state-dict file, or ``"DEFAULT"`` for the library's own
+            pretrained weights (downloaded; needs internet).
+
+    Raises:
+        ModelLoadError: The model or its weights cannot be loaded; the message
+            says why and what is valid.
+    """
+    default = str(weights) == "DEFAULT"
+    if spec.startswith("timm:"):
+        loaded = _timm_model(spec, pretrained=default)
+    elif ":" in spec:
+        loaded = _custom_model(spec)
+        if default:
+            raise ModelLoadError(
+                f"weights='DEFAULT' needs a torchvision or timm model, not {spec!r}"
+            )
+    else:
+        loaded = _torchvision_model(spec, pretrained=default)
+    if weights is not None and not default:
+        load_weights(loaded.model, weights)
+    return loaded
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local state dict into ``model``, strictly.
+
+    Loading never executes pickled code (``weights_only=True``). Checkpoints
+    that wrap the state dict under ``state_dict`` or ``model``, and keys with a
+    ``module.`` prefix (``DataParallel``), are accepted.
+
+    Raises:
+        ModelLoadError: The file is missing or unreadable, or its keys or shapes
+            do not match the model (the first missing and unexpected keys are listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelLoadError(f"cannot read weights file {str(path)!r}: {err}") from err
+    state = _state_dict_of(checkpoint, path)
+    expected = model.state_dict()
+    problems = []
+    if missing := [k for k in expected if k not in state]:
+        problems.append(f"missing keys {_first(missing)}")
+    if unexpected := [k for k in state if k not in expected]:
+        problems.append(f"unexpected keys {_first(unexpected)}")
+    if mismatched := [
+        f"{k} {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]:
+        problems.append(f"shape mismatches {_first(mismatched)}")
+    if problems:
+        raise ModelLoadError(
+            f"weights in {str(path)!r} do not match {type(model).__name__}: "
+            f"{'; '.join(problems)}. Was the file saved from this model?"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _state_dict_of(checkpoint: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    if isinstance(checkpoint, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(checkpoint.get(key), Mapping):
+                checkpoint = checkpoint[key]
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            if all(str(k).startswith("module.") for k in checkpoint):
+                return {str(k)[len("module.") :]: v for k, v in checkpoint.items()}
+            return checkpoint
+    raise ModelLoadError(
+        f"{str(path)!r} holds no state dict (a mapping of names to tensors); "
+        "save one with torch.save(model.state_dict(), path)"
+    )
+
+
+def _first(keys: list[str], n: int = 5) -> str:
+    shown = ", ".join(repr(k) for k in keys[:n])
+    return f"{shown} (and {len(keys) - n} more)" if len(keys) > n else shown
+
+
+def _torchvision_model(name: str, *, pretrained: bool) -> LoadedModel:
+    names = torchvision.models.list_models()
+    if name not in names:
+        matches = close_matches(name, names)
+        hint = f"; did you mean {', '.join(matches)}?" if matches else ""
+        raise ModelLoadError(
+            f"{name!r} is not a torchvision model{hint} Other forms: timm:NAME, "
+            "path/to/file.py:Name, package.module:Name"
+        )
+    try:
+        model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
+    except Exception as err:
+        raise ModelLoadError(
+            f"cannot build torchvision model {name!r}: {err}"
+            + (" (downloading weights needs internet access)" if pretrained else "")
+        ) from err
+    return LoadedModel(model, name, _torchvision_input_size(name))
+
+
+def _torchvision_input_size(name: str) -> tuple[int, ...]:
+    """The crop size of the model's default weights (metadata only, nothing downloaded)."""
+    try:
+        transforms = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    except Exception:
+        return _DEFAULT_INPUT
+    crop = getattr(transforms, "crop_size", None)
+    if isinstance(crop, (list, tuple)) and len(crop) == 1:
+        return (3, int(crop[0]), int(crop[0]))
+    if isinstance(crop, (list, tuple)) and len(crop) == 2:
+        return (3, int(crop[0]), int(crop[1]))
+    return _DEFAULT_INPUT
+
+
+def _timm_model(spec: str, *, pretrained: bool) -> LoadedModel:
+    name = spec.removeprefix("timm:")
+    try:
+        import timm
+    except ImportError as err:
+        raise ModelLoadError(
+            f"{spec!r} needs timm, which is not installed: pip install timm"
+        ) from err
+    if name not in timm.list_models():
+        matches = close_matches(name, timm.list_models())
+        hint = f"; did you mean {', '.join(matches)}?" if matches else ""
+        raise ModelLoadError(f"{name!r} is not a timm model{hint}")
+    try:
+        model = timm.create_model(name, pretrained=pretrained)
+    except Exception as err:
+        raise ModelLoadError(f"cannot build timm model {name!r}: {err}") from err
+    config = getattr(model, "pretrained_cfg", None) or {}
+    size = tuple(int(d) for d in config.get("input_size", _DEFAULT_INPUT))
+    return LoadedModel(model, spec, size)
+
+
+def _custom_model(spec: str) -> LoadedModel:
+    location, _, attr = spec.rpartition(":")
+    if not location or not attr:
+        raise ModelLoadError(
+            f"{spec!r} is not of the form path/to/file.py:Name or package.module:Name"
+        )
+    module = _import_file(location) if location.endswith(".py") else _import_module(location)
+    if not hasattr(module, attr):
+        public = [n for n in vars(module) if not n.startswith("_")]
+        matches = close_matches(attr, public)
+        hint = f"; did you mean {', '.join(matches)}?" if matches else ""
+        raise ModelLoadError(f"{location!r} has no attribute {attr!r}{hint}")
+    return LoadedModel(_instantiate(getattr(module, attr), spec), spec, _DEFAULT_INPUT)
+
+
+def _import_file(location: str) -> Any:
+    path = Path(location)
+    if not path.is_file():
+        raise ModelLoadError(f"model file {location!r} does not exist")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"fxmaps_user_{path.stem}_{digest}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ModelLoadError(f"cannot import {location!r} as a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise ModelLoadError(f"importing {location!r} failed: {type(err).__name__}: {err}") from err
+    return module
+
+
+def _import_module(location: str) -> Any:
+    try:
+        return importlib.import_module(location)
+    except ImportError as err:
+        raise ModelLoadError(f"cannot import module {location!r}: {err}") from err
+
+
+def _instantiate(obj: Any, spec: str) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise ModelLoadError(f"{spec!r} is neither an nn.Module class nor a factory function")
+    try:
+        model = obj()
+    except TypeError as err:
+        signature = _signature(obj)
+        raise ModelLoadError(
+            f"{spec!r} cannot be built without arguments{signature}: {err}; point to a "
+            "factory function that takes none"
+        ) from err
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{spec!r} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _signature(obj: Any) -> str:
+    try:
+        return f" {inspect.signature(obj)}"
+    except (TypeError, ValueError):
+        return ""

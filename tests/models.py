@@ -1,0 +1,404 @@
+"""Hand-written toy models shared by the tests, each with what fxmaps must find in it.
+
+Names follow torchvision's feature-extraction convention. Expected values are
+written out by hand from the model code, not copied from fxmaps's output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CifarBlock(nn.Module):
+    """A CIFAR-style basic block: the shortcut is called ``shortcut`` and is an empty
+    ``nn.Sequential()`` when shapes match, a 1x1 conv + BN otherwise."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNet(nn.Module):
+    """Three stages of one block each: identity, projection, projection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.layer1 = nn.Sequential(CifarBlock(8, 8, 1))
+        self.layer2 = nn.Sequential(CifarBlock(8, 16, 2))
+        self.layer3 = nn.Sequential(CifarBlock(16, 32, 2))
+        self.linear = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+CIFAR_RESNET = {
+    "info": {"conv": 7, "downsample": 2, "linear": 1, "sequential": 3, "residual": 3},
+    "downsample": ["layer2.0.shortcut.0", "layer3.0.shortcut.0"],
+    "residual_blocks": ["layer1.0", "layer2.0", "layer3.0"],
+    "skips": ["identity", "projection", "projection"],
+    "merges": ["layer1.0.iadd", "layer2.0.iadd", "layer3.0.iadd"],
+}
+
+
+class NamedShortcuts(nn.Module):
+    """Shortcut modules named ``proj`` and ``skip``, and a main-path strided conv named
+    ``downsample`` that is *not* a downsample conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.downsample = nn.Conv2d(3, 8, 3, 2, 1)
+        self.body1 = nn.Sequential(nn.Conv2d(8, 16, 3, 1, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 1, 1))
+        self.proj = nn.Conv2d(8, 16, 1)
+        self.body2 = nn.Sequential(nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 1))
+        self.skip = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(16, 32, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        x = self.body1(x) + self.proj(x)
+        return self.body2(x) + self.skip(x)
+
+
+NAMED_SHORTCUTS = {
+    "info": {"conv": 5, "downsample": 2, "linear": 0, "sequential": 2, "residual": 2},
+    "downsample": ["proj", "skip.1"],
+    "conv": ["downsample", "body1.0", "body1.2", "body2.0", "body2.2"],
+    "merges": ["add", "add_1"],
+}
+
+
+class MultiBranch(nn.Module):
+    """Two parallel convs summed (equal conv counts: a merge, not a residual), then an
+    identity skip around a conv (a residual)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Conv2d(3, 8, 3, padding=1)
+        self.right = nn.Conv2d(3, 8, 1)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.left(x) + self.right(x)
+        return y + self.body(y)
+
+
+MULTI_BRANCH = {
+    "info": {"conv": 3, "downsample": 0, "linear": 0, "sequential": 0, "residual": 1},
+    "merges": ["add_1"],
+}
+
+
+class NestedContainers(nn.Module):
+    """A ModuleList of ModuleDicts and a Sequential nested in a Sequential."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.ModuleDict({"conv": nn.Conv2d(c, 8, 3, padding=1), "act": nn.ReLU()}) for c in (3, 8)
+        )
+        self.head = nn.Sequential(
+            nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU()), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage["act"](stage["conv"](x))
+        return self.head(x)
+
+
+NESTED_CONTAINERS = {
+    "names": [
+        "x",
+        "stages.0.conv",
+        "stages.0.act",
+        "stages.1.conv",
+        "stages.1.act",
+        "head.0.0",
+        "head.0.1",
+        "head.1",
+        "head.2",
+        "output",
+    ],
+    "kinds": [
+        "input",
+        "conv",
+        "activation",
+        "conv",
+        "activation",
+        "conv",
+        "activation",
+        "pool",
+        "reshape",
+        "output",
+    ],  # fmt: skip
+    "info": {"conv": 3, "downsample": 0, "linear": 0, "sequential": 2, "residual": 0},
+    "blocks": {"head.0.0": "head.0", "head.1": "head", "stages.0.conv": None},
+}
+
+
+class FunctionalNet(nn.Module):
+    """Functional conv and linear on the model's own parameters, and a module called twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc_weight = nn.Parameter(torch.randn(5, 4))
+        self.fc_bias = nn.Parameter(torch.randn(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, self.weight, padding=1)
+        x = self.conv(torch.relu(x))
+        x = self.conv(x)
+        x = x.mean(dim=(2, 3))
+        return F.linear(x, self.fc_weight, self.fc_bias)
+
+
+FUNCTIONAL_NET = {
+    "names": [
+        "x",
+        "weight",
+        "conv2d",
+        "relu",
+        "conv",
+        "conv_1",
+        "mean",
+        "fc_weight",
+        "fc_bias",
+        "linear",
+        "output",
+    ],
+    "conv": ["conv2d", "conv", "conv_1"],
+    "linear": ["linear"],
+    "params": {
+        "conv2d": 4 * 3 * 3 * 3,
+        "conv": 4 * 4 * 9 + 4,
+        "conv_1": 4 * 4 * 9 + 4,
+        "linear": 5 * 4 + 5,
+    },  # fmt: skip
+}
+
+
+class Gate(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace this."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return x * 2
+        return -x
+
+
+class DataDependent(nn.Module):
+    """A traceable model but for one submodule, which becomes an opaque leaf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.gate = Gate()
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.gate(self.conv(x)))
+
+
+class RootDataDependent(nn.Module):
+    """Data-dependent control flow in the model's own forward: nothing can be made a leaf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.mean() > 0:  # the line the TraceError must quote
+            y = y * 2
+        return y
+
+
+def get_same_padding(size: int, kernel: int, stride: int) -> int:
+    """Shape arithmetic with ``max`` and ``math.ceil``, as timm's padding helpers do."""
+    return max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+
+
+def pad_same(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    height, width = x.size()[-2:]
+    pad_h = get_same_padding(height, kernel, stride)
+    pad_w = get_same_padding(width, kernel, stride)
+    return F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+
+
+class SamePadConv(nn.Module):
+    """A conv with TensorFlow-style "same" padding computed from the input size."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
+        return self.conv(pad_same(x, kernel, stride))
+
+
+class SamePadNet(nn.Module):
+    """Helper functions must be autowrapped, leaving nothing opaque."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = SamePadConv(3, 8, 3, 2)
+        self.block = SamePadConv(8, 8, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.stem(x))
+
+
+class OptionalMask(nn.Module):
+    """An optional ``mask`` argument: traced as a proxy, ``mask is not None`` would be True."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, scale: bool = False
+    ) -> torch.Tensor:
+        y = self.conv(x)
+        if mask is not None:
+            y = y * mask
+        if scale:
+            y = y / 2
+        return y
+
+
+class ShapeChecks(nn.Module):
+    """Shape asserts (plain ``assert`` and ``torch._assert``) in a submodule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 3, "expected RGB"
+        torch._assert(x.dim() == 4, "expected a batch")
+        return self.conv(x)
+
+
+class TwoInputs(nn.Module):
+    """An image and a vector, merged by concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.meta = nn.Linear(6, 4)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, image: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        a = self.pool(self.conv(image)).flatten(1)
+        b = torch.relu(self.meta(extra))
+        return self.head(torch.cat([a, b], dim=1))
+
+
+class Conv1dNet(nn.Module):
+    """A 1-D signal model with an identity residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv1d(2, 8, 5, padding=2)
+        self.body = nn.Sequential(
+            nn.Conv1d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv1d(8, 8, 3, padding=1)
+        )
+        self.pool = nn.AdaptiveMaxPool1d(1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = x + self.body(x)
+        return self.fc(self.pool(x).squeeze(-1))
+
+
+CONV1D_NET = {
+    "info": {"conv": 3, "downsample": 0, "linear": 1, "sequential": 1, "residual": 1},
+    "merges": ["add"],
+    "shapes": {"stem": (2, 8, 64), "body.2": (2, 8, 64), "pool": (2, 8, 1), "fc": (2, 3)},
+}
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(),
+    )
+
+
+class UNet(nn.Module):
+    """A two-level U-Net: skip connections by concatenation, transposed-conv upsampling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc1 = _double_conv(3, 8)
+        self.enc2 = _double_conv(8, 16)
+        self.bottom = _double_conv(16, 32)
+        self.up2 = nn.ConvTranspose2d(32, 16, 2, stride=2)
+        self.dec2 = _double_conv(32, 16)
+        self.up1 = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.dec1 = _double_conv(16, 8)
+        self.out = nn.Conv2d(8, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        b = self.bottom(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([self.up2(b), e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+        return self.out(d1)
+
+
+UNET = {
+    "info": {"conv": 13, "downsample": 0, "linear": 0, "sequential": 5, "residual": 0},
+    "concat": ["cat", "cat_1"],
+    "shapes": {"bottom.3": (1, 32, 8, 8), "up1": (1, 8, 32, 32), "out": (1, 1, 32, 32)},
+}
+
+
+class SharedBlock(nn.Module):
+    """A residual block called twice: two residual blocks, two sets of nodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = CifarBlock(4, 4, 1)
+        self.stem = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.block(self.stem(x)))
+
+
+SHARED_BLOCK = {
+    "info": {"conv": 5, "downsample": 0, "linear": 0, "sequential": 0, "residual": 2},
+    "residual_blocks": ["block", "block_1"],
+    "conv": ["stem", "block.conv1", "block.conv2", "block.conv1_1", "block.conv2_1"],
+}
