@@ -11,15 +11,15 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "DeviceError",
     "FxmapsError",
     "FxmapsWarning",
     "InputError",
     "ModelLoadError",
     "NodeNotFoundError",
+    "OptionError",
     "ShapeError",
     "TraceError",
-    "DeviceError",
-    "OptionError",
     "close_matches",
 ]
 

@@ -223,9 +223,9 @@ class ModelGraph:
     # -- networkx --------------------------------------------------------------------------
 
     @cached_property
-    def nx(self) -> nx.DiGraph:
+    def nx(self) -> nx.DiGraph[str]:
         """A ``networkx.DiGraph`` keyed by node name, attributes named by ``ATTR_*``."""
-        graph = nx.DiGraph(name=type(self._model).__name__)
+        graph: nx.DiGraph[str] = nx.DiGraph(name=type(self._model).__name__)
         for layer in self._layers.values():
             graph.add_node(
                 layer.name,

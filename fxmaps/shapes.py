@@ -93,7 +93,7 @@ def _expected_input(module: nn.Module) -> str | None:
     """What input a common layer expects, in words, for error messages."""
     if isinstance(module, nn.modules.conv._ConvNd):
         dims = len(module.kernel_size)
-        spatial = ", ".join("L H W".split()[-dims:] if dims < 3 else ["D", "H", "W"])
+        spatial = ", ".join(["L", "H", "W"][-dims:] if dims < 3 else ["D", "H", "W"])
         reach = tuple(
             max(d * (k - 1) + 1 - 2 * p, 1)
             for d, k, p in zip(module.dilation, module.kernel_size, _padding(module), strict=True)

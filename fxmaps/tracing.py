@@ -107,10 +107,7 @@ class _Namer:
         self._latest: dict[str, str] = {}
 
     def name(self, scope: str, node: fx.Node) -> str:
-        if node.op == "call_module":
-            base = scope
-        else:
-            base = f"{scope}.{node.name}" if scope else node.name
+        base = scope if node.op == "call_module" else f"{scope}.{node.name}" if scope else node.name
         match = _SUFFIX.fullmatch(base)
         if match:
             base = match.group(1)
@@ -418,12 +415,14 @@ def _hidden_nodes(graph: fx.Graph, input_names: tuple[str, ...]) -> frozenset[fx
     """Placeholders fx made for concrete arguments, and the guards that check them."""
     hidden: set[fx.Node] = set()
     for node in graph.nodes:
-        if node.op == "placeholder":
-            if str(node.target).lstrip("*") not in input_names:
-                hidden.add(node)
-        elif node.op != "output" and node.all_input_nodes:
-            if all(arg in hidden for arg in node.all_input_nodes):
-                hidden.add(node)
+        concrete = node.op == "placeholder" and str(node.target).lstrip("*") not in input_names
+        guard = (
+            node.op not in ("placeholder", "output")
+            and bool(node.all_input_nodes)
+            and all(arg in hidden for arg in node.all_input_nodes)
+        )
+        if concrete or guard:
+            hidden.add(node)
     return frozenset(hidden)
 
 

@@ -112,9 +112,8 @@ def _state_dict_of(checkpoint: Any, path: Path) -> Mapping[str, torch.Tensor]:
             if isinstance(checkpoint.get(key), Mapping):
                 checkpoint = checkpoint[key]
         if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-            if all(str(k).startswith("module.") for k in checkpoint):
-                return {str(k)[len("module.") :]: v for k, v in checkpoint.items()}
-            return checkpoint
+            prefix = "module." if all(str(k).startswith("module.") for k in checkpoint) else ""
+            return {str(k).removeprefix(prefix): v for k, v in checkpoint.items()}
     raise ModelLoadError(
         f"{str(path)!r} holds no state dict (a mapping of names to tensors); "
         "save one with torch.save(model.state_dict(), path)"
@@ -229,9 +228,8 @@ def _instantiate(obj: Any, spec: str) -> nn.Module:
     try:
         model = obj()
     except TypeError as err:
-        signature = _signature(obj)
         raise ModelLoadError(
-            f"{spec!r} cannot be built without arguments{signature}: {err}; point to a "
+            f"{spec!r} cannot be built without arguments{_signature(obj)}; point to a "
             "factory function that takes none"
         ) from err
     if not isinstance(model, nn.Module):
@@ -241,6 +239,7 @@ def _instantiate(obj: Any, spec: str) -> nn.Module:
 
 def _signature(obj: Any) -> str:
     try:
-        return f" {inspect.signature(obj)}"
+        parameters = inspect.signature(obj).parameters
     except (TypeError, ValueError):
         return ""
+    return f" ({', '.join(parameters)})"

@@ -7,6 +7,7 @@ written out by hand from the model code, not copied from fxmaps's output.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -14,38 +15,40 @@ from torch import nn
 
 
 class CifarBlock(nn.Module):
-    """A CIFAR-style basic block: the shortcut is called ``shortcut`` and is an empty
-    ``nn.Sequential()`` when shapes match, a 1x1 conv + BN otherwise."""
+    """A CIFAR-style basic block: the shortcut is called ``shortcut`` (or ``shortcut_name``)
+    and is an empty ``nn.Sequential()`` when shapes match, a 1x1 conv + BN otherwise."""
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, shortcut_name: str = "shortcut") -> None:
         super().__init__()
+        self.shortcut_name = shortcut_name
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
+        shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
+            shortcut = nn.Sequential(
                 nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
             )
+        self.add_module(shortcut_name, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += self.shortcut(x)
+        out += self.get_submodule(self.shortcut_name)(x)
         return F.relu(out)
 
 
 class CifarResNet(nn.Module):
     """Three stages of one block each: identity, projection, projection."""
 
-    def __init__(self) -> None:
+    def __init__(self, shortcut_name: str = "shortcut") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(8)
-        self.layer1 = nn.Sequential(CifarBlock(8, 8, 1))
-        self.layer2 = nn.Sequential(CifarBlock(8, 16, 2))
-        self.layer3 = nn.Sequential(CifarBlock(16, 32, 2))
+        self.layer1 = nn.Sequential(CifarBlock(8, 8, 1, shortcut_name))
+        self.layer2 = nn.Sequential(CifarBlock(8, 16, 2, shortcut_name))
+        self.layer3 = nn.Sequential(CifarBlock(16, 32, 2, shortcut_name))
         self.linear = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,12 +58,12 @@ class CifarResNet(nn.Module):
         return self.linear(out)
 
 
-CIFAR_RESNET = {
+CIFAR_RESNET: dict[str, Any] = {
     "info": {"conv": 7, "downsample": 2, "linear": 1, "sequential": 3, "residual": 3},
     "downsample": ["layer2.0.shortcut.0", "layer3.0.shortcut.0"],
     "residual_blocks": ["layer1.0", "layer2.0", "layer3.0"],
     "skips": ["identity", "projection", "projection"],
-    "merges": ["layer1.0.iadd", "layer2.0.iadd", "layer3.0.iadd"],
+    "merges": ["layer1.0.add", "layer2.0.add", "layer3.0.add"],  # fx records `+=` as add
 }
 
 
@@ -82,7 +85,7 @@ class NamedShortcuts(nn.Module):
         return self.body2(x) + self.skip(x)
 
 
-NAMED_SHORTCUTS = {
+NAMED_SHORTCUTS: dict[str, Any] = {
     "info": {"conv": 5, "downsample": 2, "linear": 0, "sequential": 2, "residual": 2},
     "downsample": ["proj", "skip.1"],
     "conv": ["downsample", "body1.0", "body1.2", "body2.0", "body2.2"],
@@ -105,7 +108,7 @@ class MultiBranch(nn.Module):
         return y + self.body(y)
 
 
-MULTI_BRANCH = {
+MULTI_BRANCH: dict[str, Any] = {
     "info": {"conv": 3, "downsample": 0, "linear": 0, "sequential": 0, "residual": 1},
     "merges": ["add_1"],
 }
@@ -125,11 +128,12 @@ class NestedContainers(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:
-            x = stage["act"](stage["conv"](x))
+            layers = cast(nn.ModuleDict, stage)
+            x = layers["act"](layers["conv"](x))
         return self.head(x)
 
 
-NESTED_CONTAINERS = {
+NESTED_CONTAINERS: dict[str, Any] = {
     "names": [
         "x",
         "stages.0.conv",
@@ -153,7 +157,7 @@ NESTED_CONTAINERS = {
         "pool",
         "reshape",
         "output",
-    ],  # fmt: skip
+    ],
     "info": {"conv": 3, "downsample": 0, "linear": 0, "sequential": 2, "residual": 0},
     "blocks": {"head.0.0": "head.0", "head.1": "head", "stages.0.conv": None},
 }
@@ -177,7 +181,7 @@ class FunctionalNet(nn.Module):
         return F.linear(x, self.fc_weight, self.fc_bias)
 
 
-FUNCTIONAL_NET = {
+FUNCTIONAL_NET: dict[str, Any] = {
     "names": [
         "x",
         "weight",
@@ -198,7 +202,7 @@ FUNCTIONAL_NET = {
         "conv": 4 * 4 * 9 + 4,
         "conv_1": 4 * 4 * 9 + 4,
         "linear": 5 * 4 + 5,
-    },  # fmt: skip
+    },
 }
 
 
@@ -339,7 +343,7 @@ class Conv1dNet(nn.Module):
         return self.fc(self.pool(x).squeeze(-1))
 
 
-CONV1D_NET = {
+CONV1D_NET: dict[str, Any] = {
     "info": {"conv": 3, "downsample": 0, "linear": 1, "sequential": 1, "residual": 1},
     "merges": ["add"],
     "shapes": {"stem": (2, 8, 64), "body.2": (2, 8, 64), "pool": (2, 8, 1), "fc": (2, 3)},
@@ -378,7 +382,7 @@ class UNet(nn.Module):
         return self.out(d1)
 
 
-UNET = {
+UNET: dict[str, Any] = {
     "info": {"conv": 13, "downsample": 0, "linear": 0, "sequential": 5, "residual": 0},
     "concat": ["cat", "cat_1"],
     "shapes": {"bottom.3": (1, 32, 8, 8), "up1": (1, 8, 32, 32), "out": (1, 1, 32, 32)},
@@ -397,7 +401,7 @@ class SharedBlock(nn.Module):
         return self.block(self.block(self.stem(x)))
 
 
-SHARED_BLOCK = {
+SHARED_BLOCK: dict[str, Any] = {
     "info": {"conv": 5, "downsample": 0, "linear": 0, "sequential": 0, "residual": 2},
     "residual_blocks": ["block", "block_1"],
     "conv": ["stem", "block.conv1", "block.conv2", "block.conv1_1", "block.conv2_1"],

@@ -14,7 +14,6 @@ import fxmaps
 from tests import models as toy
 from tests.conftest import tv_model
 
-
 _TV_OPS_CLASSES = tuple(
     cls
     for cls in vars(torchvision.ops).values()
@@ -84,7 +83,8 @@ def test_untraceable_submodule_becomes_opaque_with_a_warning() -> None:
     with pytest.warns(fxmaps.FxmapsWarning, match=r"'gate' \(Gate: .*if x.sum\(\) > 0"):
         graph = fxmaps.analyze(model, torch.randn(1, 3, 8, 8))
     assert [o.name for o in graph.opaque] == ["gate"]
-    assert graph["gate"].opaque and graph["gate"].kind is fxmaps.Kind.OTHER
+    assert graph["gate"].opaque
+    assert graph["gate"].kind is fxmaps.Kind.OTHER
     assert "models.py:" in graph.opaque[0].location
     assert [layer.name for layer in graph.layers("conv")] == ["conv", "head"]
     x = torch.randn(1, 3, 8, 8)
@@ -95,7 +95,8 @@ def test_failure_in_the_models_own_forward_names_the_line() -> None:
     with pytest.raises(fxmaps.TraceError, match=r"RootDataDependent.*if y.mean\(\) > 0") as info:
         fxmaps.analyze(toy.RootDataDependent())
     assert isinstance(info.value, RuntimeError)
-    assert "leaf_modules" in str(info.value) and "autowrap_functions" in str(info.value)
+    assert "leaf_modules" in str(info.value)
+    assert "autowrap_functions" in str(info.value)
 
 
 def test_shape_helpers_are_autowrapped_not_made_opaque() -> None:
@@ -130,7 +131,8 @@ def test_asserts_are_recorded_instead_of_making_modules_opaque() -> None:
 def test_submodule_named_like_a_graph_module_attribute() -> None:
     model = toy.TwoInputs()  # has a submodule called `meta`
     graph = fxmaps.analyze(model, (torch.randn(2, 3, 8, 8), torch.randn(2, 6)))
-    assert graph["meta"].target == "meta" and graph["meta"].module is model.meta
+    assert graph["meta"].target == "meta"
+    assert graph["meta"].module is model.meta
     assert not hasattr(model, "fxmaps_meta")
 
 
@@ -163,7 +165,8 @@ def test_train_graph_differs_where_the_model_does() -> None:
     eval_names = {layer.name for layer in fxmaps.analyze(model).layers()}
     train_graph = fxmaps.analyze(model, train=True)
     aux = {layer.name for layer in train_graph.layers() if layer.name.startswith("aux1.")}
-    assert aux and not aux & eval_names
+    assert aux
+    assert not aux & eval_names
     assert not model.training  # tv_model returned it in eval mode; analyze restored that
 
 

@@ -148,7 +148,7 @@ _DEFAULT_METHODS: dict[str, Kind] = {
             "t",
         ),
         Kind.RESHAPE,
-    ),  # fmt: skip
+    ),
 }
 
 # Functions that live in modules fxmaps does not import itself, matched by qualified name.

@@ -1,0 +1,140 @@
+"""The command line: summary for every kind of MODEL, weights files, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fxmaps.cli import main
+from tests import models as toy
+
+ROOT = Path(__file__).parent.parent
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_summary_of_a_torchvision_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "summary", "resnet18", "--input-size", "3", "64", "64")
+    assert code == 0
+    assert "layer2.0.downsample.0  downsample" in out
+    assert "Layers: conv 17, downsample 3, linear 1, sequential 4, residual 8" in out
+    assert "1×512×2×2" in out
+
+
+def test_summary_uses_the_models_own_input_size(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "summary", "inception_v3", "--kinds", "linear")
+    assert code == 0
+    assert "1×1000" in out
+
+
+def test_summary_of_a_file_model(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = f"{ROOT / 'tests' / 'models.py'}:CifarResNet"
+    code, out, _ = run(
+        capsys, "summary", spec, "--input-size", "3", "32", "32", "--kinds", "downsample"
+    )
+    assert code == 0
+    assert "layer2.0.shortcut.0" in out
+    assert "layer3.0.shortcut.0" in out
+
+
+def test_summary_of_a_module_factory(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "summary", "tests.models:Conv1dNet", "--input-size", "2", "64")
+    assert code == 0
+    assert "2×8×64" not in out
+    assert "1×8×64" in out
+
+
+def test_weights_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = toy.CifarResNet()
+    with torch.no_grad():
+        model.linear.bias.fill_(0.5)
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "w.pt")
+    spec = "tests.models:CifarResNet"
+    code, out, _ = run(capsys, "summary", spec, "--weights", str(tmp_path / "w.pt"), "--no-input")
+    assert code == 0
+    assert "layer1.0.conv1" in out
+
+
+def test_mismatched_weights(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    torch.save(toy.Conv1dNet().state_dict(), tmp_path / "other.pt")
+    args = ("summary", "tests.models:CifarResNet", "--weights", str(tmp_path / "other.pt"))
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("fxmaps: error: weights in ")
+    assert "missing keys 'conv1.weight'" in err
+    assert "unexpected keys 'stem.weight'" in err
+    assert err.count("\n") == 1
+
+
+def test_weights_loading_never_runs_pickled_code(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    torch.save({"conv1.weight": torch.zeros(1), "evil": Path("x")}, tmp_path / "evil.pt")
+    code, _, err = run(
+        capsys, "summary", "tests.models:CifarResNet", "--weights", str(tmp_path / "evil.pt")
+    )
+    assert code == 2
+    assert "cannot read weights file" in err
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("resnet1", "'resnet1' is not a torchvision model; did you mean resnet18"),
+        ("tests/nope.py:Net", "model file 'tests/nope.py' does not exist"),
+        ("tests.models:CifarResNt", "has no attribute 'CifarResNt'; did you mean CifarResNet"),
+        (
+            "tests.models:CifarBlock",
+            "cannot be built without arguments (cin, cout, stride, shortcut_name)",
+        ),
+        ("tests.models:CIFAR_RESNET", "neither an nn.Module class nor a factory"),
+        ("no_such_package.mod:Net", "cannot import module 'no_such_package.mod'"),
+    ],
+)
+def test_bad_model_specs(capsys: pytest.CaptureFixture[str], spec: str, message: str) -> None:
+    code, out, err = run(capsys, "summary", spec)
+    assert (code, out) == (2, "")
+    assert message in err
+    assert err.startswith("fxmaps: error: ")
+
+
+def test_trace_failure_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        capsys, "summary", "tests.models:RootDataDependent", "--input-size", "3", "8", "8"
+    )
+    assert code == 2
+    assert "if y.mean() > 0" in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(Exception, match="is not a torchvision model"):
+        main(["summary", "resnet1", "--debug"])
+
+
+def test_timm_model(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("timm", reason="timm is an optional extra")
+    code, out, _ = run(capsys, "summary", "timm:resnet18", "--no-input", "--kinds", "downsample")
+    assert code == 0
+    assert "layer2.0.downsample.0" in out
+
+
+def test_python_dash_m_and_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fxmaps", "summary", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert "usage: fxmaps summary" in result.stdout
+    assert "examples:" in result.stdout
