@@ -175,3 +175,26 @@ def test_tracing_wrong_number_of_inputs() -> None:
         fxmaps.analyze(toy.CifarResNet(), (torch.randn(1, 3, 8, 8), torch.randn(1)))
     with pytest.raises(fxmaps.InputError, match=r"needs the argument 'extra'"):
         fxmaps.analyze(toy.TwoInputs(), torch.randn(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("name", "autowrapped"),
+    [
+        ("hiera_tiny_224", ()),  # forward(x, mask=None): `if mask is not None` must be False
+        ("tf_efficientnet_b0", ("timm.layers.padding.get_same_padding",)),
+    ],
+)
+def test_timm_models_that_need_concrete_args_or_autowrap(
+    name: str, autowrapped: tuple[str, ...]
+) -> None:
+    timm = pytest.importorskip("timm", reason="timm is an optional extra")
+    model = timm.create_model(name, pretrained=False).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fxmaps.FxmapsWarning)
+        graph = fxmaps.analyze(model)
+    assert graph.opaque == ()
+    assert graph.autowrapped == autowrapped
+    assert [layer.name for layer in graph.layers("input")] == ["x"]
+    x = torch.randn(1, *model.pretrained_cfg["input_size"])
+    with torch.no_grad():
+        torch.testing.assert_close(graph.graph_module(x), model(x), rtol=0, atol=0)
