@@ -1,0 +1,1 @@
+"""Runnable examples; each script runs on its own: python examples/NAME.py."""
