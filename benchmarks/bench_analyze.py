@@ -48,11 +48,7 @@ from tabulate import tabulate
 from torch import nn
 from torchvision.models.feature_extraction import get_graph_node_names
 
-try:
-    import fxmaps
-except ModuleNotFoundError:  # a checkout without `pip install -e .`: use the one beside us
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import fxmaps
+import fxmaps
 
 MODELS = ("resnet50", "resnet152", "efficientnet_b7", "convnext_base", "vit_b_16")
 QUICK_MODELS = ("resnet50", "vit_b_16")

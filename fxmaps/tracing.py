@@ -21,7 +21,7 @@ import linecache
 import math
 import re
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, FunctionType
@@ -242,17 +242,19 @@ def trace(
     wraps = tuple(autowrap_functions)
     auto_leaves: dict[str, _Failure] = {}
     helpers: dict[int, tuple[FunctionType, dict[str, Any]]] = {}
-    for _ in range(sum(1 for _ in model.modules()) + 32):
-        tracer = _Tracer(
-            leaf_types=leaf_types,
-            leaf_names=leaf_names | frozenset(auto_leaves),
-            autowrap_functions=wraps,
-            patches=_patch_list(helpers.values()),
+
+    def new_tracer(names: frozenset[str]) -> _Tracer:
+        patches = _patch_list(helpers.values())
+        return _Tracer(
+            leaf_types=leaf_types, leaf_names=names, autowrap_functions=wraps, patches=patches
         )
+
+    for _ in range(sum(1 for _ in model.modules()) + 32):
+        tracer = new_tracer(leaf_names | frozenset(auto_leaves))
         try:
-            graph_module, targets = _trace_once(tracer, model, concrete, train)
+            graph, constants = _symbolic_graph(tracer, model, concrete, train)
         except Exception as err:
-            failure = _diagnose(err, tracer, model)
+            failure = _diagnose(err, tracer)
             if failure.helper is not None and id(failure.helper[0]) not in helpers:
                 helpers[id(failure.helper[0])] = failure.helper
                 continue
@@ -260,7 +262,9 @@ def trace(
             if leaf is None:
                 raise TraceError(_trace_error_message(model, failure)) from err
             auto_leaves[leaf] = failure
+            auto_leaves.update(_failing_twins(model, leaf, auto_leaves, helpers, new_tracer, train))
             continue
+        graph_module, targets = _graph_module(graph, model, constants)
         user_leaves = (leaf_types, leaf_names)
         return _traced(
             graph_module, targets, tracer, input_names, user_leaves, auto_leaves, helpers
@@ -268,29 +272,38 @@ def trace(
     raise TraceError(f"fxmaps gave up tracing {type(model).__name__}: too many retries")
 
 
-def _trace_once(
-    tracer: _Tracer, model: nn.Module, concrete: dict[str, Any], train: bool
-) -> tuple[fx.GraphModule, dict[fx.Node, str]]:
+def _symbolic_graph(
+    tracer: _Tracer, root: nn.Module, concrete: dict[str, Any], train: bool
+) -> tuple[fx.Graph, dict[str, Any]]:
     """Trace in the requested mode; restore every module's mode and attributes after.
 
-    Returns the graph module and each ``call_module``/``get_attr`` node's qualified
-    name in ``model`` (graph targets are renamed where they would clash with
-    ``GraphModule``'s own attributes, such as a submodule called ``meta``).
+    Returns the graph and the tensor constants fx stored on ``root`` (removed again).
     """
-    modes = [(m, m.training) for m in model.modules()]
-    attrs = set(vars(model))
+    modes = [(m, m.training) for m in root.modules()]
+    attrs = set(vars(root))
     constants: dict[str, Any] = {}
     try:
-        model.train(train)
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        root.train(train)
+        graph = tracer.trace(root, concrete_args=concrete or None)
     finally:
         for module, mode in modes:
             module.training = mode
-        for attr in set(vars(model)) - attrs:  # fx stores tensor constants on the root
-            constants[attr] = getattr(model, attr)
-            delattr(model, attr)
+        for attr in set(vars(root)) - attrs:
+            constants[attr] = getattr(root, attr)
+            delattr(root, attr)
+    return graph, constants
+
+
+def _graph_module(
+    graph: fx.Graph, model: nn.Module, constants: dict[str, Any]
+) -> tuple[fx.GraphModule, dict[fx.Node, str]]:
+    """The graph module, and each ``call_module``/``get_attr`` node's qualified name in ``model``.
+
+    Graph targets are renamed where they would clash with ``GraphModule``'s own
+    attributes, such as a submodule called ``meta``.
+    """
     targets = {n: str(n.target) for n in graph.nodes if n.op in ("call_module", "get_attr")}
-    _rename_reserved(graph, model)
+    _rename_reserved(graph)
     root: dict[str, Any] = {
         str(n.target): _fetch(model, targets[n], constants)
         for n in graph.nodes
@@ -300,7 +313,45 @@ def _trace_once(
     return fx.GraphModule(root, graph, name if name.isidentifier() else "Traced"), targets
 
 
-def _rename_reserved(graph: fx.Graph, model: nn.Module) -> None:
+def _failing_twins(
+    model: nn.Module,
+    leaf: str,
+    auto_leaves: dict[str, _Failure],
+    helpers: dict[int, tuple[FunctionType, dict[str, Any]]],
+    new_tracer: Callable[[frozenset[str]], _Tracer],
+    train: bool,
+) -> dict[str, _Failure]:
+    """Other instances of the failing module's class that fail to trace on their own.
+
+    Probing each one alone costs a trace of that instance; finding them now saves
+    a retrace of the whole model per failing instance.
+    """
+    cls = type(model.get_submodule(leaf))
+    twins: dict[str, _Failure] = {}
+    for name, module in model.named_modules():
+        if type(module) is not cls or name == leaf or _inside(name, auto_leaves):
+            continue
+        tracer = new_tracer(frozenset())
+        try:
+            concrete, _ = _concrete_args(module, None)
+            _symbolic_graph(tracer, module, concrete, train)
+        except InputError:
+            continue
+        except Exception as err:
+            failure = _diagnose(err, tracer)
+            own_code = not failure.module_stack  # not one of the twin's children
+            if own_code and (failure.helper is None or id(failure.helper[0]) in helpers):
+                twins[name] = failure
+    return twins
+
+
+def _inside(name: str, leaves: Mapping[str, object]) -> bool:
+    """Whether the module ``name`` is one of ``leaves`` or inside one."""
+    parts = name.split(".")
+    return any(".".join(parts[:i]) in leaves for i in range(1, len(parts) + 1))
+
+
+def _rename_reserved(graph: fx.Graph) -> None:
     """Rename targets whose first atom is an attribute every ``GraphModule`` has."""
     for node in graph.nodes:
         if node.op in ("call_module", "get_attr"):
@@ -362,7 +413,8 @@ def _opaque(
 def _split_leaf_specs(
     model: nn.Module, specs: Iterable[LeafSpec]
 ) -> tuple[tuple[type[nn.Module], ...], frozenset[str]]:
-    paths = {module: name for name, module in model.named_modules()}
+    named = dict(model.named_modules())
+    paths = {module: name for name, module in named.items()}
     types: list[type[nn.Module]] = []
     names: set[str] = set()
     for spec in specs:
@@ -370,7 +422,7 @@ def _split_leaf_specs(
             types.append(spec)
         elif isinstance(spec, nn.Module) and spec in paths:
             names.add(paths[spec])
-        elif isinstance(spec, str) and spec in dict(model.named_modules()):
+        elif isinstance(spec, str) and spec in named:
             names.add(spec)
         else:
             raise InputError(
@@ -446,7 +498,7 @@ def _scopes(graph: fx.Graph) -> dict[fx.Node, tuple[Scope, ...]]:
     return scopes
 
 
-def _diagnose(err: Exception, tracer: _Tracer, model: nn.Module) -> _Failure:
+def _diagnose(err: Exception, tracer: _Tracer) -> _Failure:
     """Where tracing failed: the module stack, the user's source line, a helper to wrap."""
     stack = tracer.failure[1] if tracer.failure and tracer.failure[0] is err else ()
     frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]

@@ -228,6 +228,34 @@ class DataDependent(nn.Module):
         return self.head(self.gate(self.conv(x)))
 
 
+class ManyGates(nn.Module):
+    """Twelve untraceable gates, and one configured so that it traces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(ConfigGate(dynamic=i != 5) for i in range(13))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class ConfigGate(nn.Module):
+    """Data-dependent control flow only when ``dynamic``."""
+
+    def __init__(self, dynamic: bool) -> None:
+        super().__init__()
+        self.dynamic = dynamic
+        self.conv = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.dynamic and x.sum() > 0:
+            return x * 2
+        return x
+
+
 class RootDataDependent(nn.Module):
     """Data-dependent control flow in the model's own forward: nothing can be made a leaf."""
 

@@ -91,6 +91,25 @@ def test_untraceable_submodule_becomes_opaque_with_a_warning() -> None:
     torch.testing.assert_close(graph.graph_module(x), model(x), rtol=0, atol=0)
 
 
+def test_failing_instances_of_one_class_cost_two_traces(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = toy.ManyGates()
+    roots: list[str] = []
+    original = fxmaps.tracing._Tracer.trace
+
+    def counting(self: fxmaps.tracing._Tracer, root: nn.Module, **kwargs: object) -> object:
+        roots.append(type(root).__name__)
+        return original(self, root, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fxmaps.tracing._Tracer, "trace", counting)
+    with pytest.warns(fxmaps.FxmapsWarning, match="12 module"):
+        graph = fxmaps.analyze(model, torch.randn(1, 2, 4, 4))
+    assert [o.name for o in graph.opaque] == [f"blocks.{i}" for i in range(13) if i != 5]
+    assert [layer.name for layer in graph.layers("conv")] == ["blocks.5.conv"]
+    assert roots.count("ManyGates") == 2  # one failure, one success; the twins are probed alone
+    x = torch.randn(1, 2, 4, 4)
+    torch.testing.assert_close(graph.graph_module(x), model(x), rtol=0, atol=0)
+
+
 def test_failure_in_the_models_own_forward_names_the_line() -> None:
     with pytest.raises(fxmaps.TraceError, match=r"RootDataDependent.*if y.mean\(\) > 0") as info:
         fxmaps.analyze(toy.RootDataDependent())
