@@ -12,25 +12,28 @@ innermost failing submodule a leaf, and retries; what became opaque is reported.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
-import dis
-import functools
 import inspect
-import linecache
 import math
 import re
-import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType, FunctionType
 from typing import Any
 
 import torch
 import torchvision.ops
 from torch import fx, nn
 
+from fxmaps._failures import (
+    Failure,
+    Helper,
+    Patch,
+    diagnose,
+    is_assert,
+    patch_list,
+    patched_globals,
+    short,
+    trace_error_message,
+)
 from fxmaps.errors import InputError, TraceError
 
 __all__ = ["LeafSpec", "OpaqueModule", "Scope", "Traced", "trace"]
@@ -39,9 +42,6 @@ LeafSpec = type[nn.Module] | nn.Module | str
 """A leaf module given by class, by instance or by qualified name."""
 
 _SUFFIX = re.compile(r"(.+)_[0-9]+")
-_TORCH_DIR = str(Path(torch.__file__).parent)
-_FX_DIR = str(Path(fx.__file__).parent)
-_FXMAPS_DIR = str(Path(__file__).parent)
 _SIMPLE_DEFAULTS = (type(None), bool, int, float, str)
 
 _RESERVED = frozenset(dir(fx.GraphModule)) | frozenset(
@@ -92,14 +92,6 @@ class Traced:
     """Qualified names in the model of ``call_module`` and ``get_attr`` targets."""
 
 
-@dataclass(frozen=True)
-class _Failure:
-    error: Exception
-    module_stack: tuple[str, ...]
-    location: str
-    helper: tuple[FunctionType, dict[str, Any]] | None
-
-
 class _Namer:
     """torchvision's node naming, with a dictionary instead of a backwards scan."""
 
@@ -133,7 +125,7 @@ class _Tracer(fx.Tracer):
         leaf_types: tuple[type[nn.Module], ...],
         leaf_names: frozenset[str],
         autowrap_functions: tuple[Callable[..., Any], ...],
-        patches: tuple[tuple[dict[str, Any], str, FunctionType], ...],
+        patches: tuple[Patch, ...],
     ) -> None:
         super().__init__(
             autowrap_modules=(math,),
@@ -192,26 +184,14 @@ class _Tracer(fx.Tracer):
         # recognise the assert pattern here for every version.
         frame = inspect.currentframe()
         caller = frame.f_back.f_back if frame and frame.f_back else None
-        if caller is not None and _is_assert(caller):
+        if caller is not None and is_assert(caller):
             self.create_proxy("call_function", torch._assert, (obj, "assert traced by fxmaps"), {})
             return True
         return bool(super().to_bool(obj))
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
-        with _patched_globals(self._patches):
+        with patched_globals(self._patches):
             return super().trace(root, concrete_args)
-
-
-def _is_assert(frame: FrameType) -> bool:
-    """Whether ``frame`` is evaluating the condition of an ``assert`` statement."""
-    instructions = list(dis.get_instructions(frame.f_code))
-    i = bisect.bisect_left(instructions, frame.f_lasti, key=lambda inst: inst.offset)
-    return (
-        i + 1 < len(instructions)
-        and instructions[i].opname.startswith("POP_JUMP")
-        and instructions[i].opname.endswith("IF_TRUE")
-        and instructions[i + 1].opname == "LOAD_ASSERTION_ERROR"
-    )
 
 
 def trace(
@@ -240,11 +220,11 @@ def trace(
     leaf_types, leaf_names = _split_leaf_specs(model, leaf_modules)
     concrete, input_names = _concrete_args(model, n_inputs)
     wraps = tuple(autowrap_functions)
-    auto_leaves: dict[str, _Failure] = {}
-    helpers: dict[int, tuple[FunctionType, dict[str, Any]]] = {}
+    auto_leaves: dict[str, Failure] = {}
+    helpers: dict[int, Helper] = {}
 
     def new_tracer(names: frozenset[str]) -> _Tracer:
-        patches = _patch_list(helpers.values())
+        patches = patch_list(helpers.values())
         return _Tracer(
             leaf_types=leaf_types, leaf_names=names, autowrap_functions=wraps, patches=patches
         )
@@ -254,13 +234,13 @@ def trace(
         try:
             graph, constants = _symbolic_graph(tracer, model, concrete, train)
         except Exception as err:
-            failure = _diagnose(err, tracer)
+            failure = diagnose(err, tracer.failure)
             if failure.helper is not None and id(failure.helper[0]) not in helpers:
                 helpers[id(failure.helper[0])] = failure.helper
                 continue
             leaf = _leaf_for(failure, auto_leaves)
             if leaf is None:
-                raise TraceError(_trace_error_message(model, failure)) from err
+                raise TraceError(trace_error_message(model, failure)) from err
             auto_leaves[leaf] = failure
             auto_leaves.update(_failing_twins(model, leaf, auto_leaves, helpers, new_tracer, train))
             continue
@@ -316,18 +296,18 @@ def _graph_module(
 def _failing_twins(
     model: nn.Module,
     leaf: str,
-    auto_leaves: dict[str, _Failure],
-    helpers: dict[int, tuple[FunctionType, dict[str, Any]]],
+    auto_leaves: dict[str, Failure],
+    helpers: dict[int, Helper],
     new_tracer: Callable[[frozenset[str]], _Tracer],
     train: bool,
-) -> dict[str, _Failure]:
+) -> dict[str, Failure]:
     """Other instances of the failing module's class that fail to trace on their own.
 
     Probing each one alone costs a trace of that instance; finding them now saves
     a retrace of the whole model per failing instance.
     """
     cls = type(model.get_submodule(leaf))
-    twins: dict[str, _Failure] = {}
+    twins: dict[str, Failure] = {}
     for name, module in model.named_modules():
         if type(module) is not cls or name == leaf or _inside(name, auto_leaves):
             continue
@@ -338,7 +318,7 @@ def _failing_twins(
         except InputError:
             continue
         except Exception as err:
-            failure = _diagnose(err, tracer)
+            failure = diagnose(err, tracer.failure)
             own_code = not failure.module_stack  # not one of the twin's children
             if own_code and (failure.helper is None or id(failure.helper[0]) in helpers):
                 twins[name] = failure
@@ -375,8 +355,8 @@ def _traced(
     tracer: _Tracer,
     input_names: tuple[str, ...],
     user_leaves: tuple[tuple[type[nn.Module], ...], frozenset[str]],
-    auto_leaves: dict[str, _Failure],
-    helpers: dict[int, tuple[FunctionType, dict[str, Any]]],
+    auto_leaves: dict[str, Failure],
+    helpers: dict[int, Helper],
 ) -> Traced:
     graph = graph_module.graph
     leaf_types, leaf_names = user_leaves
@@ -402,12 +382,12 @@ def _traced(
 
 
 def _opaque(
-    node: fx.Node, name: str, graph_module: fx.GraphModule, failure: _Failure | None
+    node: fx.Node, name: str, graph_module: fx.GraphModule, failure: Failure | None
 ) -> OpaqueModule:
     module_type = type(graph_module.get_submodule(str(node.target))).__name__
     if failure is None:
         return OpaqueModule(name, module_type, "listed in leaf_modules", "")
-    return OpaqueModule(name, module_type, _short(failure.error), failure.location)
+    return OpaqueModule(name, module_type, short(failure.error), failure.location)
 
 
 def _split_leaf_specs(
@@ -498,119 +478,9 @@ def _scopes(graph: fx.Graph) -> dict[fx.Node, tuple[Scope, ...]]:
     return scopes
 
 
-def _diagnose(err: Exception, tracer: _Tracer) -> _Failure:
-    """Where tracing failed: the module stack, the user's source line, a helper to wrap."""
-    stack = tracer.failure[1] if tracer.failure and tracer.failure[0] is err else ()
-    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
-    linenos = [lineno for _, lineno in traceback.walk_tb(err.__traceback__)]
-    user = [i for i, frame in enumerate(frames) if _is_user_frame(frame)]
-    outside_torch = [i for i in user if not frames[i].f_code.co_filename.startswith(_TORCH_DIR)]
-    user = outside_torch or user
-    location = ""
-    helper = None
-    if user:
-        inner = user[-1]
-        location = _describe_frame(frames[inner], linenos[inner])
-        helper = _helper_candidate(frames, inner)
-    return _Failure(err, stack, location, helper)
-
-
-def _is_user_frame(frame: FrameType) -> bool:
-    filename = frame.f_code.co_filename
-    return not (filename.startswith((_FX_DIR, _FXMAPS_DIR)) or filename.startswith("<"))
-
-
-def _describe_frame(frame: FrameType, lineno: int) -> str:
-    filename = frame.f_code.co_filename
-    source = linecache.getline(filename, lineno).strip()
-    return f"{filename}:{lineno} in {frame.f_code.co_name}: {source}"
-
-
-def _helper_candidate(
-    frames: list[FrameType], inner: int
-) -> tuple[FunctionType, dict[str, Any]] | None:
-    """The innermost plain module-level function between the failure and its module."""
-    for i in range(inner, 0, -1):
-        frame = frames[i]
-        if isinstance(frame.f_locals.get("self"), nn.Module):
-            return None
-        function = frame.f_globals.get(frame.f_code.co_name)
-        filename = frame.f_code.co_filename
-        if (
-            isinstance(function, FunctionType)
-            and function.__code__ is frame.f_code
-            and not filename.startswith((_TORCH_DIR, _FXMAPS_DIR))
-        ):
-            return function, frames[i - 1].f_globals
-    return None
-
-
-def _patch_list(
-    helpers: Iterable[tuple[FunctionType, dict[str, Any]]],
-) -> tuple[tuple[dict[str, Any], str, FunctionType], ...]:
-    """Every global name through which a helper is reached: its caller's and its own module's."""
-    patches = []
-    for function, caller_globals in helpers:
-        for namespace in (caller_globals, function.__globals__):
-            for name, value in list(namespace.items()):
-                if value is function:
-                    patches.append((namespace, name, function))
-    return tuple(patches)
-
-
-@contextlib.contextmanager
-def _patched_globals(
-    patches: tuple[tuple[dict[str, Any], str, FunctionType], ...],
-) -> Iterator[None]:
-    saved = [(namespace, name, namespace[name]) for namespace, name, _ in patches]
-    try:
-        for namespace, name, function in patches:
-            namespace[name] = _autowrapped(function)
-        yield
-    finally:
-        for namespace, name, value in saved:
-            namespace[name] = value
-
-
-def _autowrapped(function: FunctionType) -> Callable[..., Any]:
-    """Record ``function`` as one call node when any argument is a proxy."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        proxies = [a for a in (*args, *kwargs.values()) if isinstance(a, fx.Proxy)]
-        if not proxies:
-            return function(*args, **kwargs)
-        return proxies[0].tracer.create_proxy("call_function", function, args, kwargs)
-
-    return wrapper
-
-
-def _leaf_for(failure: _Failure, auto_leaves: dict[str, _Failure]) -> str | None:
+def _leaf_for(failure: Failure, auto_leaves: dict[str, Failure]) -> str | None:
     """The innermost module on the failure's stack that can still become a leaf."""
     for qualname in reversed(failure.module_stack):
         if qualname and qualname not in auto_leaves:
             return qualname
     return None
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(err).__name__}: {first[:200]}"
-
-
-def _trace_error_message(model: nn.Module, failure: _Failure) -> str:
-    where = failure.module_stack[-1] if failure.module_stack else ""
-    module = model.get_submodule(where) if where else model
-    if where:
-        owner = f"submodule {where!r} ({type(module).__name__})"
-    else:
-        owner = f"the model's own forward ({type(model).__name__})"
-    return (
-        f"fxmaps could not trace {type(model).__name__}: {_short(failure.error)}, raised in "
-        f"{owner} at {failure.location or 'an unknown line'}. Making submodules opaque did "
-        "not help because the failing code runs outside any submodule. Try "
-        "leaf_modules=[...] to keep a submodule whole, autowrap_functions=(fn,) for a helper "
-        "function, or rewrite data-dependent Python control flow with tensor ops "
-        "(torch.where) so that torch.fx can record it."
-    )
