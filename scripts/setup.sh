@@ -21,9 +21,9 @@ if ! command -v dot >/dev/null 2>&1; then
     echo "fxmaps setup: installing Graphviz (dot) with apt-get"
     sudo=""
     if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-    if command -v apt-get >/dev/null 2>&1; then
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq graphviz >/dev/null
-    else
-        echo "fxmaps setup: no apt-get here; install Graphviz yourself (https://graphviz.org/download/)" >&2
+    if ! { command -v apt-get >/dev/null 2>&1 \
+            && $sudo apt-get update -qq && $sudo apt-get install -y -qq graphviz >/dev/null; }; then
+        echo "fxmaps setup: could not install Graphviz; graph rendering needs its dot binary:" \
+             "apt-get install graphviz, or see https://graphviz.org/download/" >&2
     fi
 fi
