@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -191,17 +192,10 @@ def _parameters_used(
     found = []
     for arg in node.all_input_nodes:
         if arg.op == "get_attr":
-            value = _fetch_attr(graph_module, str(arg.target))
+            value = operator.attrgetter(str(arg.target))(graph_module)
             if isinstance(value, nn.Parameter):
                 found.append(value)
     return found
-
-
-def _fetch_attr(root: nn.Module, target: str) -> Any:
-    value: Any = root
-    for atom in target.split("."):
-        value = getattr(value, atom, None)
-    return value
 
 
 def _target_name(node: fx.Node) -> str:

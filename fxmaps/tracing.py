@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -341,12 +342,7 @@ def _rename_reserved(graph: fx.Graph) -> None:
 
 
 def _fetch(model: nn.Module, target: str, constants: dict[str, Any]) -> Any:
-    if target in constants:
-        return constants[target]
-    value: Any = model
-    for atom in target.split("."):
-        value = getattr(value, atom)
-    return value
+    return constants[target] if target in constants else operator.attrgetter(target)(model)
 
 
 def _traced(

@@ -193,3 +193,18 @@ def test_kind_is_a_closed_str_enum() -> None:
     assert str(Kind.CONV) == "conv"
     with pytest.raises(ValueError, match="'convolution' is not a valid Kind"):
         Kind("convolution")
+
+
+def test_residual_merges_in_the_models_own_forward_are_blocks() -> None:
+    graph = fxmaps.analyze(toy.NamedShortcuts())
+    assert [(b.name, b.kind.value, b.parent) for b in graph.blocks()] == [
+        ("add", "residual", None),
+        ("body1", "sequential", "add"),
+        ("add_1", "residual", None),
+        ("body2", "sequential", "add_1"),
+    ]
+    assert graph.blocks()[0].layers == ("body1.0", "body1.1", "body1.2", "proj", "add")
+    assert graph["body1.0"].block == "body1"
+    assert graph["proj"].block == "add"
+    assert graph["skip.1"].block == "add_1"  # the shortcut Sequential is no block of its own
+    assert graph["downsample"].block is None

@@ -239,57 +239,60 @@ def _blocks(
     scopes: Mapping[fx.Node, tuple[Scope, ...]],
     shortcut_nodes: set[fx.Node],
 ) -> tuple[tuple[Block, ...], dict[fx.Node, str]]:
-    """Residual blocks (scopes of residual adds) and sequential containers on the main path."""
-    residual_scopes = {m.block for m in merges}
+    """Residual blocks (calls that perform a residual add) and main-path sequential calls.
+
+    A residual merge in the model's own forward has no module call around it; its
+    block is named after the add and holds the merge's two branches.
+    """
     members: dict[Scope, list[fx.Node]] = {}
     for node in nodes:
         for scope in scopes[node]:
             members.setdefault(scope, []).append(node)
+    residual = {m.block for m in merges}
     kinds: dict[str, BlockKind] = {}
     types: dict[str, str] = {}
     for scope, inside in members.items():
-        if scope.name in residual_scopes:
+        if scope.name in residual:
             kinds[scope.name] = BlockKind.RESIDUAL
-        elif issubclass(scope.module_type, nn.Sequential) and not all(
-            n in shortcut_nodes for n in inside
+        elif issubclass(scope.module_type, nn.Sequential) and any(
+            n not in shortcut_nodes for n in inside
         ):
             kinds[scope.name] = BlockKind.SEQUENTIAL
+        else:
+            continue
         types[scope.name] = scope.module_type.__name__
-    root_merges = {m.block: m for m in merges if m.block not in types}
-    node_block: dict[fx.Node, str] = {}
-    for node in nodes:
-        enclosing = [s.name for s in scopes[node] if s.name in kinds]
-        if enclosing:
-            node_block[node] = enclosing[-1]
-    for name, merge in root_merges.items():
+    scope_names = {scope.name for scope in members}
+    root = [m for m in merges if m.block not in scope_names]
+    root_members = {m.block: {*m.main, *m.shortcut, m.add} for m in root}
+    root_order = sorted(root_members, key=lambda name: -len(root_members[name]))  # outer first
+    for name in root_order:
         kinds[name] = BlockKind.RESIDUAL
         types[name] = "add"
-        for node in (*merge.main, *merge.shortcut, merge.add):
-            node_block.setdefault(node, name)
-    return _block_records(nodes, kinds, types, node_block, scopes, names), node_block
+    chains = {
+        node: [b for b in root_order if node in root_members[b]]
+        + [s.name for s in scopes[node] if s.name in kinds]
+        for node in nodes
+    }
+    node_block = {node: chain[-1] for node, chain in chains.items() if chain}
+    return _block_records(nodes, chains, kinds, types, names), node_block
 
 
 def _block_records(
     nodes: list[fx.Node],
+    chains: Mapping[fx.Node, list[str]],
     kinds: Mapping[str, BlockKind],
     types: Mapping[str, str],
-    node_block: Mapping[fx.Node, str],
-    scopes: Mapping[fx.Node, tuple[Scope, ...]],
     names: Mapping[fx.Node, str],
 ) -> tuple[Block, ...]:
+    """One record a block, in order of first node, outer blocks before inner ones."""
     layers: dict[str, list[str]] = {name: [] for name in kinds}
-    first: dict[str, int] = {}
     parents: dict[str, str | None] = {}
-    for position, node in enumerate(nodes):
-        chain = [s.name for s in scopes[node] if s.name in kinds]
-        block = node_block.get(node)
-        if block is not None and (not chain or chain[-1] != block):
-            chain.append(block)  # a residual merge in the model's own forward
+    for node in nodes:
+        chain = chains[node]
         for depth, name in enumerate(chain):
             layers[name].append(names[node])
-            first.setdefault(name, position)
             parents.setdefault(name, chain[depth - 1] if depth else None)
     return tuple(
         Block(name, kinds[name], types[name], tuple(layers[name]), parents[name])
-        for name in sorted(first, key=first.__getitem__)
+        for name in parents  # first reached first; a parent is reached before its children
     )
