@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.nn.parameter import UninitializedParameter
 
 from fxmaps.classify import Kind, Structure, analyze_structure, kind_of_node
 from fxmaps.errors import DeviceError, FxmapsWarning, InputError
-from fxmaps.graph import ROLE_DATA, Layer, ModelGraph
+from fxmaps.graph import ROLE_DATA, Layer, ModelGraph, count_parameters
 from fxmaps.shapes import ShapeTree, preserved_state, propagate_shapes, shape_of
 from fxmaps.tracing import LeafSpec, Traced, trace
 
@@ -84,6 +85,7 @@ def analyze(
     shapes: Mapping[fx.Node, ShapeTree | None] = {}
     if inputs is not None:
         _check_device(model, inputs)
+        _check_materialized(model)
         with preserved_state(model, train=train):
             shapes = propagate_shapes(traced.graph_module, inputs, traced.names)
     return _build(model, traced, shapes, inputs, train)
@@ -115,6 +117,22 @@ def _check_device(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
                 f"{param.device}; move the input with .to({str(param.device)!r}) or the model "
                 f"with .to({str(tensor.device)!r})"
             )
+
+
+def _check_materialized(model: nn.Module) -> None:
+    """A forward pass would turn lazy modules into ordinary ones: a change to the model."""
+    lazy = [
+        name
+        for name, module in model.named_modules()
+        if any(isinstance(p, UninitializedParameter) for p in module.parameters(recurse=False))
+    ]
+    if lazy:
+        listed = ", ".join(map(repr, lazy[:5]))
+        raise InputError(
+            f"{type(model).__name__} has uninitialized lazy modules ({listed}); "
+            "shape propagation would initialize them and so change the model. Run one forward "
+            "pass yourself first, or call analyze() without an example input"
+        )
 
 
 def _warn_opaque(model: nn.Module, traced: Traced) -> None:
@@ -159,7 +177,7 @@ def _build(
             target=traced.targets.get(n) or _target_name(n),
             module=modules.get(n),
             out_shape=shapes.get(n),
-            params=sum(p.numel() for p in used[n]),
+            params=count_parameters(used[n]),
             block=structure.node_block.get(n),
             opaque=names[n] in opaque,
         )
@@ -228,5 +246,5 @@ def _first_use_params(
         fresh = [p for p in used[node] if id(p) not in seen]
         seen.update(id(p) for p in fresh)
         if fresh:
-            first[names[node]] = sum(p.numel() for p in fresh)
+            first[names[node]] = count_parameters(fresh)
     return first

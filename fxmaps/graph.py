@@ -14,6 +14,7 @@ from functools import cached_property
 import networkx as nx
 from tabulate import tabulate
 from torch import fx, nn
+from torch.nn.parameter import UninitializedParameter
 
 from fxmaps.classify import Block, BlockKind, Kind, Residual
 from fxmaps.errors import NodeNotFoundError, OptionError, close_matches
@@ -33,6 +34,7 @@ __all__ = [
     "ROLE_DATA",
     "Layer",
     "ModelGraph",
+    "count_parameters",
     "format_shape",
 ]
 
@@ -83,6 +85,11 @@ class Layer:
         return type(self.module).__name__ if self.module is not None else self.target
 
 
+def count_parameters(parameters: Iterable[nn.Parameter]) -> int:
+    """Number of elements, with uninitialized (lazy) parameters counted as 0."""
+    return sum(0 if isinstance(p, UninitializedParameter) else p.numel() for p in parameters)
+
+
 def format_shape(shape: ShapeTree | None) -> str:
     """``(1, 64, 56, 56)`` -> ``'1×64×56×56'``; tuples of shapes joined by commas."""
     if shape is None:
@@ -99,7 +106,7 @@ class ModelGraph:
         >>> import torch
         >>> from torch import nn
         >>> import fxmaps
-        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(288, 2))
         >>> g = fxmaps.analyze(model, torch.zeros(1, 3, 8, 8))
         >>> [layer.name for layer in g.layers("conv")]
         ['0']
@@ -302,7 +309,7 @@ class ModelGraph:
         return f"{first:,}" if first else ""
 
     def _footer(self) -> str:
-        model_params = sum(p.numel() for p in self._model.parameters())
+        model_params = count_parameters(self._model.parameters())
         info = self.info()
         lines = [
             f"Total params: {self.total_params:,} (the model has {model_params:,})",
