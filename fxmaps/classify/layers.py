@@ -154,7 +154,6 @@ _DEFAULT_METHODS: dict[str, Kind] = {
 # Functions that live in modules fxmaps does not import itself, matched by qualified name.
 _NAMED_FUNCTIONS: dict[str, Kind] = {
     "torchvision.models.swin_transformer.shifted_window_attention": Kind.ATTENTION,
-    "torchvision.models.swin_transformer._patch_merging_pad": Kind.OTHER,
 }
 
 _module_rules: dict[type[nn.Module], Kind] = {}
