@@ -9,6 +9,7 @@ from fxmaps.classify import (
     Block,
     BlockKind,
     Kind,
+    Layout,
     Residual,
     SkipKind,
     register_function_kind,
@@ -26,7 +27,9 @@ from fxmaps.errors import (
     ShapeError,
     TraceError,
 )
+from fxmaps.extract import FeatureExtractor, extract
 from fxmaps.graph import Layer, ModelGraph, format_shape
+from fxmaps.maps import FeatureMaps
 from fxmaps.tracing import OpaqueModule
 
 __version__ = "0.1.0"
@@ -35,11 +38,14 @@ __all__ = [
     "Block",
     "BlockKind",
     "DeviceError",
+    "FeatureExtractor",
+    "FeatureMaps",
     "FxmapsError",
     "FxmapsWarning",
     "InputError",
     "Kind",
     "Layer",
+    "Layout",
     "ModelGraph",
     "ModelLoadError",
     "NodeNotFoundError",
@@ -51,6 +57,7 @@ __all__ = [
     "TraceError",
     "__version__",
     "analyze",
+    "extract",
     "format_shape",
     "register_function_kind",
     "register_module_kind",

@@ -11,13 +11,13 @@ import torch
 from torch import fx, nn
 from torch.nn.parameter import UninitializedParameter
 
-from fxmaps.classify import Kind, Structure, analyze_structure, kind_of_node
+from fxmaps.classify import Kind, Structure, analyze_structure, infer_layouts, kind_of_node
 from fxmaps.errors import DeviceError, FxmapsWarning, InputError
 from fxmaps.graph import ROLE_DATA, Layer, ModelGraph, count_parameters
 from fxmaps.shapes import ShapeTree, preserved_state, propagate_shapes, shape_of
 from fxmaps.tracing import LeafSpec, Traced, trace
 
-__all__ = ["analyze"]
+__all__ = ["ExampleInput", "analyze", "as_example_inputs", "check_device", "graph_for_inputs"]
 
 ExampleInput = torch.Tensor | Sequence[torch.Tensor]
 _LEARNED = frozenset({Kind.CONV, Kind.LINEAR, Kind.ATTENTION, Kind.RECURRENT, Kind.EMBEDDING})
@@ -68,30 +68,53 @@ def analyze(
         >>> g.info()["residual"], [r.merge for r in g.residuals()]
         (1, ['1.add'])
     """
-    if not isinstance(model, nn.Module):
-        raise InputError(
-            f"analyze() needs a torch.nn.Module, got {type(model).__name__}; "
-            "build the model first (for example torchvision.models.resnet18())"
-        )
-    inputs = _as_inputs(example_input)
-    traced = trace(
-        model,
-        n_inputs=None if inputs is None else len(inputs),
-        leaf_modules=leaf_modules,
-        autowrap_functions=autowrap_functions,
-        train=train,
+    inputs = as_example_inputs(example_input)
+    traced = _trace(
+        model, None if inputs is None else len(inputs), leaf_modules, autowrap_functions, train
     )
-    _warn_opaque(model, traced)
     shapes: Mapping[fx.Node, ShapeTree | None] = {}
     if inputs is not None:
-        _check_device(model, inputs)
+        check_device(model, inputs)
         _check_materialized(model)
         with preserved_state(model, train=train):
             shapes = propagate_shapes(traced.graph_module, inputs, traced.names)
     return _build(model, traced, shapes, inputs, train)
 
 
-def _as_inputs(example_input: ExampleInput | None) -> tuple[torch.Tensor, ...] | None:
+def graph_for_inputs(model: nn.Module, n_inputs: int) -> ModelGraph:
+    """The eval-mode graph for calls with ``n_inputs`` positional inputs, without shapes.
+
+    What :func:`fxmaps.extract` uses when given a model: no shape propagation,
+    which would cost a forward pass of its own.
+    """
+    return _build(model, _trace(model, n_inputs, (), (), False), {}, None, False)
+
+
+def _trace(
+    model: nn.Module,
+    n_inputs: int | None,
+    leaf_modules: Iterable[LeafSpec],
+    autowrap_functions: Iterable[Callable[..., Any]],
+    train: bool,
+) -> Traced:
+    if not isinstance(model, nn.Module):
+        raise InputError(
+            f"analyze() needs a torch.nn.Module, got {type(model).__name__}; "
+            "build the model first (for example torchvision.models.resnet18())"
+        )
+    traced = trace(
+        model,
+        n_inputs=n_inputs,
+        leaf_modules=leaf_modules,
+        autowrap_functions=autowrap_functions,
+        train=train,
+    )
+    _warn_opaque(model, traced)
+    return traced
+
+
+def as_example_inputs(example_input: ExampleInput | None) -> tuple[torch.Tensor, ...] | None:
+    """``None``, or the input as a tuple of tensors; anything else raises ``InputError``."""
     if example_input is None:
         return None
     if isinstance(example_input, torch.Tensor):
@@ -106,7 +129,8 @@ def _as_inputs(example_input: ExampleInput | None) -> tuple[torch.Tensor, ...] |
     )
 
 
-def _check_device(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+def check_device(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    """Raise ``DeviceError`` when an input is not on the device of the model's parameters."""
     param = next(model.parameters(), None)
     if param is None or param.device.type == "meta":
         return
@@ -145,7 +169,7 @@ def _warn_opaque(model: nn.Module, traced: Traced) -> None:
         f"shows each as one opaque node: {described}. Their insides are not shown; pass "
         "leaf_modules=[...] to choose this yourself.",
         FxmapsWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
@@ -170,6 +194,8 @@ def _build(
     structure = analyze_structure(nodes, kinds, names, traced.scopes, learned)
     for node in structure.downsample:
         kinds[node] = Kind.DOWNSAMPLE
+    ranks = {n: len(s) for n, s in shapes.items() if s and all(isinstance(d, int) for d in s)}
+    layouts = infer_layouts(nodes, kinds, modules, ranks)
     layers = [
         Layer(
             name=names[n],
@@ -180,6 +206,7 @@ def _build(
             params=count_parameters(used[n]),
             block=structure.node_block.get(n),
             opaque=names[n] in opaque,
+            layout=layouts[n],
         )
         for n in nodes
     ]

@@ -7,16 +7,17 @@ edge attributes are named by the ``ATTR_*`` constants of this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, TypeVar
 
 import networkx as nx
 from tabulate import tabulate
 from torch import fx, nn
 from torch.nn.parameter import UninitializedParameter
 
-from fxmaps.classify import Block, BlockKind, Kind, Residual
+from fxmaps.classify import Block, BlockKind, Kind, Layout, Residual
 from fxmaps.errors import NodeNotFoundError, OptionError, close_matches
 from fxmaps.shapes import ShapeTree
 from fxmaps.tracing import OpaqueModule
@@ -49,6 +50,7 @@ ATTR_OPAQUE = "opaque"
 ATTR_ROLE = "role"
 ROLE_DATA = "data"
 
+T = TypeVar("T")
 _HEADLINE = ("conv", "downsample", "linear", "sequential", "residual")
 
 
@@ -68,6 +70,8 @@ class Layer:
         params: Number of parameters the node uses (shared ones included).
         block: The innermost enclosing residual or sequential block, if any.
         opaque: Whether the node is a module fxmaps did not trace into.
+        layout: Whether the output keeps its channels first ``(N, C, ...)`` or last
+            ``(N, ..., C)``.
     """
 
     name: str
@@ -78,6 +82,7 @@ class Layer:
     params: int
     block: str | None
     opaque: bool = False
+    layout: Layout = Layout.UNKNOWN
 
     @property
     def module_type(self) -> str:
@@ -142,6 +147,7 @@ class ModelGraph:
         self._first_use_params = dict(first_use_params)
         self._input_shapes = input_shapes
         self._train = train
+        self._memo: dict[Hashable, Any] = {}
 
     # -- records -------------------------------------------------------------------------
 
@@ -221,6 +227,16 @@ class ModelGraph:
         """The ``torch.fx.Node`` behind a layer name (advanced use)."""
         self.layer(name)
         return self._fx_nodes[name]
+
+    def cached(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The value built for ``key`` on this graph, built on first use.
+
+        Later stages keep what they derive from a graph here (extraction keeps its
+        built extractors), so the cache lives and dies with the graph.
+        """
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]  # type: ignore[no-any-return]
 
     @property
     def total_params(self) -> int:

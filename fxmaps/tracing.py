@@ -12,11 +12,12 @@ innermost failing submodule a leaf, and retries; what became opaque is reported.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = ["LeafSpec", "OpaqueModule", "Scope", "Traced", "trace"]
 LeafSpec = type[nn.Module] | nn.Module | str
 """A leaf module given by class, by instance or by qualified name."""
 
+_SETITEM = "__setitem__"
 _SUFFIX = re.compile(r"(.+)_[0-9]+")
 _SIMPLE_DEFAULTS = (type(None), bool, int, float, str)
 
@@ -191,8 +193,30 @@ class _Tracer(fx.Tracer):
         return bool(super().to_bool(obj))
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
-        with patched_globals(self._patches):
+        with patched_globals(self._patches), _item_assignment():
             return super().trace(root, concrete_args)
+
+
+@contextlib.contextmanager
+def _item_assignment() -> Iterator[None]:
+    """Record ``x[index] = value`` on a proxy as an ``operator.setitem`` node.
+
+    fx proxies do not support item assignment, so a model that writes into a
+    tensor could not be traced at all; this holds only while fxmaps traces.
+    """
+    saved = vars(fx.Proxy).get(_SETITEM)
+
+    def setitem(self: fx.Proxy, key: Any, value: Any) -> None:
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
+    setattr(fx.Proxy, _SETITEM, setitem)
+    try:
+        yield
+    finally:
+        if saved is None:
+            delattr(fx.Proxy, _SETITEM)
+        else:
+            setattr(fx.Proxy, _SETITEM, saved)
 
 
 def trace(

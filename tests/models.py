@@ -434,3 +434,65 @@ SHARED_BLOCK: dict[str, Any] = {
     "residual_blocks": ["block", "block_1"],
     "conv": ["stem", "block.conv1", "block.conv2", "block.conv1_1", "block.conv2_1"],
 }
+
+
+class SqueezeExcite(nn.Module):
+    """timm's SE shape: ``fc1`` -> ``bn`` (an ``nn.Identity``) -> ``ReLU(inplace=True)``.
+    The in-place ReLU overwrites ``fc1``'s output through the Identity alias."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.fc1 = nn.Conv2d(channels, 4, 1)
+        self.bn = nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(4, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        s = x.mean((2, 3), keepdim=True)
+        s = self.fc2(self.act(self.bn(self.fc1(s))))
+        return x * s.sigmoid()
+
+
+class InplaceOps(nn.Module):
+    """In-place ops of every form: ``inplace=True`` functional, a ``_`` method, ``setitem``,
+    a view mutated in place, and an in-place op whose result is never used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.conv3 = nn.Conv2d(4, 4, 1)
+        self.conv4 = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = F.relu(self.conv1(x), inplace=True)  # conv1's map is overwritten
+        b = self.conv2(a)
+        b.add_(1.0)  # conv2's map is overwritten; the result of add_ is unused
+        c = self.conv3(b)  # so conv3 must see b after add_
+        c[:, 0] = 0.0  # setitem overwrites conv3's map
+        flat = self.conv4(c).flatten(2)  # a view of conv4's map ...
+        flat.mul_(2.0)  # ... mutated in place
+        return flat
+
+
+class Sneaky(nn.Module):
+    """Overwrites its input in place, with nothing on it that says so."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(0.5)
+        return x + 1
+
+
+class HiddenMutation(nn.Module):
+    """An opaque module mutates a map: only the run-time version check can see it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.sneaky = Sneaky()
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.sneaky(self.conv(x)))

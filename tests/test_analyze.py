@@ -12,6 +12,7 @@ import fxmaps
 from fxmaps.shapes import shape_of
 from tests import models as toy
 from tests.conftest import tv_model
+from tests.oracles import hook_outputs
 
 
 def _snapshot(model: nn.Module) -> dict[str, object]:
@@ -65,21 +66,9 @@ def test_shape_propagation_does_not_move_batchnorm_statistics() -> None:
 
 def _hook_shapes(model: nn.Module, *inputs: torch.Tensor) -> dict[str, list[object]]:
     """Output shapes per module call, as forward hooks see them."""
-    seen: dict[str, list[object]] = defaultdict(list)
-    handles = [
-        module.register_forward_hook(
-            lambda _m, _i, out, name=name: seen[name].append(shape_of(out))
-        )
-        for name, module in model.named_modules()
-        if name
-    ]
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
+    return {
+        name: [shape_of(out) for out in outs] for name, outs in hook_outputs(model, *inputs).items()
+    }
 
 
 @pytest.mark.parametrize(

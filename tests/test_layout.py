@@ -20,6 +20,11 @@ ORDER = [
     "classify",
     "graph",
     "analyze",
+    "select",
+    "maps",
+    "_aliases",
+    "_transforms",
+    "extract",
     "zoo",
     "cli",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["BlockKind", "Kind", "SkipKind"]
+__all__ = ["BlockKind", "Kind", "Layout", "SkipKind"]
 
 
 class _StrEnum(str, Enum):
@@ -54,3 +54,15 @@ class SkipKind(_StrEnum):
     IDENTITY = "identity"  # nothing, or only norms, activations, dropout, reshapes
     PROJECTION = "projection"  # learned layers (its convs are downsample convs)
     PARAMETER_FREE = "parameter-free"  # pooling, padding, slicing: no learned layers
+
+
+class Layout(_StrEnum):
+    """Where a node's output keeps its channels.
+
+    ``channels-first`` is ``(N, C, ...)`` (convnets); ``channels-last`` is ``(N, ..., C)``
+    (transformer tokens ``(N, L, C)``, Swin's and ConvNeXt's ``(N, H, W, C)``).
+    """
+
+    CHANNELS_FIRST = "channels-first"
+    CHANNELS_LAST = "channels-last"
+    UNKNOWN = "unknown"

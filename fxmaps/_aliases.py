@@ -1,0 +1,175 @@
+"""In-place operations and aliasing in a traced graph.
+
+A map must be what its node produced, even when a later in-place op (an
+``inplace=True`` ReLU, ``add_``, ``x[...] = y``) overwrites that tensor, directly
+or through an alias (``nn.Identity``, ``view``, ``flatten``, slicing, eval-mode
+dropout all may return a tensor sharing storage). This module finds:
+
+* *alias groups*: nodes whose outputs may share storage (union-find; an op not
+  known to return a fresh tensor is assumed to alias its inputs);
+* *live nodes*: what must run to produce the requested nodes. Unlike fx's own
+  dead-code elimination, an in-place op whose result is unused stays live when a
+  later live node reads the tensor it mutates;
+* *snapshots*: the requested nodes that a live in-place op mutates after they
+  were produced. Only those need a copy; others cost nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+
+from fxmaps.classify import Kind
+
+__all__ = ["Liveness", "mutated_input", "plan_liveness"]
+
+_FRESH_KINDS = frozenset(
+    {
+        Kind.CONV, Kind.DOWNSAMPLE, Kind.LINEAR, Kind.NORM, Kind.ACTIVATION, Kind.POOL,
+        Kind.ADD, Kind.CONCAT, Kind.ATTENTION, Kind.UPSAMPLE, Kind.EMBEDDING, Kind.RECURRENT,
+    }
+)  # fmt: skip
+_FRESH_FUNCTIONS = frozenset(
+    {
+        operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
+        operator.pow, operator.neg, operator.matmul, operator.mod, torch.add, torch.sub,
+        torch.mul, torch.div, torch.matmul, torch.bmm, torch.einsum, torch.where, torch.sum,
+        torch.mean, torch.exp, torch.sqrt, torch.rsqrt, torch.abs, torch.clamp, torch.roll,
+        torch.clone, torch.zeros_like, torch.ones_like, torch.cumsum, torch.softmax,
+    }
+)  # fmt: skip
+_FRESH_METHODS = frozenset(
+    {
+        "add", "sub", "mul", "div", "matmul", "pow", "neg", "sum", "mean", "exp", "sqrt",
+        "rsqrt", "abs", "clamp", "clone", "softmax", "sigmoid", "tanh", "relu", "norm", "amax",
+        "max", "min", "std", "var", "roll", "cumsum", "__add__", "__mul__", "__sub__",
+        "__truediv__", "__matmul__",
+    }
+)  # fmt: skip
+_INPLACE_OPERATORS = frozenset(
+    {
+        operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
+        operator.ipow, operator.imod, operator.imatmul, operator.iand, operator.ior,
+        operator.ixor, operator.ilshift, operator.irshift, operator.setitem,
+    }
+)  # fmt: skip
+_INPLACE_DUNDERS = frozenset(
+    {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__ipow__",
+     "__imod__", "__iand__", "__ior__", "__ixor__", "__setitem__"}
+)  # fmt: skip
+
+
+def mutated_input(node: fx.Node, module: nn.Module | None) -> fx.Node | None:
+    """The node whose tensor ``node`` overwrites in place, or ``None``."""
+    first = next(iter(node.all_input_nodes), None)
+    if node.op == "call_module":
+        return first if getattr(module, "inplace", False) is True else None
+    if node.op == "call_method":
+        name = str(node.target)
+        inplace = _inplace_name(name)
+    elif node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        inplace = node.target in _INPLACE_OPERATORS or _inplace_name(name) or _inplace_flag(node)
+    else:
+        return None
+    target = node.args[0] if node.args else None
+    return target if inplace and isinstance(target, fx.Node) else None
+
+
+def _inplace_name(name: str) -> bool:
+    return (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_DUNDERS
+
+
+def _inplace_flag(node: fx.Node) -> bool:
+    """``inplace=True`` given by keyword or by position (``F.relu(x, True)``)."""
+    if node.kwargs.get("inplace") is True:
+        return True
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return bound.arguments.get("inplace") is True
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What must run to produce the requested nodes, and which of them need a copy."""
+
+    live: frozenset[fx.Node]
+    snapshots: frozenset[fx.Node]
+
+
+def plan_liveness(
+    nodes: Sequence[fx.Node],
+    requested: Iterable[fx.Node],
+    kinds: Mapping[fx.Node, Kind],
+    modules: Mapping[fx.Node, nn.Module],
+    read_at_end: Iterable[fx.Node] = (),
+) -> Liveness:
+    """Live nodes and snapshots for returning ``requested`` (see the module docstring).
+
+    ``requested`` maps are taken when produced; ``read_at_end`` values (what the
+    model returns) are taken after every op, so in-place ops on them must run.
+    """
+    requested = set(requested)
+    at_end = set(read_at_end)
+    mutates = {n: m for n in nodes if (m := mutated_input(n, modules.get(n))) is not None}
+    group = _alias_groups(nodes, kinds, mutates)
+    live: set[fx.Node] = requested | at_end
+    read_later = {group[n] for n in at_end}  # alias groups read by live nodes further on
+    for node in reversed(nodes):
+        is_live = node in live or (node in mutates and group[mutates[node]] in read_later)
+        if is_live:
+            live.add(node)
+            for arg in node.all_input_nodes:
+                live.add(arg)
+                read_later.add(group[arg])
+    position = {node: i for i, node in enumerate(nodes)}
+    mutations: dict[fx.Node, int] = {}  # alias group -> position of its last live mutation
+    for node, target in mutates.items():
+        if node in live:
+            root = group[target]
+            mutations[root] = max(mutations.get(root, -1), position[node])
+    snapshots = {r for r in requested if mutations.get(group[r], -1) > position[r]}
+    return Liveness(frozenset(live), frozenset(snapshots))
+
+
+def _alias_groups(
+    nodes: Sequence[fx.Node],
+    kinds: Mapping[fx.Node, Kind],
+    mutates: Mapping[fx.Node, fx.Node],
+) -> dict[fx.Node, fx.Node]:
+    """Each node's alias group, as the group's first node (union-find, path-halving)."""
+    parent: dict[fx.Node, fx.Node] = {}
+
+    def find(node: fx.Node) -> fx.Node:
+        while parent[node] is not node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for node in nodes:
+        parent[node] = node
+        for source in _aliased_inputs(node, kinds[node], mutates.get(node)):
+            a, b = find(source), find(node)
+            if a is not b:
+                parent[b] = a
+    return {node: find(node) for node in nodes}
+
+
+def _aliased_inputs(node: fx.Node, kind: Kind, mutated: fx.Node | None) -> list[fx.Node]:
+    """The inputs whose storage ``node``'s output may share."""
+    if mutated is not None:
+        return [mutated]
+    if node.op in ("placeholder", "get_attr", "output") or kind in _FRESH_KINDS:
+        return []
+    if node.op == "call_function" and node.target in _FRESH_FUNCTIONS:
+        return []
+    if node.op == "call_method" and node.target in _FRESH_METHODS:
+        return []
+    return list(node.all_input_nodes)

@@ -1,0 +1,242 @@
+"""``FeatureMaps``: extracted maps by node name, each with the :class:`Layer` it came from.
+
+Saved files hold the tensors and the layer metadata, never pickled objects:
+``.safetensors`` files through safetensors, anything else through ``torch.save``
+of plain containers, which :meth:`FeatureMaps.load` reads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fxmaps.classify import Kind, Layout
+from fxmaps.errors import FxmapsError, InputError, NodeNotFoundError, close_matches
+from fxmaps.graph import Layer, format_shape
+
+__all__ = ["FeatureMaps"]
+
+_FORMAT = "fxmaps.FeatureMaps"
+_VERSION = 1
+_CHANNELS = "channels/"
+
+
+class FeatureMaps(Mapping[str, torch.Tensor]):
+    """Read-only mapping from node name to the map that node produced.
+
+    Iteration follows the order the layers were asked for. Besides the tensors
+    it knows each map's :class:`Layer` (kind, block, layout), the channel indices
+    kept by a ``channels=`` selection, and the requested nodes that produced no
+    tensor (``skipped``).
+
+    Example:
+        >>> import torch, fxmaps
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> maps = fxmaps.extract(model, torch.randn(1, 3, 8, 8))
+        >>> list(maps), maps["2"].shape, maps.layer("2").kind.value
+        (['0', '2'], torch.Size([1, 2, 6, 6]), 'conv')
+    """
+
+    def __init__(
+        self,
+        maps: Mapping[str, torch.Tensor],
+        layers: Mapping[str, Layer],
+        *,
+        channels: Mapping[str, torch.Tensor] | None = None,
+        skipped: Sequence[str] = (),
+    ) -> None:
+        self._maps = dict(maps)
+        self._layers = {name: layers[name] for name in self._maps}
+        self._channels = dict(channels or {})
+        self._skipped = tuple(skipped)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        try:
+            return self._maps[name]
+        except KeyError:
+            matches = close_matches(name, self._maps)
+            hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
+            raise NodeNotFoundError(f"no map named {name!r} among {len(self)}{hint}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._maps)
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    def layer(self, name: str) -> Layer:
+        """The layer that produced the map ``name``."""
+        self[name]
+        return self._layers[name]
+
+    def channels(self, name: str) -> torch.Tensor | None:
+        """The channel indices kept for ``name``, or ``None`` when all are kept."""
+        self[name]
+        return self._channels.get(name)
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Requested nodes whose output was not a tensor (sizes, tuples, ...)."""
+        return self._skipped
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the maps."""
+        return sum(t.numel() * t.element_size() for t in self._maps.values())
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> FeatureMaps:
+        """A copy with every map moved to ``device`` and/or converted to ``dtype``."""
+        maps = {name: t.to(device=device, dtype=dtype) for name, t in self._maps.items()}
+        return FeatureMaps(maps, self._layers, channels=self._channels, skipped=self._skipped)
+
+    def cpu(self) -> FeatureMaps:
+        """A copy with every map on the CPU."""
+        return self.to("cpu")
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """The maps as NumPy arrays (copied to the CPU, detached)."""
+        return {name: t.detach().cpu().numpy() for name, t in self._maps.items()}
+
+    # -- files -------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the maps and their layer metadata to ``path`` (atomically).
+
+        ``.safetensors`` needs the safetensors package; any other suffix uses
+        ``torch.save`` of plain containers.
+        """
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise InputError(
+                f"cannot save to {str(path)!r}: folder {str(path.parent)!r} does not exist"
+            )
+        tensors = {name: t.detach().cpu().contiguous() for name, t in self._maps.items()}
+        channels = {name: t.detach().cpu() for name, t in self._channels.items()}
+        meta = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "layers": [_layer_dict(self._layers[name]) for name in self],
+            "skipped": list(self._skipped),
+        }
+        with _atomic(path) as tmp:
+            if path.suffix == ".safetensors":
+                _safetensors().save_file(
+                    {**tensors, **{_CHANNELS + k: v for k, v in channels.items()}},
+                    str(tmp),
+                    metadata={"fxmaps": json.dumps(meta)},
+                )
+            else:
+                torch.save({**meta, "maps": tensors, "channels": channels}, tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureMaps:
+        """Read maps written by :meth:`save`; never executes pickled code."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no feature-maps file at {str(path)!r}")
+        try:
+            if path.suffix == ".safetensors":
+                meta, maps, channels = _read_safetensors(path)
+            else:
+                content = torch.load(path, map_location="cpu", weights_only=True)
+                meta, maps, channels = content, content["maps"], content["channels"]
+            if meta.get("format") != _FORMAT:
+                raise KeyError("format")
+        except FxmapsError:
+            raise
+        except Exception as err:
+            raise InputError(
+                f"{str(path)!r} is not a feature-maps file written by fxmaps: {err}"
+            ) from err
+        layers = {entry["name"]: _layer_from_dict(entry) for entry in meta["layers"]}
+        ordered = {entry["name"]: maps[entry["name"]] for entry in meta["layers"]}
+        return cls(ordered, layers, channels=channels, skipped=meta.get("skipped", ()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}: {format_shape(tuple(t.shape))}" for name, t in list(self._maps.items())[:6]
+        )
+        more = f", ... ({len(self) - 6} more)" if len(self) > 6 else ""
+        return f"<FeatureMaps {len(self)} maps, {self.nbytes / 2**20:.1f} MiB: {shown}{more}>"
+
+
+def _layer_dict(layer: Layer) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "kind": layer.kind.value,
+        "target": layer.target,
+        "out_shape": layer.out_shape,
+        "params": layer.params,
+        "block": layer.block,
+        "opaque": layer.opaque,
+        "layout": layer.layout.value,
+    }
+
+
+def _layer_from_dict(entry: Mapping[str, Any]) -> Layer:
+    return Layer(
+        name=entry["name"],
+        kind=Kind(entry["kind"]),
+        target=entry["target"],
+        module=None,
+        out_shape=_tuples(entry["out_shape"]),
+        params=int(entry["params"]),
+        block=entry["block"],
+        opaque=bool(entry["opaque"]),
+        layout=Layout(entry["layout"]),
+    )
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _read_safetensors(
+    path: Path,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    module = _safetensors()
+    with module.safe_open(str(path), framework="pt") as handle:
+        meta = json.loads((handle.metadata() or {})["fxmaps"])
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    channels = {k.removeprefix(_CHANNELS): v for k, v in tensors.items() if k.startswith(_CHANNELS)}
+    maps = {k: v for k, v in tensors.items() if not k.startswith(_CHANNELS)}
+    return meta, maps, channels
+
+
+def _safetensors() -> Any:
+    try:
+        import safetensors.torch
+    except ImportError as err:
+        raise InputError(
+            "saving .safetensors files needs the safetensors package: pip install safetensors"
+        ) from err
+    return safetensors.torch
+
+
+class _atomic:
+    """A temporary file beside ``path`` that replaces it only when writing succeeded."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(handle)
+        self._tmp = Path(name)
+
+    def __enter__(self) -> Path:
+        return self._tmp
+
+    def __exit__(self, kind: object, value: object, trace: object) -> None:
+        if kind is None:
+            self._tmp.replace(self._path)
+        else:
+            self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,106 @@
+"""FeatureMaps: a read-only mapping with layer metadata, saved and loaded without pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fxmaps
+from tests import models as toy
+
+
+@pytest.fixture(scope="module")
+def maps() -> fxmaps.FeatureMaps:
+    graph = fxmaps.analyze(toy.CifarResNet(), torch.randn(2, 3, 16, 16))
+    return fxmaps.extract(
+        graph, torch.randn(2, 3, 16, 16), layers=["layer2.*", "linear"], channels="top:3"
+    )
+
+
+def test_mapping_in_the_order_asked(maps: fxmaps.FeatureMaps) -> None:
+    names = list(maps)
+    assert names[0] == "layer2.0.conv1"
+    assert names[-1] == "linear"
+    assert len(maps) == len(names)
+    assert "linear" in maps
+    assert "nope" not in maps
+    assert dict(maps.items()).keys() == set(names)
+
+
+def test_read_only(maps: fxmaps.FeatureMaps) -> None:
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        maps["linear"] = torch.zeros(1)  # type: ignore[index]
+
+
+def test_unknown_map_suggests_names(maps: fxmaps.FeatureMaps) -> None:
+    with pytest.raises(
+        fxmaps.NodeNotFoundError, match=r"no map named 'layer2.0.conv9'.*'layer2.0.conv1'"
+    ):
+        maps["layer2.0.conv9"]
+
+
+def test_layer_metadata(maps: fxmaps.FeatureMaps) -> None:
+    layer = maps.layer("layer2.0.shortcut.0")
+    assert (layer.kind, layer.block) == (fxmaps.Kind.DOWNSAMPLE, "layer2.0")
+    kept = maps.channels("linear")
+    assert kept is not None
+    assert kept.numel() == 3
+    assert maps.skipped == ()
+    assert maps.nbytes == sum(t.numel() * 4 for t in maps.values())
+    assert repr(maps).startswith(f"<FeatureMaps {len(maps)} maps")
+
+
+def test_to_cpu_and_numpy(maps: fxmaps.FeatureMaps) -> None:
+    half = maps.to(dtype=torch.float16)
+    assert all(t.dtype == torch.float16 for t in half.values())
+    assert half.layer("linear") == maps.layer("linear")
+    assert maps.cpu()["linear"].device.type == "cpu"
+    arrays = maps.numpy()
+    assert isinstance(arrays["linear"], np.ndarray)
+    assert np.array_equal(arrays["linear"], maps["linear"].numpy())
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_save_and_load_round_trip(maps: fxmaps.FeatureMaps, tmp_path: Path, suffix: str) -> None:
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors", reason="safetensors is optional")
+    path = tmp_path / f"maps{suffix}"
+    maps.save(path)
+    loaded = fxmaps.FeatureMaps.load(path)
+    assert list(loaded) == list(maps)
+    for name in maps:
+        assert torch.equal(loaded[name], maps[name])
+        assert torch.equal(loaded.channels(name), maps.channels(name))  # type: ignore[arg-type]
+        before, after = maps.layer(name), loaded.layer(name)
+        assert (after.kind, after.block, after.out_shape, after.layout) == (
+            before.kind, before.block, before.out_shape, before.layout,
+        )  # fmt: skip
+        assert after.module is None
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
+
+
+def test_load_refuses_pickled_objects(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save(
+        {"format": "fxmaps.FeatureMaps", "layers": [], "maps": {}, "channels": {}, "x": Path()},
+        path,
+    )
+    with pytest.raises(fxmaps.InputError, match=r"is not a feature-maps file written by fxmaps"):
+        fxmaps.FeatureMaps.load(path)
+
+
+def test_load_refuses_other_files(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(toy.CifarResNet().state_dict(), path)
+    with pytest.raises(fxmaps.InputError, match=r"is not a feature-maps file written by fxmaps"):
+        fxmaps.FeatureMaps.load(path)
+    with pytest.raises(fxmaps.InputError, match=r"no feature-maps file at"):
+        fxmaps.FeatureMaps.load(tmp_path / "missing.pt")
+
+
+def test_save_into_a_missing_folder(maps: fxmaps.FeatureMaps, tmp_path: Path) -> None:
+    with pytest.raises(fxmaps.InputError, match=r"folder .*nowhere.* does not exist"):
+        maps.save(tmp_path / "nowhere" / "maps.pt")
