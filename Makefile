@@ -2,7 +2,7 @@
 # Each one sets everything up first (scripts/setup.sh) and is safe to re-run.
 VENV := .venv/bin
 
-.PHONY: setup demo test test-zoo lint bench
+.PHONY: setup demo test test-zoo lint bench bench-quick
 
 setup:
 	@bash scripts/setup.sh
@@ -23,3 +23,7 @@ test-zoo: setup
 
 bench: setup
 	$(VENV)/python benchmarks/bench_analyze.py
+	$(VENV)/python benchmarks/bench_extract.py
+
+bench-quick: setup
+	$(VENV)/python benchmarks/bench_extract.py --quick

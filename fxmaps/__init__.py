@@ -5,6 +5,7 @@ convs, residual and sequential blocks, ...), and look at the result.
 """
 
 from fxmaps.analyze import analyze
+from fxmaps.bench import ExtractionBenchmark, benchmark_extraction
 from fxmaps.classify import (
     Block,
     BlockKind,
@@ -38,6 +39,7 @@ __all__ = [
     "Block",
     "BlockKind",
     "DeviceError",
+    "ExtractionBenchmark",
     "FeatureExtractor",
     "FeatureMaps",
     "FxmapsError",
@@ -57,6 +59,7 @@ __all__ = [
     "TraceError",
     "__version__",
     "analyze",
+    "benchmark_extraction",
     "extract",
     "format_shape",
     "register_function_kind",

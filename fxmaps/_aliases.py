@@ -10,8 +10,12 @@ dropout all may return a tensor sharing storage). This module finds:
 * *live nodes*: what must run to produce the requested nodes. Unlike fx's own
   dead-code elimination, an in-place op whose result is unused stays live when a
   later live node reads the tensor it mutates;
-* *snapshots*: the requested nodes that a live in-place op mutates after they
-  were produced. Only those need a copy; others cost nothing.
+* *out-of-place rewrites*: a live in-place op whose overwritten tensor nothing
+  reads afterwards can run out of place instead (a copy of its module with
+  ``inplace=False``, ``inplace=False`` for a functional, ``relu`` for ``relu_``):
+  the same values, and the maps before it stay intact without a copy;
+* *snapshots*: the requested nodes that a remaining live in-place op mutates
+  after they were produced. Only those need a copy; others cost nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import fx, nn
 
 from fxmaps.classify import Kind
 
-__all__ = ["Liveness", "mutated_input", "plan_liveness"]
+__all__ = ["Liveness", "mutated_input", "plan_liveness", "runs_out_of_place"]
 
 _FRESH_KINDS = frozenset(
     {
@@ -96,11 +100,26 @@ def _inplace_flag(node: fx.Node) -> bool:
     return bound.arguments.get("inplace") is True
 
 
+def runs_out_of_place(node: fx.Node, module: nn.Module | None) -> bool:
+    """Whether an in-place ``node`` has an out-of-place twin that computes the same values."""
+    if node.op == "call_module":  # activations only: a copy's `training` flag would go stale
+        is_activation = type(module).__module__ == "torch.nn.modules.activation"
+        return is_activation and isinstance(getattr(module, "inplace", None), bool)
+    if node.op == "call_method":
+        name = str(node.target)
+        return (
+            _inplace_name(name) and not name.startswith("__") and hasattr(torch.Tensor, name[:-1])
+        )
+    return node.op == "call_function" and _inplace_flag(node)
+
+
 @dataclass(frozen=True)
 class Liveness:
-    """What must run to produce the requested nodes, and which of them need a copy."""
+    """What must run to produce the requested nodes, which in-place ops run out of place
+    instead, and which requested nodes still need a copy."""
 
     live: frozenset[fx.Node]
+    out_of_place: frozenset[fx.Node]
     snapshots: frozenset[fx.Node]
 
 
@@ -130,13 +149,50 @@ def plan_liveness(
                 live.add(arg)
                 read_later.add(group[arg])
     position = {node: i for i, node in enumerate(nodes)}
+    out_of_place = _out_of_place(
+        nodes, live | at_end, mutates, group, modules, position, at_end, requested
+    )
     mutations: dict[fx.Node, int] = {}  # alias group -> position of its last live mutation
     for node, target in mutates.items():
-        if node in live:
+        if node in live and node not in out_of_place:
             root = group[target]
             mutations[root] = max(mutations.get(root, -1), position[node])
     snapshots = {r for r in requested if mutations.get(group[r], -1) > position[r]}
-    return Liveness(frozenset(live), frozenset(snapshots))
+    return Liveness(frozenset(live), frozenset(out_of_place), frozenset(snapshots))
+
+
+def _out_of_place(
+    nodes: Sequence[fx.Node],
+    live: set[fx.Node],
+    mutates: Mapping[fx.Node, fx.Node],
+    group: Mapping[fx.Node, fx.Node],
+    modules: Mapping[fx.Node, nn.Module],
+    position: Mapping[fx.Node, int],
+    at_end: set[fx.Node],
+    requested: set[fx.Node],
+) -> set[fx.Node]:
+    """Live in-place ops worth running out of place, and safe to: one would overwrite a
+    requested map (else in place is cheaper), and no live node after it reads a tensor
+    of the overwritten group that existed before it, nor does the model return one."""
+    members: dict[fx.Node, list[fx.Node]] = {}
+    for node in nodes:
+        members.setdefault(group[node], []).append(node)
+    chosen = set()
+    for node, target in mutates.items():
+        if node not in live or not runs_out_of_place(node, modules.get(node)):
+            continue
+        at = position[node]
+        earlier = [m for m in members[group[target]] if position[m] < at]
+        if not any(m in requested for m in earlier):
+            continue
+        read_after = any(m in at_end for m in earlier) or any(
+            user in live and user is not node and position.get(user, -1) > at
+            for m in earlier
+            for user in m.users
+        )
+        if not read_after:
+            chosen.add(node)
+    return chosen
 
 
 def _alias_groups(

@@ -10,11 +10,13 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from fxmaps.analyze import analyze
-from fxmaps.errors import FxmapsError
+from fxmaps.bench import benchmark_extraction
+from fxmaps.errors import DeviceError, FxmapsError
 from fxmaps.zoo import load_model
 
 __all__ = ["main"]
@@ -28,6 +30,7 @@ examples:
   fxmaps summary resnet18
   fxmaps summary vit_b_16 --kinds linear attention
   fxmaps summary my_model.py:Net --input-size 1 28 28 --weights net.pt
+  fxmaps bench resnet50 --layers conv --batch 8 --json bench.json
 """
 
 
@@ -69,10 +72,28 @@ def _parser() -> argparse.ArgumentParser:
         "--kinds", nargs="+", metavar="KIND", help="show only these kinds (conv, linear, ...)"
     )
     summary.set_defaults(run=_summary)
+    bench = commands.add_parser(
+        "bench",
+        help="time extraction against a plain forward and forward hooks",
+        description="Run MODEL's plain forward pass, fxmaps extraction of --layers and the "
+        "forward-hook approach, interleaved after warm-up, and print medians, min-max, ratios "
+        "to the plain forward and peak memory.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _model_arguments(bench, batch=8)
+    bench.add_argument(
+        "--layers", nargs="+", default=["conv"], metavar="LAYER",
+        help="kinds, node names or glob patterns to extract (default: conv)",
+    )  # fmt: skip
+    bench.add_argument("--repeat", type=int, default=7, help="timed rounds (default 7)")
+    bench.add_argument("--device", default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
+    bench.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    bench.set_defaults(run=_bench)
     return parser
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
+def _model_arguments(parser: argparse.ArgumentParser, *, batch: int = 1) -> None:
     parser.add_argument("model", metavar="MODEL", help="the model to load (see below)")
     parser.add_argument(
         "--input-size",
@@ -81,10 +102,13 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="per-sample input shape, for example 3 224 224 (default: what the model expects)",
     )
-    parser.add_argument("--batch", type=int, default=1, help="batch size of the example input")
     parser.add_argument(
-        "--no-input", action="store_true", help="trace without an example input (no shapes)"
+        "--batch", type=int, default=batch, help=f"batch size of the input (default {batch})"
     )
+    if parser.prog.endswith("summary"):
+        parser.add_argument(
+            "--no-input", action="store_true", help="trace without an example input (no shapes)"
+        )
     parser.add_argument(
         "--weights", metavar="PATH", help="a local state-dict file, or DEFAULT (downloads)"
     )
@@ -100,6 +124,24 @@ def _summary(args: argparse.Namespace) -> int:
         example = torch.randn(args.batch, *size)
     graph = analyze(loaded.model, example, train=args.train)
     print(graph.summary(args.kinds))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model, weights=args.weights)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {args.device}: no CUDA device here; use --device cpu")
+    size = tuple(args.input_size) if args.input_size else loaded.input_size
+    model = loaded.model.to(device)
+    inputs = torch.randn(args.batch, *size, device=device)
+    result = benchmark_extraction(
+        model, inputs, layers=args.layers, repeat=args.repeat, name=args.model
+    )
+    print(result.table())
+    if args.json:
+        result.save_json(args.json)
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -18,8 +18,11 @@ three differences:
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
 import operator
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +40,7 @@ from fxmaps.select import Selection, select_layers
 __all__ = ["FeatureExtractor", "extract"]
 
 _TRANSFORM_PREFIX = "fxmaps_map_"
+_OUT_OF_PLACE_PREFIX = "fxmaps_out_of_place_"
 
 
 class FeatureExtractor(nn.Module):
@@ -79,26 +83,13 @@ class FeatureExtractor(nn.Module):
         spatial: bool = False,
     ) -> None:
         super().__init__()
-        options = map_options(
+        self._graph = graph
+        self._layers = select_layers(graph, layers)
+        self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
-        self._setup(graph, select_layers(graph, layers), options)
-
-    @classmethod
-    def _from_layers(
-        cls, graph: ModelGraph, layers: list[Layer], options: MapOptions
-    ) -> FeatureExtractor:
-        extractor = cls.__new__(cls)
-        nn.Module.__init__(extractor)
-        extractor._setup(graph, layers, options)
-        return extractor
-
-    def _setup(self, graph: ModelGraph, layers: list[Layer], options: MapOptions) -> None:
-        self._graph = graph
-        self._layers = layers
-        self._options = options
         self._forced: set[str] = set()
-        self.graph_module, self._snapshots = _build(graph, layers, options, self._forced)
+        self.graph_module, self._plan = _build(graph, self._layers, self._options, self._forced)
 
     @property
     def names(self) -> list[str]:
@@ -108,7 +99,15 @@ class FeatureExtractor(nn.Module):
     @property
     def snapshots(self) -> tuple[str, ...]:
         """Chosen nodes whose map is copied when produced because a later op overwrites it."""
-        return tuple(name for name in self.names if name in self._snapshots)
+        return tuple(name for name in self.names if name in self._plan.snapshots)
+
+    @property
+    def out_of_place(self) -> tuple[str, ...]:
+        """In-place nodes this extractor runs out of place, so the maps before them stay intact.
+
+        The model's own modules are not changed: a module is replaced by a copy of it.
+        """
+        return self._plan.out_of_place
 
     def forward(self, *inputs: torch.Tensor) -> FeatureMaps:
         maps, versions, kept = self.graph_module(*inputs)
@@ -124,7 +123,7 @@ class FeatureExtractor(nn.Module):
                     f"maps {sorted(mutated)} changed after being copied; please report"
                 )
             self._forced |= mutated
-            self.graph_module, self._snapshots = _build(
+            self.graph_module, self._plan = _build(
                 self._graph, self._layers, self._options, self._forced
             )
             return self.forward(*inputs)
@@ -174,12 +173,12 @@ def extract(
         graph = model_or_graph
     else:
         graph = graph_for_inputs(model_or_graph, len(batch))
-    options = map_options(
-        channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
-    )
+    controls: dict[str, Any] = {
+        "channels": channels, "reduce": reduce, "dtype": dtype, "device": device, "spatial": spatial
+    }  # fmt: skip
     chosen = select_layers(graph, layers)
-    key = ("fxmaps.extract", tuple(layer.name for layer in chosen), options)
-    extractor = graph.cached(key, lambda: FeatureExtractor._from_layers(graph, chosen, options))
+    key = ("fxmaps.extract", tuple(layer.name for layer in chosen), map_options(**controls))
+    extractor = graph.cached(key, lambda: FeatureExtractor(graph, chosen, **controls))
     check_device(graph.model, batch)
     with _modes(graph.model, train=graph.train), torch.no_grad():
         maps: FeatureMaps = extractor(*batch)
@@ -204,9 +203,15 @@ def _version_of(value: Any) -> int:
     return -1
 
 
+@dataclass(frozen=True)
+class _Plan:
+    snapshots: frozenset[str]
+    out_of_place: tuple[str, ...]
+
+
 def _build(
     graph: ModelGraph, layers: list[Layer], options: MapOptions, forced: set[str]
-) -> tuple[fx.GraphModule, frozenset[str]]:
+) -> tuple[fx.GraphModule, _Plan]:
     """A graph module returning ``(maps, versions, kept channels)`` for the chosen layers."""
     source = graph.graph_module
     nodes = [n for n in source.graph.nodes if n.op != "output"]
@@ -232,7 +237,9 @@ def _build(
     root: dict[str, Any] = {}
     outputs: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
     for node in nodes:
-        if node.op == "placeholder" or node in plan.live:
+        if node in plan.out_of_place:
+            env[node] = _copy_out_of_place(new, root, node, modules.get(node), env)
+        elif node.op == "placeholder" or node in plan.live:
             env[node] = new.node_copy(node, env.__getitem__)
             if node.op in ("call_module", "get_attr"):
                 root[str(node.target)] = operator.attrgetter(str(node.target))(source)
@@ -244,7 +251,36 @@ def _build(
         _emit(new, root, layer, value, options, False, outputs)
     maps, versions, kept = outputs
     new.output(({n: maps[n] for n in values}, versions, kept))
-    return fx.GraphModule(root, new, "FeatureExtractorGraph"), frozenset(snapshots)
+    rewritten = tuple(by_fx[n].name for n in nodes if n in plan.out_of_place and n in by_fx)
+    module = fx.GraphModule(root, new, "FeatureExtractorGraph")
+    return module, _Plan(frozenset(snapshots), rewritten)
+
+
+def _copy_out_of_place(
+    new: fx.Graph,
+    root: dict[str, Any],
+    node: fx.Node,
+    module: nn.Module | None,
+    env: dict[fx.Node, fx.Node],
+) -> fx.Node:
+    """``node`` without its in-place write: the same values, its input left intact.
+
+    A module is copied (shallowly, so its hooks still run) with ``inplace=False``;
+    the user's own module is never changed.
+    """
+    args = fx.map_arg(node.args, env.__getitem__)
+    kwargs = fx.map_arg(node.kwargs, env.__getitem__)
+    if node.op == "call_module":
+        twin = copy.copy(module)
+        twin.inplace = False  # type: ignore[union-attr]
+        target = f"{_OUT_OF_PLACE_PREFIX}{len(root)}"
+        root[target] = twin
+        return new.call_module(target, args, kwargs)
+    if node.op == "call_method":
+        return new.call_method(str(node.target)[:-1], args, kwargs)
+    bound = inspect.signature(node.target).bind(*args, **kwargs)  # type: ignore[arg-type]
+    bound.arguments["inplace"] = False
+    return new.call_function(node.target, bound.args, bound.kwargs)  # type: ignore[arg-type]
 
 
 def _emit(

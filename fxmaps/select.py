@@ -2,9 +2,10 @@
 
 A string that is a kind's value (``"conv"``, ``"add"``) selects that kind; a
 string with ``*``, ``?`` or ``[`` is a glob pattern over node names
-(``"layer3.*"``); any other string is a node name. Lists mix these freely. The
-result keeps the order asked for, execution order within a kind or pattern,
-each node once.
+(``"layer3.*"``); any other string is a node name; a :class:`Layer` selects
+itself (use it, or a predicate, for a node whose name is also a kind's).
+Lists mix these freely. The result keeps the order asked for, execution order
+within a kind or pattern, each node once.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from fxmaps.graph import Layer, ModelGraph
 
 __all__ = ["Selection", "select_layers"]
 
-Selection: TypeAlias = "str | Kind | Iterable[str | Kind] | Callable[[Layer], bool]"
-"""A kind, a node name, a glob pattern, a list of those, or a predicate on :class:`Layer`."""
+Selection: TypeAlias = "str | Kind | Iterable[str | Kind | Layer] | Callable[[Layer], bool]"
+"""A kind, a node name, a glob pattern, a list of those or of layers, or a predicate."""
 
 _KINDS = frozenset(kind.value for kind in Kind)
 _GLOB = frozenset("*?[")
@@ -61,11 +62,13 @@ def select_layers(graph: ModelGraph, layers: Selection) -> list[Layer]:
 
 
 def _resolve(graph: ModelGraph, item: object) -> list[Layer]:
+    if isinstance(item, Layer):
+        return [graph.layer(item.name)]
     if isinstance(item, Kind) or item in _KINDS:
         return graph.layers(item)
     if not isinstance(item, str):
         raise InputError(
-            f"layers entries must be kinds, node names or glob patterns, got "
+            f"layers entries must be kinds, node names, glob patterns or layers, got "
             f"{type(item).__name__} {item!r}"
         )
     if _GLOB & set(item):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,29 @@ def test_python_dash_m_and_help() -> None:
     )
     assert "usage: fxmaps summary" in result.stdout
     assert "examples:" in result.stdout
+
+
+def test_bench_prints_the_table_and_writes_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_file = tmp_path / "bench.json"
+    args = ("bench", "tests.models:CifarResNet", "--input-size", "3", "16", "16", "--batch", "2")
+    code, out, _ = run(
+        capsys, *args, "--repeat", "2", "--layers", "conv", "linear", "--json", str(out_file)
+    )
+    assert code == 0
+    for row in ("| plain forward |", "| fxmaps        |", "| forward hooks |"):
+        assert row in out
+    assert "8 maps (8 reachable by hooks)" in out
+    data = json.loads(out_file.read_text())
+    assert set(data["timings"]) == {"plain forward", "fxmaps", "forward hooks"}
+    assert len(data["timings"]["fxmaps"]["seconds"]) == 2
+    assert data["timings"]["plain forward"]["ratio_to_forward"] == 1.0
+    assert data["input_shapes"] == [[2, 3, 16, 16]]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_bench_on_a_missing_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "bench", "tests.models:CifarResNet", "--device", "cuda")
+    assert code == 2
+    assert "no CUDA device here; use --device cpu" in err

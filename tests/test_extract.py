@@ -96,7 +96,10 @@ def test_inplace_relu_does_not_overwrite_the_batchnorm_map() -> None:
     assert ours["bn1"].min() < 0 <= ours["relu"].min()
     assert torch.equal(ours["bn1"], hook_outputs(model, x)["bn1"][0])
     assert torch.equal(ours["relu"], torch.relu(ours["bn1"]))
-    assert extractor.snapshots == ("bn1",)
+    # Nothing reads bn1's tensor after the ReLU, so the ReLU runs out of place (on a copy
+    # of the module) and bn1's map needs no copy of its own.
+    assert (extractor.snapshots, extractor.out_of_place) == ((), ("relu",))
+    assert model.get_submodule("relu").inplace
 
 
 def test_residual_add_does_not_overwrite_the_bn2_map() -> None:
@@ -126,7 +129,7 @@ def test_inplace_through_an_identity_alias() -> None:
     assert torch.equal(maps["fc1"], seen["fc1"][0])
     assert maps["fc1"].min() < 0
     assert torch.equal(maps["act"], torch.relu(maps["fc1"]))
-    assert set(extractor.snapshots) == {"fc1", "bn"}
+    assert (extractor.snapshots, extractor.out_of_place) == ((), ("act",))
 
 
 def test_every_form_of_inplace_op() -> None:
@@ -149,15 +152,19 @@ def test_every_form_of_inplace_op() -> None:
     assert torch.equal(maps["conv3"], conv3)
     assert torch.equal(maps["conv4"], conv4)
     assert torch.equal(maps["flatten"], conv4.flatten(2))
-    # Nothing asked for needs `flat.mul_(2)`, so it does not run and copies nothing:
-    assert set(extractor.snapshots) == {"conv1", "conv2", "conv3"}
+    # F.relu(inplace=True) runs out of place; conv3 reads b after b.add_(1), and setitem
+    # has no out-of-place twin, so conv2 and conv3 are copied. Nothing asked for needs
+    # `flat.mul_(2)`, so it does not run at all.
+    assert extractor.out_of_place == ("relu",)
+    assert extractor.snapshots == ("conv2", "conv3")
     with_output = fxmaps.FeatureExtractor(graph, [*names, "output"])
     with torch.no_grad():
         again = with_output(x)
         assert torch.equal(again["output"], model(x))
     assert torch.equal(again["conv4"], conv4)
     assert torch.equal(again["flatten"], conv4.flatten(2))
-    assert set(with_output.snapshots) == set(names)
+    # The model returns `flat` after mul_: mul_ must run in place, overwriting conv4's map.
+    assert with_output.snapshots == ("conv2", "conv3", "conv4", "flatten")
 
 
 def test_unused_inplace_result_still_runs_when_a_later_node_needs_it() -> None:
@@ -172,16 +179,11 @@ def test_unused_inplace_result_still_runs_when_a_later_node_needs_it() -> None:
 
 def test_maps_nothing_overwrites_are_not_copied() -> None:
     graph = fxmaps.analyze(tv_model("resnet50"))
-    assert fxmaps.FeatureExtractor(graph, "conv").snapshots == ()
-    everything = fxmaps.FeatureExtractor(graph, "*").snapshots
-    assert set(everything) == {
-        layer.name
-        for layer in graph.layers()
-        if any(
-            isinstance(graph.layer(user).module, nn.ReLU)
-            for user in graph.nx.successors(layer.name)
-        )
-    }
+    conv = fxmaps.FeatureExtractor(graph, "conv")
+    assert (conv.snapshots, conv.out_of_place) == ((), ())  # the ReLUs overwrite no conv map
+    everything = fxmaps.FeatureExtractor(graph, "*")
+    relus = [layer.name for layer in graph.layers() if isinstance(layer.module, nn.ReLU)]
+    assert (everything.snapshots, everything.out_of_place) == ((), tuple(relus))
 
 
 def test_a_mutation_the_analysis_cannot_see_is_caught_at_run_time() -> None:
@@ -232,6 +234,15 @@ def test_select_by_glob_and_mixed(resnet18_graph: fxmaps.ModelGraph) -> None:
     ]  # fmt: skip
 
 
+def test_a_node_named_like_a_kind() -> None:
+    """'conv' is the kind; the node named 'conv' is chosen by its Layer or a predicate."""
+    graph = fxmaps.analyze(toy.FunctionalNet())
+    x = torch.randn(1, 3, 8, 8)
+    assert list(fxmaps.extract(graph, x, layers="conv")) == ["conv2d", "conv", "conv_1"]
+    assert list(fxmaps.extract(graph, x, layers=[graph["conv"]])) == ["conv"]
+    assert list(fxmaps.extract(graph, x, layers=lambda layer: layer.name == "conv")) == ["conv"]
+
+
 def test_select_by_predicate(resnet18_graph: fxmaps.ModelGraph) -> None:
     maps = fxmaps.extract(resnet18_graph, X, layers=lambda layer: layer.block == "layer4.1")
     assert list(maps) == [
@@ -260,7 +271,7 @@ def test_unknown_name_suggests_close_matches(resnet18_graph: fxmaps.ModelGraph) 
         (
             [3],
             fxmaps.InputError,
-            r"layers entries must be kinds, node names or glob patterns, got int",
+            r"layers entries must be kinds, node names, glob patterns or layers, got int",
         ),
     ],
     ids=["pattern", "empty", "absent-kind", "predicate", "type"],

@@ -25,6 +25,7 @@ ORDER = [
     "_aliases",
     "_transforms",
     "extract",
+    "bench",
     "zoo",
     "cli",
 ]

@@ -1,0 +1,179 @@
+"""Extraction speed and memory: fxmaps against a plain forward pass and forward hooks.
+
+For each case (model, batch, selection) ``fxmaps.benchmark_extraction`` runs the
+model's plain forward pass, fxmaps's extractor and the forward-hook approach in
+one process, interleaved with a rotating order after warm-up, and reports the
+ratio of medians to the plain forward. Targets: at most 1.05 for all convs of
+resnet50 (all linears of vit_b_16) at batch 8, and at most 1.25 when every node
+is returned. A second table shows the memory controls (channels, reduce, dtype,
+device) on resnet50's convs: time ratio, maps kept and peak memory.
+
+    python benchmarks/bench_extract.py                # the full run (make bench)
+    python benchmarks/bench_extract.py --quick        # resnet18 at batch 2, what CI runs
+    python benchmarks/bench_extract.py --threads 1    # steadier on a busy machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from tabulate import tabulate
+
+import fxmaps
+from fxmaps.bench import FORWARD, FXMAPS, HOOKS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    batch: int
+    size: int
+    layers: str
+    target: float
+
+
+FULL = [
+    Case("resnet50", 8, 224, "conv", 1.05),
+    Case("resnet50", 8, 224, "*", 1.25),
+    Case("vit_b_16", 8, 224, "linear", 1.05),
+    Case("vit_b_16", 8, 224, "*", 1.25),
+]
+QUICK = [Case("resnet18", 2, 112, "conv", 1.05), Case("resnet18", 2, 112, "*", 1.25)]
+CONTROLS: list[tuple[str, dict[str, Any]]] = [
+    ("none", {}),
+    ("channels='top:8'", {"channels": "top:8"}),
+    ("reduce='mean'", {"reduce": "mean"}),
+    ("dtype=float16", {"dtype": torch.float16}),
+    ("device='cpu'", {"device": "cpu"}),
+]
+
+
+def main() -> None:
+    args = _arguments()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cases = QUICK if args.quick else FULL
+    repeat = args.repeat or (3 if args.quick else 11)
+    speed = [_speed(case, repeat) for case in cases]
+    controls = _controls(cases[0], max(3, repeat // 2))
+    stem = "bench_extract_quick" if args.quick else "bench_extract"
+    report = _markdown(speed, controls, cases[0], repeat)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.md").write_text(report)
+    data = {"speed": [s[1] for s in speed], "controls": {k: v.to_json() for k, v in controls}}
+    (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {args.out / stem}.md and .json")
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="resnet18 at batch 2, 3 rounds")
+    parser.add_argument("--repeat", type=int, help="timed rounds (default 9, quick 3)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the .md and .json")
+    return parser.parse_args()
+
+
+def _model(case: Case) -> tuple[torch.nn.Module, torch.Tensor]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = torchvision.models.get_model(case.model, weights=None).eval()
+    return model, torch.randn(case.batch, 3, case.size, case.size)
+
+
+def _speed(case: Case, repeat: int) -> tuple[Case, dict[str, Any]]:
+    model, x = _model(case)
+    result = fxmaps.benchmark_extraction(
+        model, x, layers=case.layers, repeat=repeat, name=case.model
+    )
+    return case, result.to_json()
+
+
+def _controls(case: Case, repeat: int) -> list[tuple[str, fxmaps.ExtractionBenchmark]]:
+    model, x = _model(case)
+    graph = fxmaps.analyze(model)
+    return [
+        (label, fxmaps.benchmark_extraction(graph, x, layers="conv", repeat=repeat, **options))
+        for label, options in CONTROLS
+    ]
+
+
+def _markdown(
+    speed: list[tuple[Case, dict[str, Any]]],
+    controls: list[tuple[str, fxmaps.ExtractionBenchmark]],
+    first: Case,
+    repeat: int,
+) -> str:
+    environment = speed[0][1]["environment"]
+    rows = [_speed_row(case, data) for case, data in speed]
+    headers = ["model", "batch", "layers", "maps", "fxmaps / forward", "target", "hooks / forward",
+               "forward peak", "fxmaps peak", "hooks peak", "fxmaps keeps"]  # fmt: skip
+    control_rows = [
+        [
+            label,
+            f"{r.ratio(FXMAPS):.3f}x",
+            _mib(r.retained_bytes),
+            _mib(r.timings[FXMAPS].peak_bytes),
+        ]
+        for label, r in controls
+    ]
+    return "\n".join(
+        [
+            "# Extraction benchmark",
+            "",
+            f"torch {environment['torch']}, Python {environment['python']}, "
+            f"{environment['device']}, {environment['platform']}, {environment['date']}; "
+            f"{repeat} interleaved rounds after warm-up; ratios are the median over rounds of "
+            "each run's time over the plain forward's in the same round; random weights, "
+            "eval mode.",
+            "",
+            tabulate(rows, headers=headers, tablefmt="github"),
+            "",
+            f"## Memory controls: {first.model}, batch {first.batch}, all convs",
+            "",
+            tabulate(
+                control_rows,
+                headers=["control", "fxmaps / forward", "maps kept", "peak memory"],
+                tablefmt="github",
+            ),
+            "",
+        ]
+    )
+
+
+def _speed_row(case: Case, data: dict[str, Any]) -> list[Any]:
+    timings = data["timings"]
+    ratio = timings[FXMAPS]["ratio_to_forward"]
+    return [
+        case.model,
+        case.batch,
+        case.layers,
+        data["layers"],
+        f"{ratio:.3f}x {'ok' if ratio <= case.target else 'over'}",
+        f"<= {case.target}",
+        f"{timings[HOOKS]['ratio_to_forward']:.3f}x",
+        _mib(timings[FORWARD]["peak_bytes"]),
+        _mib(timings[FXMAPS]["peak_bytes"]),
+        _mib(timings[HOOKS]["peak_bytes"]),
+        _mib(data["retained_bytes"]),
+    ]
+
+
+def _mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+if __name__ == "__main__":
+    main()
