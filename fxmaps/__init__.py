@@ -21,6 +21,8 @@ from fxmaps.errors import (
     DeviceError,
     FxmapsError,
     FxmapsWarning,
+    GraphvizNotFoundError,
+    ImageError,
     InputError,
     ModelLoadError,
     NodeNotFoundError,
@@ -30,6 +32,7 @@ from fxmaps.errors import (
 )
 from fxmaps.extract import FeatureExtractor, extract
 from fxmaps.graph import Layer, ModelGraph, format_shape
+from fxmaps.images import load_image
 from fxmaps.maps import FeatureMaps
 from fxmaps.tracing import OpaqueModule
 
@@ -44,6 +47,8 @@ __all__ = [
     "FeatureMaps",
     "FxmapsError",
     "FxmapsWarning",
+    "GraphvizNotFoundError",
+    "ImageError",
     "InputError",
     "Kind",
     "Layer",
@@ -62,6 +67,7 @@ __all__ = [
     "benchmark_extraction",
     "extract",
     "format_shape",
+    "load_image",
     "register_function_kind",
     "register_module_kind",
     "reset_kind_rules",

@@ -14,6 +14,8 @@ __all__ = [
     "DeviceError",
     "FxmapsError",
     "FxmapsWarning",
+    "GraphvizNotFoundError",
+    "ImageError",
     "InputError",
     "ModelLoadError",
     "NodeNotFoundError",
@@ -58,6 +60,14 @@ class NodeNotFoundError(FxmapsError, KeyError):
     def __str__(self) -> str:
         # KeyError quotes its argument; a sentence reads better unquoted.
         return str(self.args[0]) if self.args else ""
+
+
+class GraphvizNotFoundError(FxmapsError, RuntimeError):
+    """Graphviz's ``dot`` program, which draws graph diagrams, is not installed."""
+
+
+class ImageError(FxmapsError, ValueError):
+    """An image that cannot be read: missing, corrupt, not an image, or unreachable."""
 
 
 class ModelLoadError(FxmapsError, ValueError):

@@ -26,6 +26,8 @@ ORDER = [
     "_transforms",
     "extract",
     "bench",
+    "images",
+    "render",
     "zoo",
     "cli",
 ]
@@ -50,7 +52,8 @@ def test_imports_point_downstream_to_upstream() -> None:
 
 
 def test_every_module_has_a_stage() -> None:
-    top = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if p.is_dir()}
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    top = {p.stem for p in PACKAGE.glob("*.py")} | packages
     assert top - {"__init__", "__main__", "__pycache__"} == set(ORDER)
 
 

@@ -1,0 +1,104 @@
+"""load_image: files, URLs, the default photo, conversions, and clear errors."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+import fxmaps
+from fxmaps.images import DEFAULT_IMAGE, IMAGENET_MEAN, IMAGENET_STD
+
+
+def test_default_photo() -> None:
+    image = fxmaps.load_image()
+    assert image.shape == (1, 3, 224, 224)
+    raw = fxmaps.load_image(normalize=False)
+    assert raw.min() >= 0
+    assert raw.max() <= 1
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(image, (raw - mean) / std)
+
+
+def test_resize_and_center_crop(tmp_path: Path) -> None:
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, 10:70] = 255  # a white band wider than the centre crop (columns 20 to 60)
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    image = fxmaps.load_image(tmp_path / "wide.png", size=20, normalize=False)
+    assert image.shape == (1, 3, 20, 20)
+    assert torch.all(image == 1)
+
+
+def test_weights_own_transforms() -> None:
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    expected = weights.transforms()(Image.open(DEFAULT_IMAGE)).unsqueeze(0)
+    assert torch.equal(fxmaps.load_image(weights="ResNet18_Weights.IMAGENET1K_V1"), expected)
+    inception = fxmaps.load_image(weights=torchvision.models.Inception_V3_Weights.DEFAULT)
+    assert inception.shape == (1, 3, 299, 299)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
+def test_other_modes_are_converted_with_a_note(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    Image.open(DEFAULT_IMAGE).convert(mode).save(path)
+    with pytest.warns(fxmaps.FxmapsWarning, match=rf"is a {mode} image; converted to RGB"):
+        image = fxmaps.load_image(path)
+    assert image.shape == (1, 3, 224, 224)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(fxmaps.ImageError, match=r"no image file at '.*nope.jpg'"):
+        fxmaps.load_image(tmp_path / "nope.jpg")
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("not pixels")
+    with pytest.raises(fxmaps.ImageError, match=r"is not an image fxmaps can read"):
+        fxmaps.load_image(path)
+
+
+def test_truncated_image(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(DEFAULT_IMAGE.read_bytes()[:5000])
+    with pytest.raises(fxmaps.ImageError, match=r"is truncated or corrupt"):
+        fxmaps.load_image(path)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    Image.open(DEFAULT_IMAGE).save(tmp_path / "cat.png")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
+def test_url(server: str) -> None:
+    assert torch.equal(fxmaps.load_image(f"{server}/cat.png"), fxmaps.load_image(DEFAULT_IMAGE))
+
+
+def test_unreachable_url(server: str) -> None:
+    with pytest.raises(fxmaps.ImageError, match=r"cannot download '.*/missing.png': HTTP 404"):
+        fxmaps.load_image(f"{server}/missing.png")
+    with pytest.raises(fxmaps.ImageError, match=r"cannot download 'http://127.0.0.1:9/x.png'"):
+        fxmaps.load_image("http://127.0.0.1:9/x.png")
+
+
+def test_bad_options() -> None:
+    with pytest.raises(fxmaps.OptionError, match=r"size=0 must be a positive number"):
+        fxmaps.load_image(size=0)
+    with pytest.raises(fxmaps.OptionError, match=r"weights='Nope_Weights.X' names no torchvision"):
+        fxmaps.load_image(weights="Nope_Weights.X")
