@@ -27,6 +27,7 @@ from fxmaps.errors import (
     ModelLoadError,
     NodeNotFoundError,
     OptionError,
+    OutputError,
     ShapeError,
     TraceError,
 )
@@ -34,6 +35,10 @@ from fxmaps.extract import FeatureExtractor, extract
 from fxmaps.graph import Layer, ModelGraph, format_shape
 from fxmaps.images import load_image
 from fxmaps.maps import FeatureMaps
+from fxmaps.render.filters import plot_filters
+from fxmaps.render.graph import render_graph, save_graph
+from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
+from fxmaps.render.report import report
 from fxmaps.tracing import OpaqueModule
 
 __version__ = "0.1.0"
@@ -58,6 +63,7 @@ __all__ = [
     "NodeNotFoundError",
     "OpaqueModule",
     "OptionError",
+    "OutputError",
     "Residual",
     "ShapeError",
     "SkipKind",
@@ -68,7 +74,14 @@ __all__ = [
     "extract",
     "format_shape",
     "load_image",
+    "mosaic",
+    "plot_feature_maps",
+    "plot_filters",
+    "plot_layers",
     "register_function_kind",
     "register_module_kind",
+    "render_graph",
+    "report",
     "reset_kind_rules",
+    "save_graph",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "ModelLoadError",
     "NodeNotFoundError",
     "OptionError",
+    "OutputError",
     "ShapeError",
     "TraceError",
     "close_matches",
@@ -52,6 +53,10 @@ class DeviceError(FxmapsError, ValueError):
 
 class OptionError(FxmapsError, ValueError):
     """An option has a value outside the ones it accepts (an unknown kind, ...)."""
+
+
+class OutputError(FxmapsError, OSError):
+    """An output path that cannot be written: a missing or read-only folder."""
 
 
 class NodeNotFoundError(FxmapsError, KeyError):

@@ -33,6 +33,7 @@ __all__ = [
     "ATTR_TARGET",
     "ATTR_TYPE",
     "ROLE_DATA",
+    "SUMMARY_HEADERS",
     "Layer",
     "ModelGraph",
     "count_parameters",
@@ -51,6 +52,7 @@ ATTR_ROLE = "role"
 ROLE_DATA = "data"
 
 T = TypeVar("T")
+SUMMARY_HEADERS = ("name", "kind", "type", "output shape", "params", "block")
 _HEADLINE = ("conv", "downsample", "linear", "sequential", "residual")
 
 
@@ -299,7 +301,19 @@ class ModelGraph:
         Args:
             kinds: Show only these kinds (the totals still cover every layer).
         """
-        rows = [
+        table = tabulate(
+            self.summary_rows(kinds),
+            headers=list(SUMMARY_HEADERS),
+            colalign=("left", "left", "left", "left", "right", "left"),
+            disable_numparse=True,
+        )
+        return "\n".join([table, *self.summary_footer()])
+
+    def summary_rows(
+        self, kinds: Kind | str | Iterable[Kind | str] | None = None
+    ) -> list[list[str]]:
+        """The rows of :meth:`summary`, one per layer, as strings (columns: ``SUMMARY_HEADERS``)."""
+        return [
             [
                 layer.name,
                 layer.kind.value + (" (opaque)" if layer.opaque else ""),
@@ -310,13 +324,6 @@ class ModelGraph:
             ]
             for layer in self.layers(kinds)
         ]
-        table = tabulate(
-            rows,
-            headers=["name", "kind", "type", "output shape", "params", "block"],
-            colalign=("left", "left", "left", "left", "right", "left"),
-            disable_numparse=True,
-        )
-        return f"{table}\n{self._footer()}"
 
     def _params_cell(self, layer: Layer) -> str:
         first = self._first_use_params.get(layer.name, 0)
@@ -324,7 +331,8 @@ class ModelGraph:
             return "shared"
         return f"{first:,}" if first else ""
 
-    def _footer(self) -> str:
+    def summary_footer(self) -> list[str]:
+        """The lines under the :meth:`summary` table: totals, the census, what was not seen."""
         model_params = count_parameters(self._model.parameters())
         info = self.info()
         lines = [
@@ -340,7 +348,7 @@ class ModelGraph:
             names = ", ".join(o.name for o in self._opaque[:5])
             more = f" and {len(self._opaque) - 5} more" if len(self._opaque) > 5 else ""
             lines.append(f"Opaque (not traced into): {names}{more}")
-        return "\n".join(lines)
+        return lines
 
     def _not_found(self, name: str) -> str:
         matches = close_matches(name, self._layers)

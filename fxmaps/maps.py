@@ -8,8 +8,6 @@ of plain containers, which :meth:`FeatureMaps.load` reads with ``weights_only=Tr
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fxmaps._files import atomic_path, output_file
 from fxmaps.classify import Kind, Layout
 from fxmaps.errors import FxmapsError, InputError, NodeNotFoundError, close_matches
 from fxmaps.graph import Layer, format_shape
@@ -115,11 +114,7 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         ``.safetensors`` needs the safetensors package; any other suffix uses
         ``torch.save`` of plain containers.
         """
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise InputError(
-                f"cannot save to {str(path)!r}: folder {str(path.parent)!r} does not exist"
-            )
+        path = output_file(path)
         tensors = {name: t.detach().cpu().contiguous() for name, t in self._maps.items()}
         channels = {name: t.detach().cpu() for name, t in self._channels.items()}
         meta = {
@@ -128,7 +123,7 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
             "layers": [_layer_dict(self._layers[name]) for name in self],
             "skipped": list(self._skipped),
         }
-        with _atomic(path) as tmp:
+        with atomic_path(path) as tmp:
             if path.suffix == ".safetensors":
                 _safetensors().save_file(
                     {**tensors, **{_CHANNELS + k: v for k, v in channels.items()}},
@@ -221,22 +216,3 @@ def _safetensors() -> Any:
             "saving .safetensors files needs the safetensors package: pip install safetensors"
         ) from err
     return safetensors.torch
-
-
-class _atomic:
-    """A temporary file beside ``path`` that replaces it only when writing succeeded."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(handle)
-        self._tmp = Path(name)
-
-    def __enter__(self) -> Path:
-        return self._tmp
-
-    def __exit__(self, kind: object, value: object, trace: object) -> None:
-        if kind is None:
-            self._tmp.replace(self._path)
-        else:
-            self._tmp.unlink(missing_ok=True)

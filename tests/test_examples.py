@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 import runpy
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torchvision
+
+import fxmaps
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -26,6 +30,56 @@ def test_untraceable_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert "opaque: [('router', 'TraceError:" in out
 
 
+def example(name: str) -> dict[str, Any]:
+    """The example's module namespace, without running its ``main``."""
+    return runpy.run_path(str(EXAMPLES / name), run_name=f"example_{name[:-3]}")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), path
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_vgg16_maps_draws_every_conv_layer(tmp_path: Path) -> None:
+    written = example("vgg16_maps.py")["vgg16_maps"](tmp_path)
+    convs = [layer.name for layer in fxmaps.analyze(torchvision.models.vgg16()).layers("conv")]
+    assert len(convs) == 13
+    assert [p.name for p in written] == [f"{name}.png" for name in convs] + ["overview.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    for path in written:
+        width, height = png_size(path)
+        assert min(width, height) > 200
+
+
+def test_first_layer_filters(tmp_path: Path) -> None:
+    written = example("first_layer_filters.py")["first_layer_filters"](tmp_path, "resnet18")
+    assert [p.name for p in written] == [
+        "resnet18_conv1_filters.png",
+        "resnet18_layer1.0.conv2_filters.png",
+    ]
+    for path in written:
+        png_size(path)
+
+
+def test_digits_simplecnn_learns(tmp_path: Path) -> None:
+    accuracy, written = example("digits_simplecnn.py")["digits_simplecnn"](tmp_path, epochs=8)
+    assert accuracy > 0.9  # 96.7% with the example's seed; chance is 10%
+    assert [p.name for p in written] == [
+        "simplecnn_conv1_filters.png",
+        "simplecnn_conv1_maps.png",
+        "simplecnn_conv2_maps.png",
+    ]
+    for path in written:
+        png_size(path)
+
+
 def test_every_example_is_tested() -> None:
-    tested = {"resnet50_census.py", "untraceable_model.py"}
+    tested = {
+        "resnet50_census.py",
+        "untraceable_model.py",
+        "vgg16_maps.py",
+        "first_layer_filters.py",
+        "digits_simplecnn.py",
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} - {"__init__.py"} == tested

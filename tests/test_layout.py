@@ -14,6 +14,7 @@ PACKAGE = Path(fxmaps.__file__).parent
 # Upstream first. A module may import only modules before it (and itself).
 ORDER = [
     "errors",
+    "_files",
     "_failures",
     "tracing",
     "shapes",

@@ -102,5 +102,5 @@ def test_load_refuses_other_files(tmp_path: Path) -> None:
 
 
 def test_save_into_a_missing_folder(maps: fxmaps.FeatureMaps, tmp_path: Path) -> None:
-    with pytest.raises(fxmaps.InputError, match=r"folder .*nowhere.* does not exist"):
+    with pytest.raises(fxmaps.OutputError, match=r"folder .*nowhere.* does not exist"):
         maps.save(tmp_path / "nowhere" / "maps.pt")

@@ -1,0 +1,215 @@
+"""Time ``fxmaps.render_graph`` and Graphviz's ``dot`` on torchvision models, full and collapsed.
+
+For each model (random weights, eval mode, analysed once with a 1x3x224x224 example
+input) and each ``collapse`` setting, it times building the ``graphviz.Digraph``
+(``render_graph``) and laying it out and drawing it as SVG (``dot.pipe(format="svg")``),
+medians over ``--repeat`` rounds after one warm-up, all in one process. It reports the
+drawn node, edge and cluster counts next to the graph's own node count, prints a markdown
+table and writes ``results/bench_render_graph.{json,md}``.
+
+    python benchmarks/bench_render_graph.py            # resnet50, resnet152, vit_b_16
+    python benchmarks/bench_render_graph.py --quick    # resnet50 only, 3 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import graphviz
+import torch
+import torchvision
+from tabulate import tabulate
+
+import fxmaps
+from fxmaps.render.graph import render_graph
+
+MODELS = ("resnet50", "resnet152", "vit_b_16")
+COLLAPSE = ("none", "blocks")
+INPUT_SHAPE = (1, 3, 224, 224)
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+_NODE = re.compile(r"^\t*(?!(?:graph|node|edge) \[)(?:\"[^\"]*\"|[\w.]+) \[", re.MULTILINE)
+_EDGE = re.compile(r" -> ")
+_CLUSTER = re.compile(r"subgraph \"?cluster_")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model drawn with one ``collapse`` setting."""
+
+    model: str
+    collapse: str
+    graph_nodes: int
+    nodes: int
+    edges: int
+    clusters: int
+    build_s: tuple[float, ...]
+    dot_svg_s: tuple[float, ...]
+    svg_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "graph_nodes": self.graph_nodes,
+            "drawn_nodes": self.nodes,
+            "drawn_edges": self.edges,
+            "clusters": self.clusters,
+            "svg_bytes": self.svg_bytes,
+            "render_graph_s": _stats(self.build_s),
+            "dot_svg_s": _stats(self.dot_svg_s),
+        }
+
+
+def _stats(raw: Sequence[float]) -> dict[str, Any]:
+    return {"raw_s": list(raw), "median_s": statistics.median(raw), "min_s": min(raw)}
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, ...]:
+    """Wall-clock seconds of ``repeat`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return tuple(times)
+
+
+def bench_model(name: str, repeat: int) -> list[Row]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torchvision.models.get_model(name, weights=None).eval()
+    graph = fxmaps.analyze(model, torch.zeros(INPUT_SHAPE))
+    rows = []
+    for collapse in COLLAPSE:
+        dot = render_graph(graph, collapse=collapse)
+        source = dot.source
+        svg = dot.pipe(format="svg")
+        rows.append(
+            Row(
+                model=name,
+                collapse=collapse,
+                graph_nodes=len(graph),
+                nodes=len(_NODE.findall(source)),
+                edges=len(_EDGE.findall(source)),
+                clusters=len(_CLUSTER.findall(source)),
+                build_s=timed(functools.partial(render_graph, graph, collapse=collapse), repeat),
+                dot_svg_s=timed(functools.partial(dot.pipe, format="svg"), repeat),
+                svg_bytes=len(svg),
+            )
+        )
+    return rows
+
+
+def environment() -> dict[str, Any]:
+    dot_version = subprocess.run(["dot", "-V"], capture_output=True, text=True, check=False)
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "graphviz_python": graphviz.__version__,
+        "graphviz_dot": dot_version.stderr.strip(),
+        "fxmaps": fxmaps.__version__,
+        "device": "cpu",
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def table(rows: Sequence[Row]) -> str:
+    body = [
+        [
+            r.model,
+            r.collapse,
+            r.graph_nodes,
+            r.nodes,
+            r.edges,
+            r.clusters,
+            f"{statistics.median(r.build_s) * 1e3:.1f}",
+            f"{statistics.median(r.dot_svg_s) * 1e3:.0f}",
+            f"{r.svg_bytes / 1024:.0f}",
+        ]
+        for r in rows
+    ]
+    headers = [
+        "model",
+        "collapse",
+        "graph nodes",
+        "drawn nodes",
+        "edges",
+        "clusters",
+        "render_graph ms",
+        "dot → SVG ms",
+        "SVG KiB",
+    ]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def markdown(rows: Sequence[Row], env: dict[str, Any], repeat: int) -> str:
+    setup = (
+        f"torch {env['torch']}, torchvision {env['torchvision']}, graphviz (Python) "
+        f"{env['graphviz_python']}, {env['graphviz_dot']}, Python {env['python']}, "
+        f"{env['device']} ({env['cpu_count']} cores), {env['platform']}, {env['date']}; "
+        f"median of {repeat} rounds after one warm-up; graphs analysed with a "
+        f"{'x'.join(map(str, INPUT_SHAPE))} input, random weights."
+    )
+    return f"# fxmaps.render_graph benchmark\n\n{setup}\n\n{table(rows)}\n"
+
+
+def write_results(out: Path, rows: Sequence[Row], env: dict[str, Any], repeat: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "environment": env,
+        "config": {"repeat": repeat, "input_shape": list(INPUT_SHAPE)},
+        "results": {f"{r.model} collapse={r.collapse}": r.as_dict() for r in rows},
+    }
+    (out / "bench_render_graph.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "bench_render_graph.md").write_text(markdown(rows, env, repeat), encoding="utf-8")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), metavar="NAME")
+    parser.add_argument("--repeat", type=int, default=5, help="timed rounds (default: 5)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    parser.add_argument("--quick", action="store_true", help="resnet50 only, 3 rounds")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.repeat = ["resnet50"], 3
+    unknown = sorted(set(args.models) - set(torchvision.models.list_models()))
+    if unknown:
+        parser.error(f"unknown torchvision models {unknown}; see torchvision.models.list_models()")
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows: list[Row] = []
+    for name in args.models:
+        print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
+        rows.extend(bench_model(name, args.repeat))
+    env = environment()
+    print(markdown(rows, env, args.repeat))
+    write_results(args.out, rows, env, args.repeat)
+    print(f"wrote {args.out / 'bench_render_graph.json'} and .md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

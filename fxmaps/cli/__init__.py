@@ -1,0 +1,187 @@
+"""The ``fxmaps`` command line: argument parsing only; the commands call the public API.
+
+Errors print as one line on stderr with exit code 2 (``--debug`` shows the
+traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fxmaps.cli import commands
+from fxmaps.errors import FxmapsError
+
+__all__ = ["main"]
+
+_MODELS = """\
+MODEL is a torchvision model name (resnet18, vit_b_16, ...), timm:NAME when timm is
+installed, path/to/file.py:Name or package.module:Name (an nn.Module class or a
+factory taking no arguments)."""
+
+_EXAMPLES = {
+    "summary": [
+        "fxmaps summary resnet18",
+        "fxmaps summary vit_b_16 --kinds linear attention",
+        "fxmaps summary my_model.py:Net --input-size 1 28 28 --weights net.pt",
+    ],
+    "graph": [
+        "fxmaps graph resnet50 -o resnet50.svg --collapse blocks",
+        "fxmaps graph vit_b_16 -o vit.png --collapse 3 --rankdir LR",
+    ],
+    "maps": [
+        "fxmaps maps resnet18 -o maps/",
+        "fxmaps maps vgg16 --image cat.jpg --layers conv -o maps/",
+        "fxmaps maps resnet50 --image https://example.org/dog.jpg --layers 'layer4.*' -o maps/",
+    ],
+    "filters": [
+        "fxmaps filters resnet18 -o filters.png",
+        "fxmaps filters vgg16 --layer features.2 -o filters.png",
+    ],
+    "report": [
+        "fxmaps report resnet18 -o report.html",
+        "fxmaps report efficientnet_b0 --image cat.jpg --layers conv -o report.html",
+    ],
+    "bench": ["fxmaps bench resnet50 --layers conv --batch 8 --json bench.json"],
+    "demo": ["fxmaps demo", "fxmaps demo -o /tmp/fxmaps-demo"],
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    try:
+        return int(args.run(args))
+    except FxmapsError as err:
+        if args.debug:
+            raise
+        print(f"fxmaps: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fxmaps: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    every = "\n".join(f"  {line}" for lines in _EXAMPLES.values() for line in lines[:1])
+    parser = argparse.ArgumentParser(
+        prog="fxmaps",
+        description="See what a neural network sees.",
+        epilog=f"{_MODELS}\n\nexamples:\n{every}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _summary(_command(sub, "summary", "print the classified layers as a table", commands.summary))
+    _graph(_command(sub, "graph", "draw the annotated graph (svg, png, pdf, dot)", commands.graph))
+    _maps(
+        _command(sub, "maps", "draw the feature maps of an image, one PNG a layer", commands.maps)
+    )
+    _filters(_command(sub, "filters", "draw a conv layer's filters", commands.filters))
+    _report(_command(sub, "report", "write one self-contained HTML report", commands.report))
+    _bench(_command(sub, "bench", "time extraction against a forward and hooks", commands.bench))
+    demo = sub.add_parser("demo", help="graph, maps, filters and report of resnet18 on a photo",
+                          description="Run the main job on the built-in default: resnet18 "
+                          "looking at the bundled photo; writes the graph, the maps, the filters "
+                          "and the report into one folder.", epilog=_epilog("demo"),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    demo.add_argument("-o", "--output", type=Path, default=Path("out/demo"), help="folder")
+    demo.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    demo.set_defaults(run=commands.demo)
+    return parser
+
+
+def _epilog(name: str) -> str:
+    lines = "\n".join(f"  {line}" for line in _EXAMPLES[name])
+    return f"{_MODELS}\n\nexamples:\n{lines}"
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=_epilog(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="the model to load (see below)")
+    parser.add_argument(
+        "--input-size", nargs="+", type=int, metavar="N",
+        help="per-sample input shape, for example 3 224 224 (default: what the model expects)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--weights", metavar="PATH", help="a state-dict file, or DEFAULT (downloads)"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _summary(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the example input")
+    parser.add_argument(
+        "--no-input", action="store_true", help="trace without an input (no shapes)"
+    )
+    parser.add_argument("--train", action="store_true", help="analyse the training-mode graph")
+    parser.add_argument("--kinds", nargs="+", metavar="KIND", help="show only these kinds")
+
+
+def _graph(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, required=True, help=".svg, .png, .pdf or .dot")
+    parser.add_argument("--collapse", default="none", help="none, blocks, or a module depth")
+    parser.add_argument("--no-shapes", action="store_true", help="leave output shapes out")
+    parser.add_argument("--rankdir", default="TB", choices=["TB", "LR", "BT", "RL"])
+    parser.add_argument("--train", action="store_true", help="draw the training-mode graph")
+
+
+def _image_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="a file or URL (default: the bundled photo)")
+    parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
+                        help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
+
+
+def _maps(parser: argparse.ArgumentParser) -> None:
+    _image_arguments(parser)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the PNGs")
+    parser.add_argument("--max-maps", type=int, default=64, help="tiles per layer (default 64)")
+    parser.add_argument("--order", default="energy", choices=["energy", "index"])
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .png to write")
+    parser.add_argument("--layer", help="the conv node (default: the first conv)")
+    parser.add_argument("--max-filters", type=int, default=64)
+    parser.add_argument("--mode", default="auto", choices=["auto", "rgb", "channels", "mean"])
+
+
+def _report(parser: argparse.ArgumentParser) -> None:
+    _image_arguments(parser)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .html to write")
+    parser.add_argument("--max-maps", type=int, default=16, help="tiles per layer (default 16)")
+
+
+def _bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
+                        help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=7, help="timed rounds (default 7)")
+    parser.add_argument("--device", default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    return f"fxmaps: warning: {message}\n"

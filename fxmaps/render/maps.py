@@ -1,0 +1,497 @@
+"""Feature maps as one mosaic image: :func:`plot_feature_maps`, :func:`plot_layers`, :func:`mosaic`.
+
+The channels of a map are laid out as the tiles of one array, a pixel of padding
+between them, and drawn with a single ``imshow``: many times cheaper than one
+subplot per channel, and shown pixel for pixel where the tiles fit.
+
+What is drawn, by the map's shape (and, from a :class:`~fxmaps.FeatureMaps`, its
+layer's layout):
+
+* ``(N, C, H, W)`` and ``(C, H, W)``: one tile per channel; ``(H, W)``: one tile.
+* ``(N, C, D, H, W)``: the middle depth slice of each channel (the title says so).
+* ``(N, C, L)`` (Conv1d) and channels-last tokens ``(N, L, C)`` whose ``L`` is no
+  square grid: a heat image, one row per channel. A bare 3-D array is read as
+  ``(C, H, W)``; 1-D maps are recognised when they come in a ``FeatureMaps``.
+* Channels-last grids ``(N, H, W, C)`` and square token maps (leading class
+  tokens dropped): turned channels-first, then drawn as tiles.
+
+Non-finite values are masked and drawn in magenta, with a :class:`~fxmaps.FxmapsWarning`.
+matplotlib is imported only when something is drawn, and figures are built
+without pyplot: no global state, nothing shown, nothing leaked.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from fxmaps._transforms import to_spatial
+from fxmaps.classify import Layout
+from fxmaps.errors import FxmapsWarning, InputError, OptionError
+from fxmaps.graph import format_shape
+from fxmaps.maps import FeatureMaps
+from fxmaps.render import _canvas as canvas
+from fxmaps.render._canvas import Array, MapLike
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
+
+__all__ = ["mosaic", "plot_feature_maps", "plot_layers"]
+
+_ORDERS = ("index", "energy")
+_NORMALIZE = ("per-map", "shared")
+_LABEL_MIN_PX = 28  # tiles drawn smaller than this get no channel label
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """Maps ready to draw: ``(C, H, W)`` tiles, or ``(C, L)`` rows when ``axis`` is set."""
+
+    data: Array
+    channels: npt.NDArray[np.int64]
+    label: str
+    notes: tuple[str, ...] = ()
+    axis: str | None = None  # what the columns of a row image are: "position", "token"
+
+    def title(self, title: str | None = None) -> list[str]:
+        return [title or self.label, *self.notes]
+
+
+def mosaic(
+    maps: npt.ArrayLike, *, ncols: int | None = None, pad: int = 1, normalize: str = "per-map"
+) -> Array:
+    """Lay ``(n, h, w)`` maps out as the tiles of one 2-D array, row by row.
+
+    Args:
+        maps: The maps, ``(n, h, w)``.
+        ncols: Tiles per row; by default a near-square grid.
+        pad: Pixels of NaN between tiles (the empty cells of the last row are NaN too).
+        normalize: ``"per-map"`` scales each map to ``[0, 1]`` by its own minimum and
+            maximum, ``"shared"`` scales all maps by one range, ``"none"`` keeps the
+            values. Non-finite values become NaN; a constant map becomes 0.
+
+    Example:
+        >>> import numpy as np
+        >>> from fxmaps.render.maps import mosaic
+        >>> image = mosaic(np.random.rand(64, 10, 10))
+        >>> image.shape, float(np.nanmin(image)), float(np.nanmax(image))
+        ((87, 87), 0.0, 1.0)
+    """
+    array = np.array(maps, dtype=np.float32)
+    if array.ndim != 3 or 0 in array.shape:
+        raise InputError(f"mosaic() takes maps shaped (n, h, w), not {array.shape}")
+    canvas.check_choice("normalize", normalize, (*_NORMALIZE, "none"))
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise OptionError(f"pad={pad!r} is not valid; use a whole number of pixels >= 0")
+    array[~np.isfinite(array)] = np.nan
+    values = array if normalize == "none" else canvas.scaled(array, shared=normalize == "shared")
+    image: Array = canvas.tiles(values, canvas.grid(len(array), ncols), pad, np.nan)
+    return image
+
+
+def plot_feature_maps(
+    maps_or_tensor: MapLike | FeatureMaps,
+    name: str | None = None,
+    *,
+    max_maps: int = 64,
+    ncols: int | None = None,
+    order: str = "index",
+    cmap: str = "viridis",
+    normalize: str = "per-map",
+    sample: int = 0,
+    labels: bool = True,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Draw the channels of one feature map as the tiles of a single image.
+
+    Args:
+        maps_or_tensor: A map (tensor or array), or a :class:`~fxmaps.FeatureMaps`
+            holding the map ``name`` (which may be left out when it holds one map).
+        name: The map to draw from a ``FeatureMaps``; also the start of the title.
+        max_maps: Draw at most this many channels.
+        ncols: Tiles per row; by default a near-square grid.
+        order: ``"index"`` (channel order) or ``"energy"`` (largest mean absolute
+            activation first). Labels always give the real channel index.
+        cmap: A matplotlib colormap name.
+        normalize: ``"per-map"`` (each tile spans the whole colormap) or ``"shared"``
+            (one range for all tiles, shown by a colorbar).
+        sample: Which item of a batch to draw.
+        labels: Write each tile's channel index in its corner (not on tiny tiles).
+        ax: Draw into this axes instead of a new figure.
+        title: Replaces the default title (name and shape); notes such as the depth
+            slice of a 3-D map are still added below it.
+
+    Returns:
+        The figure (``ax``'s figure when ``ax`` is given). Nothing is shown or saved.
+
+    Raises:
+        InputError: A map that cannot be drawn, or a ``FeatureMaps`` of several maps
+            without ``name``.
+        OptionError: An option outside its valid values.
+
+    Example:
+        >>> import torch
+        >>> from fxmaps.render.maps import plot_feature_maps
+        >>> maps = torch.rand(1, 6, 8, 8) + torch.arange(6.0).view(1, 6, 1, 1)  # channel 5 largest
+        >>> fig = plot_feature_maps(maps, order="energy", max_maps=4)
+        >>> [len(ax.images) for ax in fig.axes], [t.get_text() for t in fig.axes[0].texts]
+        ([1], ['5', '4', '3', '2'])
+    """
+    _check_options(order=order, normalize=normalize, count=("max_maps", max_maps))
+    colormap = canvas.colormap(cmap)
+    panel, problem = _masked(_selected(_panel(maps_or_tensor, name, sample), order, max_maps))
+    if problem:
+        warnings.warn(problem, FxmapsWarning, stacklevel=2)
+    shared = normalize == "shared"
+    if panel.axis is not None:
+        return _draw_rows(panel, colormap, shared=shared, ax=ax, title=title)
+    return _draw_tiles(
+        panel, colormap, shared=shared, ax=ax, title=title, ncols=ncols, labels=labels
+    )
+
+
+def plot_layers(
+    maps: FeatureMaps,
+    *,
+    per_layer: int = 8,
+    order: str = "energy",
+    cmap: str = "viridis",
+    sample: int = 0,
+) -> Figure:
+    """One overview figure: a row per map, with its ``per_layer`` first or most active channels.
+
+    Each row is one mosaic strip labelled with the node name and the map's shape;
+    tiles are normalised each to its own range and labelled with their channel.
+    A map that cannot be drawn (a scalar, a tuple) gets a row saying why.
+
+    Args:
+        maps: The maps, in the order their rows are drawn.
+        per_layer: Channels drawn per row.
+        order: ``"energy"`` (most active first) or ``"index"`` (first channels).
+        cmap: A matplotlib colormap name.
+        sample: Which item of the batch to draw.
+
+    Example:
+        >>> import torch, fxmaps
+        >>> from torch import nn
+        >>> from fxmaps.render.maps import plot_layers
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3))
+        >>> fig = plot_layers(fxmaps.extract(model, torch.randn(1, 3, 12, 12)), per_layer=3)
+        >>> [ax.get_title(loc="left") for ax in fig.axes]
+        ['0  1×4×10×10  ·  3 of 4 channels by energy', '2  1×6×8×8  ·  3 of 6 channels by energy']
+    """
+    if not isinstance(maps, FeatureMaps) or not maps:
+        raise InputError(f"plot_layers() takes a non-empty FeatureMaps, not {maps!r}")
+    _check_options(order=order, normalize="per-map", count=("per_layer", per_layer))
+    colormap = canvas.colormap(cmap)
+    rows = [_layer_row(maps, name, sample, order, per_layer) for name in maps]
+    problems = [problem for _, problem in rows if problem]
+    if problems:
+        warnings.warn("; ".join(problems), FxmapsWarning, stacklevel=2)
+    return _draw_layers([row[0] for row in rows], colormap, per_layer)
+
+
+# -- what to draw --------------------------------------------------------------------------------
+
+
+def _panel(source: MapLike | FeatureMaps, name: str | None, sample: int) -> _Panel:
+    if isinstance(source, FeatureMaps):
+        name = _map_name(source, name)
+        tensor, notes, axis = _channels_first(source[name], source.layer(name).layout)
+        label = f"{name}  {format_shape(tuple(source[name].shape))}"
+        kept = source.channels(name)
+        return _batched(tensor, sample, label, kept, notes, axis or "position")
+    if not isinstance(source, (torch.Tensor, np.ndarray)):
+        raise InputError(
+            f"cannot draw a {type(source).__name__}; pass a tensor, a NumPy array or a FeatureMaps"
+        )
+    shape = tuple(source.shape)
+    label = f"{name}  {format_shape(shape)}" if name else format_shape(shape)
+    if len(shape) in (4, 5):
+        return _batched(source, sample, label, None, (), "position")
+    if len(shape) in (2, 3):
+        return _unbatched(
+            canvas.as_float(source if len(shape) == 3 else source[None]), label, None, ()
+        )
+    raise InputError(
+        f"cannot draw a map shaped {shape}; expected (N, C, H, W), (C, H, W), (H, W) or "
+        "(N, C, D, H, W); 1-D maps (N, C, L) are drawn from a FeatureMaps, which knows their layout"
+    )
+
+
+def _map_name(maps: FeatureMaps, name: str | None) -> str:
+    if name is not None:
+        return name
+    if len(maps) != 1:
+        names = ", ".join(map(repr, list(maps)[:8])) + (", ..." if len(maps) > 8 else "")
+        raise InputError(
+            f"this FeatureMaps holds {len(maps)} maps; say which to draw with name=, one of {names}"
+        )
+    return next(iter(maps))
+
+
+def _channels_first(
+    tensor: torch.Tensor, layout: Layout
+) -> tuple[torch.Tensor, tuple[str, ...], str | None]:
+    """A channels-last map as channels-first, with a note and the axis name of token rows."""
+    if layout is not Layout.CHANNELS_LAST or tensor.dim() < 3:
+        return tensor, (), None
+    if tensor.dim() > 4:
+        return tensor.movedim(-1, 1), (), None
+    spatial, now = to_spatial(tensor, layout)
+    if now is not Layout.CHANNELS_FIRST:
+        return tensor.transpose(1, 2), ("channels × tokens: no square grid",), "token"
+    dropped = tensor.shape[1] - spatial.shape[2] * spatial.shape[3] if tensor.dim() == 3 else 0
+    return spatial, ((f"{dropped} leading token(s) dropped",) if dropped else ()), None
+
+
+def _batched(
+    source: MapLike,
+    sample: int,
+    label: str,
+    kept: torch.Tensor | None,
+    notes: tuple[str, ...],
+    axis: str,
+) -> _Panel:
+    size = len(source)
+    if size == 0:
+        raise InputError(f"cannot draw {label}: the batch is empty")
+    if isinstance(sample, bool) or not isinstance(sample, int) or not -size <= sample < size:
+        raise OptionError(
+            f"sample={sample!r} is out of range for a batch of {size}; use 0 to {size - 1}"
+        )
+    notes = (*notes, f"sample {sample % size} of {size}") if size > 1 else notes
+    item = canvas.as_float(source[sample])
+    if item.ndim == 1:
+        return _unbatched(item[None], label, None, notes, axis="feature")
+    return _unbatched(item, label, kept, notes, axis=axis if item.ndim == 2 else None)
+
+
+def _unbatched(
+    item: Array,
+    label: str,
+    kept: torch.Tensor | None,
+    notes: tuple[str, ...],
+    axis: str | None = None,
+) -> _Panel:
+    if item.ndim == 4:
+        depth = item.shape[1]
+        item = item[:, depth // 2]
+        notes = (*notes, f"middle depth slice {depth // 2} of {depth}")
+    if item.ndim not in (2, 3) or 0 in item.shape:
+        raise InputError(f"cannot draw maps shaped {item.shape} (channels first); nothing to show")
+    channels = np.arange(len(item)) if kept is None else kept.detach().cpu().numpy()
+    if len(channels) != len(item):
+        channels = np.arange(len(item))
+    return _Panel(item, channels.astype(np.int64), label, notes, axis)
+
+
+def _selected(panel: _Panel, order: str, count: int) -> _Panel:
+    total = len(panel.data)
+    count = min(count, total)
+    picks = np.arange(count)
+    if order == "energy":
+        picks = np.argsort(-_energy(panel.data), kind="stable")[:count]
+    notes = panel.notes
+    if count < total or (order == "energy" and total > 1):
+        notes = (*notes, f"{count} of {total} channels" + (" by energy" * (order == "energy")))
+    return replace(panel, data=panel.data[picks], channels=panel.channels[picks], notes=notes)
+
+
+def _energy(data: Array) -> npt.NDArray[np.float64]:
+    """Mean absolute value of each map over its finite values (-1 for none)."""
+    flat = data.reshape(len(data), -1)
+    finite = np.isfinite(flat)
+    total = np.where(finite, np.abs(flat), 0).sum(axis=1, dtype=np.float64)
+    count = finite.sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), -1.0)
+
+
+def _masked(panel: _Panel) -> tuple[_Panel, str | None]:
+    """Non-finite values as NaN, and a sentence about them when there are any."""
+    bad = ~np.isfinite(panel.data)
+    if not bad.any():
+        return panel, None
+    where = panel.channels[bad.reshape(len(bad), -1).any(axis=1)]
+    listed = ", ".join(map(str, where[:8])) + (", ..." if len(where) > 8 else "")
+    message = (
+        f"{int(bad.sum())} NaN or infinite values in channel(s) {listed} of {panel.label}; "
+        "they are masked and drawn in magenta"
+    )
+    return replace(panel, data=np.where(bad, np.float32(np.nan), panel.data)), message
+
+
+def _value_range(data: Array, *, shared: bool) -> tuple[Array, float, float]:
+    """Values to draw and the colour limits: per-map scaled to [0, 1], or one real range."""
+    if not shared:
+        return canvas.scaled(data, shared=False), 0.0, 1.0
+    finite = data[np.isfinite(data)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return data, lo, hi if hi > lo else lo + 1.0
+
+
+# -- how to draw it ------------------------------------------------------------------------------
+
+
+def _draw_tiles(
+    panel: _Panel,
+    colormap: Colormap,
+    *,
+    shared: bool,
+    ax: Axes | None,
+    title: str | None,
+    ncols: int | None,
+    labels: bool,
+) -> Figure:
+    shared = shared or panel.data[0].size == 1  # 1×1 maps: only a shared range says anything
+    values, vmin, vmax = _value_range(panel.data, shared=shared)
+    grid = canvas.grid(len(values), ncols)
+    values, scale, pad = canvas.zoomed(values, grid)
+    span = max(1.0, vmax - vmin)  # padding below vmin, empty cells above vmax: see colormap
+    image = canvas.tiles(values, grid, pad, vmin - span, vmax + span)
+    fig, ax, cax = canvas.axes(ax, image.shape, scale, panel.title(title), colorbar=shared)
+    picture = ax.imshow(
+        image,
+        cmap=colormap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest" if scale >= 1 else "auto",
+    )
+    ax.set_axis_off()
+    if labels:
+        pixels = canvas.pixels_per_unit(ax, image)
+        _label_tiles(ax, values, panel.channels, grid[1], pad, pixels, (colormap, vmin, vmax))
+    if shared:
+        canvas.colorbar(fig, picture, cax, ax)
+    return fig
+
+
+def _draw_rows(
+    panel: _Panel, colormap: Colormap, *, shared: bool, ax: Axes | None, title: str | None
+) -> Figure:
+    values, vmin, vmax = _value_range(panel.data, shared=shared)
+    rows, length = values.shape
+    size = (rows * min(18, max(3, round(360 / rows))), min(1000, max(480, length)))
+    fig, ax, cax = canvas.axes(ax, size, 1.0, panel.title(title), colorbar=shared, ticks=True)
+    picture = ax.imshow(
+        values,
+        cmap=colormap,
+        vmin=vmin,
+        vmax=vmax,
+        aspect="auto",
+        interpolation="nearest" if length <= size[1] else "auto",
+    )
+    step = math.ceil(rows / 24)
+    ax.set_yticks(range(0, rows, step), [str(c) for c in panel.channels[::step]], fontsize=7)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel(panel.axis or "", fontsize=8)
+    ax.set_ylabel("channel", fontsize=8)
+    if shared:
+        canvas.colorbar(fig, picture, cax, ax)
+    return fig
+
+
+def _layer_row(
+    maps: FeatureMaps, name: str, sample: int, order: str, count: int
+) -> tuple[_Panel | str, str | None]:
+    try:
+        return _masked(_selected(_panel(maps, name, sample), order, count))
+    except InputError as err:
+        return f"{name}: not drawn ({err})", None
+
+
+def _draw_layers(rows: Sequence[_Panel | str], colormap: Colormap, slots: int) -> Figure:
+    slot, gap, margin, head = min(128, max(40, round(960 / slots))), 4, 10, 22
+    width = slots * slot + (slots - 1) * gap
+    heights = [_row_height(row, slot) for row in rows]
+    total = sum(heights) + len(rows) * head + margin
+    fig = canvas.figure(width + 2 * margin, total)
+    top = total
+    for row, height in zip(rows, heights, strict=True):
+        top -= head + height
+        box = (margin / (width + 2 * margin), top / total, width / (width + 2 * margin))
+        ax = fig.add_axes((*box, height / total))
+        ax.set_axis_off()
+        if isinstance(row, str):
+            ax.text(0, 0.5, row, fontsize=8, va="center", transform=ax.transAxes)
+        else:
+            _draw_strip(ax, row, colormap, slots, slot)
+    return fig
+
+
+def _row_height(row: _Panel | str, slot: int) -> int:
+    if isinstance(row, str):
+        return 16
+    if row.axis is not None:
+        return max(24, 8 * len(row.data))
+    height, width = row.data.shape[1:]
+    return min(2 * slot, max(slot // 4, round(slot * int(height) / int(width))))
+
+
+def _draw_strip(ax: Axes, panel: _Panel, colormap: Colormap, slots: int, slot: int) -> None:
+    values = canvas.scaled(panel.data, shared=panel.data[0].size == 1)
+    ax.set_title("  ·  ".join(panel.title()), loc="left", fontsize=9, pad=3)
+    if panel.axis is not None:
+        ax.imshow(values, cmap=colormap, vmin=0, vmax=1, aspect="auto", interpolation="auto")
+        return
+    zoom = max(1, round(slot / (4 * max(values.shape[1:]))))  # so that tiny maps get thin padding
+    values = values.repeat(zoom, axis=1).repeat(zoom, axis=2)
+    width = values.shape[2]
+    pad = max(1, round(width * 4 / slot))
+    image = canvas.tiles(values, (1, len(values)), pad, -1.0)
+    ax.imshow(image, cmap=colormap, vmin=0, vmax=1, aspect="auto", interpolation="auto")
+    ax.set_xlim(-0.5, slots * (width + pad) - pad - 0.5)
+    _label_tiles(ax, values, panel.channels, len(values), pad, slot / width, (colormap, 0, 1))
+
+
+def _label_tiles(
+    ax: Axes,
+    tiles: Array,
+    channels: npt.NDArray[np.int64],
+    cols: int,
+    pad: int,
+    pixels_per_unit: float,
+    colors: tuple[Colormap, float, float],
+) -> None:
+    """Write each tile's channel in its top-left corner, black or white by what lies beneath.
+
+    One text per tile, without a box (a box doubles the cost of drawing the labels).
+    """
+    height, width = tiles.shape[1:3]
+    tile_px = pixels_per_unit * min(height, width)
+    if tile_px < _LABEL_MIN_PX or len(tiles) < 2:
+        return
+    size = float(np.clip(tile_px / 9, 6, 9))
+    inset = 2.5 / pixels_per_unit
+    for i, (channel, color) in enumerate(zip(channels, _text_colors(tiles, *colors), strict=True)):
+        row, col = divmod(i, cols)
+        x, y = col * (width + pad) - 0.5 + inset, row * (height + pad) - 0.5 + inset
+        ax.text(x, y, str(channel), fontsize=size, color=color, ha="left", va="top", clip_on=True)
+
+
+def _text_colors(tiles: Array, colormap: Colormap, vmin: float, vmax: float) -> list[str]:
+    """Black on light tile corners, white on dark ones."""
+    height, width = tiles.shape[1:3]
+    corner = tiles[:, : max(1, height // 5), : max(1, width // 3)].reshape(len(tiles), -1)
+    finite = np.isfinite(corner)
+    level = np.where(finite, corner, 0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+    rgb = colormap((level - vmin) / (vmax - vmin))[:, :3]
+    return ["black" if light > 0.55 else "white" for light in rgb @ [0.299, 0.587, 0.114]]
+
+
+def _check_options(*, order: str, normalize: str, count: tuple[str, int]) -> None:
+    canvas.check_choice("order", order, _ORDERS)
+    canvas.check_choice("normalize", normalize, _NORMALIZE)
+    option, value = count
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"{option}={value!r} is not valid; use a whole number >= 1")

@@ -1,0 +1,158 @@
+"""plot_filters: which view each kind of convolution gets, and the kernels in its tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+import fxmaps
+from fxmaps.errors import InputError, OptionError
+from fxmaps.render.filters import plot_filters
+from fxmaps.render.filters import plot_filters as reexported
+from tests import models as toy
+from tests.test_render_maps import the_image, tiles_of
+
+
+def weight(module: nn.Module) -> torch.Tensor:
+    parameter = module.weight
+    assert isinstance(parameter, torch.Tensor)
+    return parameter.detach()
+
+
+def title(fig: Figure) -> str:
+    return fig.axes[0].get_title()
+
+
+def test_rgb_first_layer_filters_are_colour_tiles() -> None:
+    conv = nn.Conv2d(3, 8, 5)
+    fig = plot_filters(conv)
+    image = the_image(fig)
+    assert image.shape[-1] == 4  # RGBA
+    tiles = tiles_of(image, (3, 3), (5, 5))  # near-square grid; the last cell empty
+    kernels = weight(conv).permute(0, 2, 3, 1).double()
+    low = kernels.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
+    high = kernels.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
+    np.testing.assert_allclose(tiles[:8, ..., :3], (kernels - low) / (high - low), atol=1e-6)
+    assert (tiles[:8, ..., 3] == 1).all()
+    assert (tiles[8] == 0).all()  # transparent
+    assert "each filter scaled to its own range" in title(fig)
+
+
+def test_depthwise_conv_has_one_tile_per_channel() -> None:
+    conv = nn.Conv2d(8, 8, 3, groups=8)
+    fig = plot_filters(conv)
+    tiles = tiles_of(the_image(fig), (3, 3), (3, 3))
+    np.testing.assert_allclose(tiles[:8], weight(conv)[:, 0].double(), rtol=1e-6)
+    assert "depthwise" in title(fig)
+    assert len(fig.axes) == 2  # and a colorbar, symmetric about zero
+    low, high = fig.axes[0].images[0].get_clim()
+    assert low == -high == pytest.approx(-float(weight(conv).abs().max()))
+
+
+def test_deeper_convs_show_each_input_kernel_per_filter() -> None:
+    conv = nn.Conv2d(20, 6, 3)
+    fig = plot_filters(conv)
+    tiles = tiles_of(the_image(fig), (16, 6), (3, 3))  # a row per input, a column per filter
+    expected = weight(conv)[:, :16].transpose(0, 1).reshape(96, 3, 3).double()
+    np.testing.assert_allclose(tiles, expected, rtol=1e-6)
+    assert "first 16 of 20 inputs" in title(fig)
+    assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("filter", "input channel")
+
+
+def test_mean_mode_averages_over_inputs() -> None:
+    conv = nn.Conv2d(5, 4, 3)
+    fig = plot_filters(conv, mode="mean", ncols=4)
+    tiles = tiles_of(the_image(fig), (1, 4), (3, 3))
+    # The figure averages in float32: compare at float32 resolution, also near zero.
+    np.testing.assert_allclose(tiles, weight(conv).mean(dim=1).double(), rtol=1e-5, atol=1e-7)
+    assert "mean over inputs" in title(fig)
+
+
+def test_grouped_conv_shows_each_filters_own_group() -> None:
+    conv = nn.Conv2d(8, 4, 3, groups=2)
+    fig = plot_filters(conv)
+    tiles = tiles_of(the_image(fig), (4, 4), (3, 3))
+    np.testing.assert_allclose(tiles, weight(conv).transpose(0, 1).reshape(16, 3, 3), rtol=1e-6)
+    assert "groups=2" in title(fig)
+
+
+def test_one_by_one_conv_is_a_matrix() -> None:
+    conv = nn.Conv2d(32, 16, 1)
+    image = the_image(plot_filters(conv))
+    np.testing.assert_array_equal(image, weight(conv)[:, :, 0, 0].numpy())
+
+
+def test_conv1d_kernels_are_heat_strips() -> None:
+    conv = nn.Conv1d(4, 6, 5)
+    fig = plot_filters(conv)
+    tiles = tiles_of(the_image(fig), (6, 4), (1, 5))  # a row per filter, a column per input
+    np.testing.assert_allclose(tiles, weight(conv).reshape(24, 1, 5).double(), rtol=1e-6)
+    single = nn.Conv1d(1, 6, 5)
+    image = the_image(plot_filters(single))
+    np.testing.assert_array_equal(image, weight(single)[:, 0].numpy())  # filters × taps
+
+
+def test_transposed_conv_is_shown_by_output_channel() -> None:
+    conv = nn.ConvTranspose2d(4, 6, 3)  # weight (in, out, kh, kw)
+    fig = plot_filters(conv)
+    tiles = tiles_of(the_image(fig), (4, 6), (3, 3))
+    np.testing.assert_allclose(tiles, weight(conv).reshape(24, 3, 3).double(), rtol=1e-6)
+
+
+def test_conv3d_shows_the_middle_depth_slice() -> None:
+    conv = nn.Conv3d(3, 4, 3)
+    fig = plot_filters(conv, mode="channels")
+    tiles = tiles_of(the_image(fig), (3, 4), (3, 3))
+    expected = weight(conv)[:, :, 1].transpose(0, 1).reshape(12, 3, 3).double()
+    np.testing.assert_allclose(tiles, expected, rtol=1e-6)
+    assert "middle depth slice 1 of 3" in title(fig)
+
+
+def test_layers_tensors_and_limits() -> None:
+    graph = fxmaps.analyze(toy.CifarResNet(), torch.randn(1, 3, 32, 32))
+    fig = plot_filters(graph.layers("conv")[0], max_filters=4)
+    assert the_image(fig).shape[-1] == 4  # conv1 sees RGB
+    assert title(fig).startswith("conv1  weight 8×3×3×3")
+    assert "first 4 of 8 filters" in title(fig)
+    raw = plot_filters(torch.randn(6, 2, 3, 3))
+    assert title(raw).startswith("weight 6×2×3×3")
+    assert reexported is plot_filters
+
+
+def test_draws_into_a_given_axes() -> None:
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot_filters(nn.Conv2d(3, 4, 3), ax=ax) is fig
+    assert len(ax.images) == 1
+
+
+def test_not_a_convolution() -> None:
+    graph = fxmaps.analyze(toy.CifarResNet(), torch.randn(1, 3, 32, 32))
+    with pytest.raises(
+        InputError, match=r"layer 'bn1' is a norm node \(BatchNorm2d\), not a convolution"
+    ):
+        plot_filters(graph["bn1"])
+    with pytest.raises(InputError, match="calls a function, not a module"):
+        plot_filters(graph["layer1.0.add"])
+    with pytest.raises(InputError, match="no weight to draw yet"):
+        plot_filters(nn.LazyConv2d(4, 3))
+    with pytest.raises(InputError, match="Linear is not a convolution"):
+        plot_filters(nn.Linear(3, 4))
+    with pytest.raises(InputError, match=r"shaped \(4, 3\); expected conv weights"):
+        plot_filters(torch.randn(4, 3))
+    with pytest.raises(InputError, match="cannot draw filters of a str"):
+        plot_filters("conv1")  # type: ignore[arg-type]
+
+
+def test_invalid_options() -> None:
+    with pytest.raises(OptionError, match="mode='rgb' needs 2-D kernels over 3 input channels"):
+        plot_filters(nn.Conv2d(8, 4, 3), mode="rgb")
+    with pytest.raises(OptionError, match="mode='color' is not valid; use one of 'auto', 'rgb'"):
+        plot_filters(nn.Conv2d(8, 4, 3), mode="color")
+    with pytest.raises(OptionError, match="max_filters=0"):
+        plot_filters(nn.Conv2d(8, 4, 3), max_filters=0)
+    with pytest.raises(OptionError, match="cmap='RdBu_rr'"):
+        plot_filters(nn.Conv2d(8, 4, 3), cmap="RdBu_rr")

@@ -1,0 +1,312 @@
+"""render_graph and save_graph: the structure of the DOT source and the SVG, not pixels.
+
+Oracles are the analysed graph itself: its layer names and kinds, its blocks, and the
+roles of its networkx edges.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import graphviz
+import pytest
+import torch
+
+import fxmaps
+from fxmaps import Kind, ModelGraph
+from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
+from fxmaps.graph import ATTR_ROLE, ROLE_DATA
+from fxmaps.render.graph import render_graph, save_graph
+from tests import models as toy
+from tests.conftest import tv_model
+
+requires_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz's dot program is not installed"
+)
+
+_ID = r'"(?:[^"\\]|\\.)*"|[\w.]+'
+_NODE = re.compile(rf"^\t*({_ID}) \[label=<(.*)>[^>]*\]$", re.MULTILINE)
+_EDGE = re.compile(rf"^\t*({_ID}) -> ({_ID})(?: \[(.*)\])?$", re.MULTILINE)
+_SUBGRAPH = re.compile(rf"^\t*subgraph ({_ID}) \{{$")
+
+
+def _unquote(token: str) -> str:
+    return token[1:-1].replace('\\"', '"') if token.startswith('"') else token
+
+
+def nodes(dot: graphviz.Digraph) -> dict[str, str]:
+    """Node id -> the rest of its statement (label and attributes)."""
+    return {_unquote(m[1]): m[0] for m in _NODE.finditer(dot.source)}
+
+
+def edges(dot: graphviz.Digraph) -> list[tuple[str, str, str]]:
+    return [(_unquote(m[1]), _unquote(m[2]), m[3] or "") for m in _EDGE.finditer(dot.source)]
+
+
+def cluster_parents(dot: graphviz.Digraph) -> dict[str, str | None]:
+    """Each cluster's enclosing cluster, from the nesting of the DOT source."""
+    parents: dict[str, str | None] = {}
+    stack: list[str] = []
+    for line in dot.source.splitlines():
+        match = _SUBGRAPH.match(line)
+        if match:
+            name = _unquote(match[1])
+            parents[name] = stack[-1] if stack else None
+            stack.append(name)
+        elif line.strip() == "}" and stack:
+            stack.pop()
+    return parents
+
+
+@pytest.fixture(scope="module")
+def resnet18() -> ModelGraph:
+    return fxmaps.analyze(tv_model("resnet18"), torch.zeros(1, 3, 64, 64))
+
+
+@pytest.fixture(scope="module")
+def cifar() -> ModelGraph:
+    return fxmaps.analyze(toy.CifarResNet(), torch.zeros(1, 3, 16, 16))
+
+
+def test_returns_a_digraph_with_one_node_per_layer(resnet18: ModelGraph) -> None:
+    dot = render_graph(resnet18)
+    assert isinstance(dot, graphviz.Digraph)
+    assert set(nodes(dot)) == {layer.name for layer in resnet18.layers()}
+    assert len(edges(dot)) == resnet18.nx.number_of_edges()
+
+
+@pytest.mark.parametrize("model", ["resnet18", "cifar"])
+def test_every_conv_and_downsample_is_in_the_source(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    graph: ModelGraph = request.getfixturevalue(model)
+    expected = [layer.name for layer in graph.layers(["conv", "downsample"])]
+    assert expected
+    assert graph.layers("downsample")
+    drawn = nodes(render_graph(graph))
+    for name in expected:
+        assert name in drawn
+        assert f"<B>{name}</B>" in drawn[name]
+
+
+@requires_dot
+@pytest.mark.parametrize("model", ["resnet18", "efficientnet_b0"])
+def test_every_conv_and_downsample_is_in_the_svg(model: str, resnet18: ModelGraph) -> None:
+    graph = resnet18 if model == "resnet18" else fxmaps.analyze(tv_model(model))
+    svg = render_graph(graph).pipe(format="svg", encoding="utf-8")
+    names = [layer.name for layer in graph.layers(["conv", "downsample"])]
+    assert len(names) > 10
+    for name in names:
+        assert f"<title>{name}</title>" in svg
+        assert f">{name}</text>" in svg
+
+
+def test_label_shows_type_shape_and_parameters(resnet18: ModelGraph) -> None:
+    conv = resnet18["layer2.0.conv1"]
+    label = nodes(render_graph(resnet18))[conv.name]
+    assert "Conv2d" in label
+    assert fxmaps.format_shape(conv.out_shape) in label
+    assert f"{conv.params / 1e3:.1f}K params" in label
+    quiet = nodes(render_graph(resnet18, show_shapes=False))[conv.name]
+    assert fxmaps.format_shape(conv.out_shape) not in quiet
+
+
+def test_clusters_nest_like_blocks(resnet18: ModelGraph) -> None:
+    dot = render_graph(resnet18)
+    parents = cluster_parents(dot)
+    blocks = resnet18.blocks()
+    assert {f"cluster_{b.name}" for b in blocks} == set(parents)
+    for block in blocks:
+        parent = f"cluster_{block.parent}" if block.parent else None
+        assert parents[f"cluster_{block.name}"] == parent
+    assert "<B>layer1.0</B>  BasicBlock · residual" in dot.source
+
+
+def test_collapse_blocks_draws_each_residual_block_as_one_node(resnet18: ModelGraph) -> None:
+    full = render_graph(resnet18)
+    dot = render_graph(resnet18, collapse="blocks")
+    drawn = nodes(dot)
+    residual = resnet18.blocks("residual")
+    assert len(drawn) < len(nodes(full))
+    owner = {name: block.name for block in residual for name in block.layers}
+    assert set(drawn) == {owner.get(layer.name, layer.name) for layer in resnet18.layers()}
+    for block in residual:
+        assert f"<B>{block.name}</B>" in drawn[block.name]
+        assert block.module_type in drawn[block.name]
+    assert "1×64×16×16 → 1×128×8×8" in drawn["layer2.0"]  # the block's shape change
+    assert set(cluster_parents(dot)) == {f"cluster_{b.name}" for b in resnet18.blocks("sequential")}
+
+
+def test_collapsed_edges_come_from_the_graph_once_each(resnet18: ModelGraph) -> None:
+    owner = {name: b.name for b in resnet18.blocks("residual") for name in b.layers}
+    expected = {
+        (owner.get(u, u), owner.get(v, v))
+        for u, v in resnet18.nx.edges
+        if owner.get(u, u) != owner.get(v, v)
+    }
+    drawn = [(tail, head) for tail, head, _ in edges(render_graph(resnet18, collapse="blocks"))]
+    assert len(drawn) == len(set(drawn))
+    assert set(drawn) == expected
+
+
+def test_collapse_blocks_keeps_vit_stem_and_folds_parameters() -> None:
+    graph = fxmaps.analyze(tv_model("vit_b_16"))
+    full, collapsed = nodes(render_graph(graph)), nodes(render_graph(graph, collapse="blocks"))
+    parameters = [layer.name for layer in graph.layers("parameter")]
+    assert parameters
+    assert not set(parameters) & set(full)
+    assert len(full) == len(graph) - len(parameters)
+    assert "+ class_token" in full["expand"]
+    layers = [b.name for b in graph.blocks("residual")]
+    assert len(layers) == 12
+    assert set(layers) <= set(collapsed)
+    assert len(collapsed) < len(full) / 4
+
+
+def test_collapse_by_depth(resnet18: ModelGraph) -> None:
+    drawn = nodes(render_graph(resnet18, collapse=1))
+    top = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    assert set(drawn) == {"x", *top, "avgpool", "flatten", "fc", "output"}
+    assert "Sequential" in drawn["layer1"]
+    depth2 = nodes(render_graph(resnet18, collapse=2))
+    assert {"layer1.0", "layer4.1", "conv1"} <= set(depth2)
+    assert not any(name.count(".") > 1 for name in depth2)
+
+
+@pytest.mark.parametrize("collapse", ["all", "Blocks", 0, -2, True, 1.5, None])
+def test_invalid_collapse(resnet18: ModelGraph, collapse: object) -> None:
+    with pytest.raises(fxmaps.OptionError, match=r"is not valid; use 'none', 'blocks' or"):
+        render_graph(resnet18, collapse=collapse)  # type: ignore[arg-type]
+
+
+def test_invalid_rankdir(resnet18: ModelGraph) -> None:
+    with pytest.raises(fxmaps.OptionError, match=r"rankdir='up' .* TB, LR, BT, RL"):
+        render_graph(resnet18, rankdir="up")
+
+
+def test_rankdir_is_set(resnet18: ModelGraph) -> None:
+    assert "rankdir=LR" in render_graph(resnet18, rankdir="LR").source
+
+
+def test_skip_and_shortcut_edges_look_different(resnet18: ModelGraph) -> None:
+    drawn = {(tail, head): attrs for tail, head, attrs in edges(render_graph(resnet18))}
+    looks: dict[str, set[str]] = {ROLE_DATA: set(), ROLE_SKIP: set(), ROLE_SHORTCUT: set()}
+    for u, v, attrs in resnet18.nx.edges(data=True):
+        looks[attrs[ATTR_ROLE]].add(drawn[(u, v)])
+    assert all(len(attrs) == 1 for attrs in looks.values()), looks
+    data, skip, shortcut = (looks[r].pop() for r in (ROLE_DATA, ROLE_SKIP, ROLE_SHORTCUT))
+    assert data == ""
+    assert "style=dashed" in skip
+    assert "style" not in shortcut
+    skip_color, shortcut_color = (re.findall(r"color=(\S+)", a) for a in (skip, shortcut))
+    assert skip_color
+    assert shortcut_color
+    assert skip_color != shortcut_color
+
+
+def test_legend_lists_the_kinds_present(resnet18: ModelGraph) -> None:
+    source = render_graph(resnet18).source
+    legend = source[source.index("<TABLE") : source.index("</TABLE>")]
+    entries = set(re.findall(r'<FONT POINT-SIZE="10">([^<]+)</FONT>', legend))
+    kinds = {layer.kind.value for layer in resnet18.layers()}
+    assert kinds <= entries
+    assert not {k.value for k in Kind} - kinds & entries
+    assert {"skip (identity)", "shortcut"} <= entries
+    assert "residual block" in render_graph(resnet18, collapse="blocks").source
+
+
+def test_opaque_node_is_marked() -> None:
+    with pytest.warns(fxmaps.FxmapsWarning, match="gate"):
+        graph = fxmaps.analyze(toy.DataDependent(), torch.zeros(1, 3, 8, 8))
+    drawn = nodes(render_graph(graph))
+    assert graph["gate"].opaque
+    assert "opaque" in drawn["gate"]
+    assert "dashed" in drawn["gate"]
+    assert "opaque" not in drawn["conv"]
+    assert "dashed" not in drawn["conv"]
+
+
+def test_highlight_names_and_predicates(resnet18: ModelGraph) -> None:
+    by_name = nodes(render_graph(resnet18, highlight=["fc", "layer1.0.conv1"]))
+    assert "penwidth=3" in by_name["fc"]
+    assert "penwidth=3" in by_name["layer1.0.conv1"]
+    assert "penwidth=3" not in by_name["conv1"]
+    marked = nodes(render_graph(resnet18, highlight=lambda layer: layer.kind is Kind.DOWNSAMPLE))
+    assert {n for n, attrs in marked.items() if "penwidth=3" in attrs} == {
+        layer.name for layer in resnet18.layers("downsample")
+    }
+    collapsed = nodes(render_graph(resnet18, collapse="blocks", highlight="layer2.1.conv2"))
+    assert "penwidth=3" in collapsed["layer2.1"]
+
+
+def test_highlight_unknown_name(resnet18: ModelGraph) -> None:
+    with pytest.raises(fxmaps.NodeNotFoundError, match=r"did you mean .*'layer1\.0\.conv1'"):
+        render_graph(resnet18, highlight=["layer1.0.conv"])
+
+
+@pytest.fixture
+def no_dot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A PATH without Graphviz's dot, checked, so the test cannot pass with dot found."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert shutil.which("dot") is None
+
+
+@pytest.mark.usefixtures("no_dot")
+def test_missing_dot_explains_how_to_install(cifar: ModelGraph, tmp_path: Path) -> None:
+    dot = render_graph(cifar)
+    hint = r"not found on PATH.*apt-get install graphviz.*brew install graphviz.*conda install"
+    calls = [
+        lambda: dot.pipe(format="svg"),
+        lambda: dot.render(tmp_path / "out", format="png"),
+        dot._repr_mimebundle_,
+        dot._repr_svg_,
+        lambda: save_graph(dot, tmp_path / "model.svg"),
+    ]
+    for call in calls:
+        with pytest.raises(fxmaps.GraphvizNotFoundError, match=hint) as info:
+            call()
+        assert isinstance(info.value, RuntimeError)
+        assert "https://graphviz.org/download/" in str(info.value)
+    assert save_graph(dot, tmp_path / "model.dot").read_text() == dot.source  # needs no dot
+
+
+@requires_dot
+def test_jupyter_shows_svg(cifar: ModelGraph) -> None:
+    dot = render_graph(cifar)
+    bundle = dot._repr_mimebundle_()
+    assert list(bundle) == ["image/svg+xml"]
+    assert "<svg" in bundle["image/svg+xml"]
+    assert "<svg" in dot._repr_svg_()
+
+
+@requires_dot
+@pytest.mark.parametrize(
+    ("suffix", "magic"),
+    [(".svg", b"<?xml"), (".png", b"\x89PNG\r\n\x1a\n"), (".pdf", b"%PDF"), (".dot", b"digraph")],
+)
+def test_save_graph_formats(cifar: ModelGraph, tmp_path: Path, suffix: str, magic: bytes) -> None:
+    dot = render_graph(cifar, collapse="blocks")
+    path = save_graph(dot, str(tmp_path / f"model{suffix.upper()}"))
+    assert path == tmp_path / f"model{suffix.upper()}"
+    assert path.read_bytes().startswith(magic)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    if suffix == ".svg":
+        assert "layer2.0" in path.read_text()
+
+
+def test_save_graph_errors(cifar: ModelGraph, tmp_path: Path) -> None:
+    dot = render_graph(cifar)
+    with pytest.raises(fxmaps.OutputError, match=r"folder .*missing.* does not exist"):
+        save_graph(dot, tmp_path / "missing" / "model.svg")
+    with pytest.raises(fxmaps.OptionError, match=r"'.*model\.jpeg'.*\.svg \.png \.pdf \.dot \.gv"):
+        save_graph(dot, tmp_path / "model.jpeg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_densely_wired_graphs_bound_dot_layout(resnet18: ModelGraph) -> None:
+    dense = fxmaps.analyze(tv_model("densenet121"))
+    assert dense.nx.number_of_edges() > 2 * len(dense)  # every dense layer concatenates all before
+    assert "mclimit=0.1" in render_graph(dense).source
+    assert "mclimit" not in render_graph(resnet18).source
