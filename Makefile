@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/fxmaps summary resnet18
+	$(VENV)/fxmaps demo -o out/demo
 
 lint: setup
 	$(VENV)/ruff check .

@@ -1,13 +1,15 @@
 """Time ``fxmaps.render_graph`` and Graphviz's ``dot`` on torchvision models, full and collapsed.
 
 For each model (random weights, eval mode, analysed once with a 1x3x224x224 example
-input) and each ``collapse`` setting, it times building the ``graphviz.Digraph``
-(``render_graph``) and laying it out and drawing it as SVG (``dot.pipe(format="svg")``),
-medians over ``--repeat`` rounds after one warm-up, all in one process. It reports the
-drawn node, edge and cluster counts next to the graph's own node count, prints a markdown
-table and writes ``results/bench_render_graph.{json,md}``.
+input) and each ``collapse`` setting (``"none"``, ``"blocks"``, module depths 1 and 2), it
+times building the ``graphviz.Digraph`` (``render_graph``) and laying it out and drawing it
+as SVG (``dot.pipe(format="svg")``), medians over ``--repeat`` rounds after one warm-up, all
+in one process. It reports the drawn node, edge and cluster counts next to the graph's own
+node count (dead ends such as shape asserts are not drawn), prints a markdown table and
+writes ``results/bench_render_graph.{json,md}``.
 
-    python benchmarks/bench_render_graph.py            # resnet50, resnet152, vit_b_16
+    python benchmarks/bench_render_graph.py            # resnet50, resnet152, vit_b_16,
+                                                       # efficientnet_b7
     python benchmarks/bench_render_graph.py --quick    # resnet50 only, 3 rounds
 """
 
@@ -38,8 +40,8 @@ from tabulate import tabulate
 import fxmaps
 from fxmaps.render.graph import render_graph
 
-MODELS = ("resnet50", "resnet152", "vit_b_16")
-COLLAPSE = ("none", "blocks")
+MODELS = ("resnet50", "resnet152", "vit_b_16", "efficientnet_b7")
+COLLAPSE: tuple[str | int, ...] = ("none", "blocks", 1, 2)
 INPUT_SHAPE = (1, 3, 224, 224)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _NODE = re.compile(r"^\t*(?!(?:graph|node|edge) \[)(?:\"[^\"]*\"|[\w.]+) \[", re.MULTILINE)
@@ -101,7 +103,7 @@ def bench_model(name: str, repeat: int) -> list[Row]:
         rows.append(
             Row(
                 model=name,
-                collapse=collapse,
+                collapse=str(collapse),
                 graph_nodes=len(graph),
                 nodes=len(_NODE.findall(source)),
                 edges=len(_EDGE.findall(source)),

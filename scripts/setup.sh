@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything fxmaps needs on a fresh machine: a virtual environment in .venv with
-# fxmaps and its dev extras, and Graphviz's `dot` binary (Debian's graphviz package).
+# fxmaps and its dev extras, Graphviz's `dot` binary (Debian's graphviz package) and, for the
+# report's screenshot test, Debian's chromium package.
 # Re-running it is cheap: pip runs again only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,13 +18,30 @@ if [ ! -f .venv/.fxmaps-installed ] || [ pyproject.toml -nt .venv/.fxmaps-instal
     touch .venv/.fxmaps-installed
 fi
 
-if ! command -v dot >/dev/null 2>&1; then
-    echo "fxmaps setup: installing Graphviz (dot) with apt-get"
+# System packages, each installed only when its program is missing (so re-runs do nothing):
+# Graphviz's `dot` draws graphs; Debian's chromium lets tests/test_report.py take a screenshot
+# of the HTML report (without it that one test skips). A failed install prints a note and
+# setup goes on.
+missing=()
+command -v dot >/dev/null 2>&1 || missing+=("graphviz")
+command -v chromium >/dev/null 2>&1 || missing+=("chromium")
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "fxmaps setup: installing ${missing[*]} with apt-get"
     sudo=""
     if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-    if ! { command -v apt-get >/dev/null 2>&1 \
-            && $sudo apt-get update -qq && $sudo apt-get install -y -qq graphviz >/dev/null; }; then
-        echo "fxmaps setup: could not install Graphviz; graph rendering needs its dot binary:" \
-             "apt-get install graphviz, or see https://graphviz.org/download/" >&2
-    fi
+    updated=false
+    if command -v apt-get >/dev/null 2>&1 && $sudo apt-get update -qq; then updated=true; fi
+    for package in "${missing[@]}"; do
+        if $updated && $sudo env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y -qq "$package" >/dev/null; then
+            continue
+        fi
+        case $package in
+            graphviz) echo "fxmaps setup: could not install Graphviz; graph rendering needs its" \
+                           "dot binary: apt-get install graphviz, or see" \
+                           "https://graphviz.org/download/" >&2 ;;
+            chromium) echo "fxmaps setup: could not install Chromium; the report screenshot" \
+                           "test will skip: apt-get install chromium" >&2 ;;
+        esac
+    done
 fi

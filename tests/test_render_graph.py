@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
+import warnings
 from pathlib import Path
 
 import graphviz
+import networkx as nx
 import pytest
 import torch
 
 import fxmaps
 from fxmaps import Kind, ModelGraph
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
-from fxmaps.graph import ATTR_ROLE, ROLE_DATA
+from fxmaps.graph import ATTR_ROLE, ROLE_DATA, Layer
 from fxmaps.render.graph import render_graph, save_graph
 from tests import models as toy
 from tests.conftest import tv_model
@@ -45,6 +48,26 @@ def edges(dot: graphviz.Digraph) -> list[tuple[str, str, str]]:
     return [(_unquote(m[1]), _unquote(m[2]), m[3] or "") for m in _EDGE.finditer(dot.source)]
 
 
+def legend(dot: graphviz.Digraph) -> str:
+    source = dot.source
+    return source[source.index("<TABLE") : source.index("</TABLE>")]
+
+
+def live(graph: ModelGraph) -> set[str]:
+    """Layers whose values reach an output: the ones a diagram draws (or folds)."""
+    outputs = [layer.name for layer in graph.layers("output")]
+    return set(outputs).union(*(nx.ancestors(graph.nx, name) for name in outputs))
+
+
+def shape_change(graph: ModelGraph, members: list[Layer]) -> str:
+    """``in → out`` of a chain of layers: what feeds its first layer, what its last gives."""
+    names = {layer.name for layer in members}
+    feeds = [p for p in graph.nx.predecessors(members[0].name) if p not in names]
+    assert len(feeds) == 1
+    shapes = (graph[feeds[0]].out_shape, members[-1].out_shape)
+    return " → ".join(fxmaps.format_shape(shape) for shape in shapes)
+
+
 def cluster_parents(dot: graphviz.Digraph) -> dict[str, str | None]:
     """Each cluster's enclosing cluster, from the nesting of the DOT source."""
     parents: dict[str, str | None] = {}
@@ -70,6 +93,11 @@ def cifar() -> ModelGraph:
     return fxmaps.analyze(toy.CifarResNet(), torch.zeros(1, 3, 16, 16))
 
 
+@pytest.fixture(scope="module")
+def vit() -> ModelGraph:
+    return fxmaps.analyze(tv_model("vit_b_16"))
+
+
 def test_returns_a_digraph_with_one_node_per_layer(resnet18: ModelGraph) -> None:
     dot = render_graph(resnet18)
     assert isinstance(dot, graphviz.Digraph)
@@ -92,12 +120,18 @@ def test_every_conv_and_downsample_is_in_the_source(
 
 
 @requires_dot
-@pytest.mark.parametrize("model", ["resnet18", "efficientnet_b0"])
-def test_every_conv_and_downsample_is_in_the_svg(model: str, resnet18: ModelGraph) -> None:
-    graph = resnet18 if model == "resnet18" else fxmaps.analyze(tv_model(model))
+@pytest.mark.parametrize("model", ["resnet18", "efficientnet_b0", "vit_b_16"])
+def test_every_conv_and_downsample_is_in_the_svg(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    fixtures = {"resnet18": "resnet18", "vit_b_16": "vit"}
+    if model in fixtures:
+        graph: ModelGraph = request.getfixturevalue(fixtures[model])
+    else:
+        graph = fxmaps.analyze(tv_model(model))
     svg = render_graph(graph).pipe(format="svg", encoding="utf-8")
     names = [layer.name for layer in graph.layers(["conv", "downsample"])]
-    assert len(names) > 10
+    assert len(names) >= (1 if model == "vit_b_16" else 10)
     for name in names:
         assert f"<title>{name}</title>" in svg
         assert f">{name}</text>" in svg
@@ -151,13 +185,13 @@ def test_collapsed_edges_come_from_the_graph_once_each(resnet18: ModelGraph) -> 
     assert set(drawn) == expected
 
 
-def test_collapse_blocks_keeps_vit_stem_and_folds_parameters() -> None:
-    graph = fxmaps.analyze(tv_model("vit_b_16"))
+def test_collapse_blocks_keeps_vit_stem_and_folds_parameters(vit: ModelGraph) -> None:
+    graph = vit
     full, collapsed = nodes(render_graph(graph)), nodes(render_graph(graph, collapse="blocks"))
     parameters = [layer.name for layer in graph.layers("parameter")]
     assert parameters
     assert not set(parameters) & set(full)
-    assert len(full) == len(graph) - len(parameters)
+    assert set(full) == live(graph) - set(parameters)  # dead ends (shape asserts) are hidden
     assert "+ class_token" in full["expand"]
     layers = [b.name for b in graph.blocks("residual")]
     assert len(layers) == 12
@@ -173,6 +207,97 @@ def test_collapse_by_depth(resnet18: ModelGraph) -> None:
     depth2 = nodes(render_graph(resnet18, collapse=2))
     assert {"layer1.0", "layer4.1", "conv1"} <= set(depth2)
     assert not any(name.count(".") > 1 for name in depth2)
+
+
+def _groups(graph: ModelGraph, collapse: str | int) -> dict[str, tuple[str, list[Layer]]]:
+    """Oracle: group node name -> (module type, member layers in execution order)."""
+    if collapse == "blocks":
+        blocks = {b.name: b for b in graph.blocks("residual")}
+        owner = {name: b.name for b in blocks.values() for name in b.layers}
+        types = {name: block.module_type for name, block in blocks.items()}
+    else:
+        assert isinstance(collapse, int)
+        parts = {layer.name: layer.name.split(".") for layer in graph.layers()}
+        owner = {n: ".".join(p[:collapse]) for n, p in parts.items() if len(p) > collapse}
+        types = {key: type(graph.model.get_submodule(key)).__name__ for key in owner.values()}
+    groups: dict[str, tuple[str, list[Layer]]] = {key: (t, []) for key, t in types.items()}
+    for layer in graph.layers():
+        if layer.name in owner:
+            groups[owner[layer.name]][1].append(layer)
+    return groups
+
+
+@pytest.mark.parametrize("collapse", ["blocks", 1, 2])
+def test_collapsed_groups_show_name_type_count_and_shape_change(
+    resnet18: ModelGraph, collapse: str | int
+) -> None:
+    drawn = nodes(render_graph(resnet18, collapse=collapse))
+    groups = _groups(resnet18, collapse)
+    assert len(groups) >= 4
+    assert len(drawn) < len(nodes(render_graph(resnet18)))
+    grouped = {layer.name for _, members in groups.values() for layer in members}
+    assert set(drawn) == set(groups) | {layer.name for layer in resnet18.layers()} - grouped
+    for name, (module_type, members) in groups.items():
+        label = drawn[name]
+        assert f"<B>{name}</B>" in label
+        assert module_type in label
+        assert f"{len(members)} nodes" in label
+        assert shape_change(resnet18, members) in label
+
+
+def test_collapsed_block_that_holds_a_downsample_is_marked(resnet18: ModelGraph) -> None:
+    dot = render_graph(resnet18, collapse="blocks")
+    drawn = nodes(dot)
+    residual = resnet18.blocks("residual")
+    holders = {
+        b.name for b in residual if any(resnet18[n].kind is Kind.DOWNSAMPLE for n in b.layers)
+    }
+    assert holders == {"layer2.0", "layer3.0", "layer4.0"}
+    border = re.compile(r'(?<!fill)color="#e6550d"')
+    assert {name for name, attrs in drawn.items() if border.search(attrs)} == holders
+    assert {name for name, attrs in drawn.items() if " · downsample · " in attrs} == holders
+    assert "holds downsample" in legend(dot)
+    assert "holds downsample" not in legend(render_graph(resnet18))
+    by_depth = nodes(render_graph(resnet18, collapse=2))  # a module holds one too
+    assert {name for name, attrs in by_depth.items() if border.search(attrs)} == holders
+
+
+def test_dead_ends_are_hidden_and_counted_in_the_legend(resnet18: ModelGraph) -> None:
+    graph = fxmaps.analyze(toy.ShapeChecks(), torch.zeros(1, 3, 8, 8))
+    dead = {layer.name for layer in graph.layers()} - live(graph)
+    assert dead == {"getattr", "getitem", "eq", "_assert", "dim", "eq_1", "_assert_1"}
+    dot = render_graph(graph)
+    assert set(nodes(dot)) == {"x", "conv", "output"}
+    assert {(tail, head) for tail, head, _ in edges(dot)} == {("x", "conv"), ("conv", "output")}
+    assert "7 dead ends not drawn" in legend(dot)
+    shown = render_graph(graph, highlight="eq")  # a highlighted dead end shows with its sources
+    assert set(nodes(shown)) == {"x", "getattr", "getitem", "eq", "conv", "output"}
+    assert ("getitem", "eq") in {(tail, head) for tail, head, _ in edges(shown)}
+    assert "4 dead ends not drawn" in legend(shown)
+    assert "dead ends" not in legend(render_graph(resnet18))
+
+
+def test_vit_dead_ends_leave_blocks_and_legend(vit: ModelGraph) -> None:
+    dead = {layer.name for layer in vit.layers()} - live(vit)
+    assert len(dead) > 12  # the shape asserts of each encoder layer, unused attention weights
+    for collapse in ("none", "blocks", 1):
+        dot = render_graph(vit, collapse=collapse)
+        assert f"{len(dead)} dead ends not drawn" in legend(dot)
+        assert not dead & set(nodes(dot))
+    drawn = nodes(render_graph(vit, collapse="blocks"))
+    for block in vit.blocks("residual"):
+        assert f"{len(set(block.layers) - dead)} nodes" in drawn[block.name]
+
+
+def test_small_nodes_leave_room_around_their_names(vit: ModelGraph) -> None:
+    small = {layer.name for layer in vit.layers(["other", "dropout"])}
+    drawn = nodes(render_graph(vit))
+    margins = [re.search(r'margin="([\d.]+),([\d.]+)"', drawn[name]) for name in small & set(drawn)]
+    assert len(margins) > 20
+    for margin in margins:
+        assert margin is not None
+        assert float(margin[1]) >= 0.08
+        assert float(margin[2]) >= 0.04
 
 
 @pytest.mark.parametrize("collapse", ["all", "Blocks", 0, -2, True, 1.5, None])
@@ -294,6 +419,19 @@ def test_save_graph_formats(cifar: ModelGraph, tmp_path: Path, suffix: str, magi
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
     if suffix == ".svg":
         assert "layer2.0" in path.read_text()
+
+
+@requires_dot
+def test_save_graph_warns_when_dot_shrinks_a_png(cifar: ModelGraph, tmp_path: Path) -> None:
+    tall = fxmaps.analyze(torch.nn.Sequential(*[torch.nn.ReLU() for _ in range(600)]))
+    hint = r"tall\.png: .*larger than the 32767 pixels .*shrank it to \d+×32767.*\.svg"
+    with pytest.warns(fxmaps.FxmapsWarning, match=hint):
+        path = save_graph(render_graph(tall), tmp_path / "tall.png")
+    assert struct.unpack(">II", path.read_bytes()[16:24])[1] == 32767  # PNG height: shrunk
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small = save_graph(render_graph(cifar), tmp_path / "small.png")
+    assert max(struct.unpack(">II", small.read_bytes()[16:24])) < 32767
 
 
 def test_save_graph_errors(cifar: ModelGraph, tmp_path: Path) -> None:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import ast
 import itertools
+import pickle
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image
 import numpy as np
 import numpy.typing as npt
 import pytest
 import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from torch import nn
 
 import fxmaps
@@ -291,6 +296,76 @@ def test_draws_into_a_given_axes() -> None:
     assert plot_feature_maps(torch.rand(4, 30, 30), ax=ax, normalize="shared") is fig
     assert len(ax.images) == 1
     assert len(fig.axes) == 2  # the colorbar takes room beside ax
+
+
+def resampled(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the mosaic was resampled")
+
+
+def in_figure(figsize: tuple[float, float], rect: tuple[float, float, float, float] | None) -> Axes:
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig.add_subplot() if rect is None else fig.add_axes(rect)
+
+
+@pytest.mark.filterwarnings("ignore::fxmaps.errors.FxmapsWarning")
+@pytest.mark.parametrize(
+    ("figsize", "rect", "dpi", "zoom"),
+    [
+        (None, None, 100, 1),  # the figure plot_feature_maps makes: the mosaic pixel for pixel
+        (None, None, 200, 2),  # ... saved at twice its dpi
+        ((15, 15), None, 100, 2),  # the tutorials' figure size, a user's subplot
+        ((7.31, 6.17), (0.113, 0.07, 0.8, 0.85), 100, 1),  # an axes on fractional pixels
+        ((12, 11), (0, 0, 1, 0.95), 100, 2),  # room for twice the mosaic: a whole factor
+    ],
+)
+def test_the_mosaic_is_drawn_by_a_whole_factor_without_resampling(
+    figsize: tuple[float, float] | None,
+    rect: tuple[float, float, float, float] | None,
+    dpi: int,
+    zoom: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    maps = torch.randn(1, 16, 60, 60)
+    maps[0, 3, 7, 9] = float("nan")
+    ax = None if figsize is None else in_figure(figsize, rect)
+    fig = plot_feature_maps(maps, labels=False, cmap="magma", ax=ax)
+    fig.set_dpi(dpi)
+    with monkeypatch.context() as patch:  # no resampling: the point is to skip its cost
+        patch.setattr(matplotlib.image, "_resample", resampled)
+        fig.canvas.draw()
+    picture = fig.axes[0].images[0]
+    # The oracle: the colour-mapped mosaic, each pixel repeated `zoom` times, where it lies.
+    expected = picture.to_rgba(the_image(fig), bytes=True).repeat(zoom, 0).repeat(zoom, 1)
+    height, width = expected.shape[:2]
+    box = picture.get_window_extent()
+    assert (round(box.height), round(box.width)) == (height, width)
+    canvas = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
+    top, left = canvas.shape[0] - round(box.y1), round(box.x0)
+    np.testing.assert_array_equal(canvas[top : top + height, left : left + width], expected)
+    # ... and the same pixels as matplotlib's own (nearest-neighbour) resampling.
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    drawn, reference = picture.make_image(renderer), AxesImage.make_image(picture, renderer)
+    np.testing.assert_array_equal(drawn[0], reference[0])
+    assert drawn[1:3] == reference[1:3]
+    title = fig.axes[0].title.get_window_extent()
+    assert 0 <= title.y0 - box.y1 < 10 * dpi / 100  # just above the image
+
+
+def test_figures_survive_pickling() -> None:
+    fig = plot_feature_maps(torch.rand(4, 30, 30), normalize="shared")
+    copy = pickle.loads(pickle.dumps(fig))
+    np.testing.assert_array_equal(the_image(copy), the_image(fig))
+    copy.canvas.draw()
+
+
+def test_a_mosaic_larger_than_the_axes_is_shrunk_to_fit() -> None:
+    ax = in_figure((4, 4), None)
+    fig = plot_feature_maps(torch.rand(1, 64, 112, 112), ax=ax)
+    fig.canvas.draw()
+    box = ax.images[0].get_window_extent()
+    assert box.width == pytest.approx(min(ax.bbox.width, ax.bbox.height))
+    assert ax.images[0].get_interpolation() == "auto"  # smoothed, not nearest
 
 
 def test_real_maps_and_kept_channels_label_the_real_index() -> None:

@@ -7,6 +7,7 @@ traceback instead).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -51,19 +52,26 @@ _EXAMPLES = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code.
+
+    Errors (fxmaps's own, and the system's: a full disk, a denied permission)
+    print as one line on stderr and return 2; ``--debug`` raises them instead.
+    """
     args = _parser().parse_args(argv)
+    format_warning = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:
         return int(args.run(args))
-    except FxmapsError as err:
+    except (FxmapsError, OSError) as err:
         if args.debug:
             raise
-        print(f"fxmaps: error: {err}", file=sys.stderr)
+        print(f"fxmaps: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fxmaps: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = format_warning
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,18 +93,34 @@ def _parser() -> argparse.ArgumentParser:
     _bench(_command(sub, "bench", "time extraction against a forward and hooks", commands.bench))
     demo = sub.add_parser("demo", help="graph, maps, filters and report of resnet18 on a photo",
                           description="Run the main job on the built-in default: resnet18 "
-                          "looking at the bundled photo; writes the graph, the maps, the filters "
-                          "and the report into one folder.", epilog=_epilog("demo"),
+                          "(random weights)\nlooking at the bundled photo; write the graph, the "
+                          "maps, the filters and\nthe report into one folder.",
+                          epilog=_epilog("demo", models=False),
                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    demo.add_argument("-o", "--output", type=Path, default=Path("out/demo"), help="folder")
+    demo.add_argument("-o", "--output", type=Path, default=Path("out/demo"), metavar="DIR",
+                      help="the folder, created if missing (default: out/demo)")  # fmt: skip
     demo.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     demo.set_defaults(run=commands.demo)
     return parser
 
 
-def _epilog(name: str) -> str:
+def _epilog(name: str, *, models: bool = True) -> str:
     lines = "\n".join(f"  {line}" for line in _EXAMPLES[name])
-    return f"{_MODELS}\n\nexamples:\n{lines}"
+    return f"{_MODELS}\n\nexamples:\n{lines}" if models else f"examples:\n{lines}"
+
+
+def _one_line(err: BaseException) -> str:
+    return re.sub(r"\s*\n\s*", " ", str(err)).strip() or type(err).__name__
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def _command(
@@ -114,7 +138,7 @@ def _command(
     )
     parser.add_argument("model", metavar="MODEL", help="the model to load (see below)")
     parser.add_argument(
-        "--input-size", nargs="+", type=int, metavar="N",
+        "--input-size", nargs="+", type=_positive, metavar="N",
         help="per-sample input shape, for example 3 224 224 (default: what the model expects)",
     )  # fmt: skip
     parser.add_argument(
@@ -126,7 +150,9 @@ def _command(
 
 
 def _summary(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=1, help="batch size of the example input")
+    parser.add_argument(
+        "--batch", type=_positive, default=1, help="batch size of the example input"
+    )
     parser.add_argument(
         "--no-input", action="store_true", help="trace without an input (no shapes)"
     )
@@ -135,44 +161,58 @@ def _summary(parser: argparse.ArgumentParser) -> None:
 
 
 def _graph(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", type=Path, required=True, help=".svg, .png, .pdf or .dot")
-    parser.add_argument("--collapse", default="none", help="none, blocks, or a module depth")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="the file to write: .svg, .png, .pdf or .dot")  # fmt: skip
+    parser.add_argument("--collapse", default="none", metavar="HOW",
+                        help="none, blocks, or a module depth like 1 (default none)")  # fmt: skip
     parser.add_argument("--no-shapes", action="store_true", help="leave output shapes out")
     parser.add_argument("--rankdir", default="TB", choices=["TB", "LR", "BT", "RL"])
     parser.add_argument("--train", action="store_true", help="draw the training-mode graph")
 
 
 def _image_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", help="a file or URL (default: the bundled photo)")
+    parser.add_argument("--image", metavar="PATH|URL",
+                        help="the image to look at (default: the bundled photo)")  # fmt: skip
     parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
                         help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
 
 
 def _maps(parser: argparse.ArgumentParser) -> None:
     _image_arguments(parser)
-    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the PNGs")
-    parser.add_argument("--max-maps", type=int, default=64, help="tiles per layer (default 64)")
-    parser.add_argument("--order", default="energy", choices=["energy", "index"])
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
+                        help="the folder for the PNGs (created if missing)")  # fmt: skip
+    parser.add_argument("--max-maps", type=_positive, default=64, metavar="N",
+                        help="tiles per layer (default 64)")  # fmt: skip
+    parser.add_argument("--order", default="energy", choices=["energy", "index"],
+                        help="most active channels first, or channel order "
+                        "(default energy)")  # fmt: skip
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the .png to write")
-    parser.add_argument("--layer", help="the conv node (default: the first conv)")
-    parser.add_argument("--max-filters", type=int, default=64)
-    parser.add_argument("--mode", default="auto", choices=["auto", "rgb", "channels", "mean"])
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="the image to write (.png, .svg or .pdf)")  # fmt: skip
+    parser.add_argument("--layer", metavar="NAME",
+                        help="the conv node (default: the first conv)")  # fmt: skip
+    parser.add_argument("--max-filters", type=_positive, default=64, metavar="N",
+                        help="filters to draw at most (default 64)")  # fmt: skip
+    parser.add_argument("--mode", default="auto", choices=["auto", "rgb", "channels", "mean"],
+                        help="input channels as colour, one by one, or averaged "
+                        "(default auto: by the kernels' form)")  # fmt: skip
 
 
 def _report(parser: argparse.ArgumentParser) -> None:
     _image_arguments(parser)
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the .html to write")
-    parser.add_argument("--max-maps", type=int, default=16, help="tiles per layer (default 16)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="the .html file to write")  # fmt: skip
+    parser.add_argument("--max-maps", type=_positive, default=16, metavar="N",
+                        help="tiles per layer (default 16)")  # fmt: skip
 
 
 def _bench(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--batch", type=_positive, default=8, help="batch size (default 8)")
     parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
                         help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
-    parser.add_argument("--repeat", type=int, default=7, help="timed rounds (default 7)")
+    parser.add_argument("--repeat", type=_positive, default=7, help="timed rounds (default 7)")
     parser.add_argument("--device", default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
 

@@ -1,9 +1,18 @@
-"""What each ``fxmaps`` command does, on top of the public API. Files are written whole
-(a temporary file, then a rename) into folders that must exist."""
+"""What each ``fxmaps`` command does, on top of the public API.
+
+Output locations are checked before any work. Files are written whole (a
+temporary file, then a rename) into folders that must exist; a new folder of
+maps is filled under a temporary name and renamed when every map is drawn, so an
+error never leaves partial output behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import secrets
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +22,7 @@ import torchvision
 from fxmaps._files import atomic_path, output_file, output_folder
 from fxmaps.analyze import analyze
 from fxmaps.bench import benchmark_extraction
-from fxmaps.errors import DeviceError, OptionError
+from fxmaps.errors import DeviceError, OptionError, OutputError
 from fxmaps.extract import extract
 from fxmaps.images import load_image
 from fxmaps.render.filters import plot_filters
@@ -25,7 +34,11 @@ from fxmaps.zoo import LoadedModel, load_model
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from fxmaps.maps import FeatureMaps
+
 __all__ = ["bench", "demo", "filters", "graph", "maps", "report", "summary"]
+
+_DEFAULT_PHOTO = "the bundled default photo (Chelsea the cat, scikit-image, CC0)"
 
 
 def summary(args: argparse.Namespace) -> int:
@@ -36,44 +49,43 @@ def summary(args: argparse.Namespace) -> int:
 
 
 def graph(args: argparse.Namespace) -> int:
+    path = output_file(args.output)
     loaded = load_model(args.model, weights=args.weights)
     example = torch.randn(1, *_size(args, loaded))
     analysed = analyze(loaded.model, example, train=args.train)
     collapse = int(args.collapse) if str(args.collapse).isdigit() else args.collapse
     drawing = render_graph(analysed, collapse=collapse, show_shapes=not args.no_shapes,
                            rankdir=args.rankdir)  # fmt: skip
-    print(f"wrote {save_graph(drawing, output_file(args.output))}")
+    print(f"wrote {save_graph(drawing, path)}")
     return 0
 
 
 def maps(args: argparse.Namespace) -> int:
+    _check_folder(args.output)
     loaded = load_model(args.model, weights=args.weights)
-    folder = output_folder(args.output)
-    image = _image(args, loaded)
-    extracted = extract(loaded.model, image, layers=args.layers)
-    from tqdm import tqdm
-
-    for name in tqdm(list(extracted), desc="drawing maps", unit="layer", leave=False):
-        figure = plot_feature_maps(extracted, name, max_maps=args.max_maps, order=args.order)
-        _save_figure(figure, folder / f"{name}.png")
-    print(f"wrote {len(extracted)} maps to {folder}")
+    extracted = extract(loaded.model, _image(args, loaded), layers=args.layers)
+    with _whole_folder(args.output) as folder:
+        _draw_maps(extracted, folder, max_maps=args.max_maps, order=args.order)
+    print(f"wrote {len(extracted)} maps to {args.output}")
     return 0
 
 
 def filters(args: argparse.Namespace) -> int:
+    path = output_file(args.output)
     loaded = load_model(args.model, weights=args.weights)
     analysed = analyze(loaded.model)
     layer = analysed[args.layer] if args.layer else _first_conv(analysed)
     figure = plot_filters(layer, max_filters=args.max_filters, mode=args.mode)
-    print(f"wrote {_save_figure(figure, output_file(args.output))}")
+    print(f"wrote {_save_figure(figure, path)}")
     return 0
 
 
 def report(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, weights=args.weights)
     path = output_file(args.output)
+    loaded = load_model(args.model, weights=args.weights)
     write_report(loaded.model, _image(args, loaded), path, layers=args.layers,
-                 max_maps=args.max_maps, title=args.model, progress=True)  # fmt: skip
+                 max_maps=args.max_maps, title=args.model,
+                 image_label=args.image or _DEFAULT_PHOTO, progress=True)  # fmt: skip
     print(f"wrote {path}")
     return 0
 
@@ -100,20 +112,19 @@ def demo(args: argparse.Namespace) -> int:
     loaded = load_model("resnet18")
     image = load_image()
     analysed = analyze(loaded.model, image)
-    written = [save_graph(render_graph(analysed), folder / "graph.svg")]
+    save_graph(render_graph(analysed), folder / "graph.svg")
     extracted = extract(analysed, image, layers="conv")
-    maps_folder = folder / "maps"
-    maps_folder.mkdir(exist_ok=True)
-    for name in extracted:
-        _save_figure(
-            plot_feature_maps(extracted, name, max_maps=32, order="energy"),
-            maps_folder / f"{name}.png",
-        )
-    written.append(maps_folder)
-    written.append(_save_figure(plot_filters(_first_conv(analysed)), folder / "filters.png"))
-    written.append(write_report(analysed, None, folder / "report.html", title="resnet18"))
+    with _whole_folder(folder / "maps") as maps_folder:
+        _draw_maps(extracted, maps_folder, max_maps=32, order="energy")
+    first = _first_conv(analysed)
+    _save_figure(plot_filters(first), folder / "filters.png")
+    write_report(analysed, None, folder / "report.html", title="resnet18", progress=True)
     print(analysed.summary("conv"))
-    print("\nwrote " + ", ".join(str(p) for p in written))
+    print(f"\nwrote into {folder}:")
+    print("  graph.svg     the annotated graph")
+    print(f"  maps/         {len(extracted)} feature-map mosaics, one PNG a conv layer")
+    print(f"  filters.png   the filters of {first.name}")
+    print("  report.html   all of it on one page")
     print(f"open {folder / 'report.html'} in a browser to see it all")
     return 0
 
@@ -138,6 +149,41 @@ def _first_conv(analysed: Any) -> Any:
     if not convs:
         raise OptionError(f"{type(analysed.model).__name__} has no conv layer to draw filters of")
     return convs[0]
+
+
+def _draw_maps(extracted: FeatureMaps, folder: Path, *, max_maps: int, order: str) -> None:
+    from tqdm import tqdm
+
+    for name in tqdm(list(extracted), desc="drawing maps", unit="layer", leave=False):
+        figure = plot_feature_maps(extracted, name, max_maps=max_maps, order=order)
+        _save_figure(figure, folder / f"{name}.png")
+
+
+def _check_folder(path: Path) -> None:
+    """Fail early where ``path`` can be neither used nor created as a folder."""
+    if path.is_dir():
+        output_folder(path)
+    elif path.exists():
+        raise OutputError(f"cannot write maps into {str(path)!r}: it is a file, not a folder")
+    else:
+        output_file(path)  # its parent must exist and be writable
+
+
+@contextlib.contextmanager
+def _whole_folder(path: Path) -> Iterator[Path]:
+    """A folder to fill: an existing one as it is; a new one under a temporary name beside it,
+    renamed into place only when the block succeeds (and removed when it fails)."""
+    if path.is_dir():
+        yield output_folder(path)
+        return
+    output_file(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    temporary.mkdir()
+    try:
+        yield temporary
+        temporary.rename(path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _save_figure(figure: Figure, path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Shared figure plumbing for the render modules: pyplot-free figures, tiling, colormaps.
+"""Shared figure plumbing for the render modules: pyplot-free figures, tiling, colormaps,
+and images drawn by whole-number scales without resampling (:func:`show`, :func:`place`).
 
 Nothing here is public API; :mod:`fxmaps.render.maps` and :mod:`fxmaps.render.filters`
 draw with it.
@@ -6,6 +7,7 @@ draw with it.
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from collections.abc import Sequence
@@ -19,13 +21,17 @@ from fxmaps.errors import InputError, OptionError, close_matches
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.backend_bases import RendererBase
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+    from matplotlib.transforms import Affine2D
 
 Array = npt.NDArray[np.float32]
 MapLike = torch.Tensor | npt.NDArray[Any]
 DPI = 100
+TITLE_SIZE = 10
 BAD_COLOR = "#ff00ff"  # non-finite values, in no common colormap
 FIT = (480, 1100)  # images are enlarged by whole factors towards 480 px, shrunk past 1100
 MIN_SIDE = 200  # ... and enlarged further so that their short side gets this many pixels
@@ -81,7 +87,7 @@ def axes(
         fig = ax.get_figure(root=True)
         if fig is None:
             raise InputError("ax belongs to no figure; create it with fig.add_subplot()")
-        ax.set_title(wrapped(title, 80), fontsize=10)
+        ax.set_title(wrapped(title, 80), fontsize=TITLE_SIZE)
         return fig, ax, None
     height, width = round(shape[0] * scale), round(shape[1] * scale)
     left, bottom = (48, 40) if ticks else (10, 10)
@@ -93,7 +99,7 @@ def axes(
     total_h = height + top + bottom
     fig = figure(total_w, total_h)
     ax = fig.add_axes((left / total_w, bottom / total_h, width / total_w, height / total_h))
-    ax.set_title(text, fontsize=10)
+    ax.set_title(text, fontsize=TITLE_SIZE)
     if not colorbar:
         return fig, ax, None
     cax = fig.add_axes(
@@ -136,14 +142,121 @@ def zoomed(tiles: npt.NDArray[Any], grid: tuple[int, int]) -> tuple[npt.NDArray[
     return tiles.repeat(zoom, axis=1).repeat(zoom, axis=2), 1.0, 1 + (zoom >= 4)
 
 
-def pixels_per_unit(ax: Axes, image: Array) -> float:
-    """Screen pixels per image pixel of an equal-aspect image filling ``ax``."""
-    fig = ax.get_figure(root=True)
-    box = ax.get_position()
-    width_px, height_px = fig.get_size_inches() * fig.dpi if fig else (0, 0)
-    return float(
-        min(box.width * width_px / image.shape[1], box.height * height_px / image.shape[0])
-    )
+def show(ax: Axes, image: Array, colormap: Colormap, vmin: float, vmax: float) -> AxesImage:
+    """Add ``image`` to ``ax`` as ``imshow`` would, as an image that can skip resampling.
+
+    Call :func:`place` once the axes has its final position (after a colorbar).
+    """
+    picture = _pixel_image_type()(ax, cmap=colormap, origin="upper", interpolation="nearest")
+    picture.set_data(image)
+    picture.set_clim(vmin, vmax)
+    picture.set_clip_path(ax.patch)
+    ax.add_image(picture)
+    ax.set_aspect("equal")
+    picture.set_extent(picture.get_extent())
+    return picture
+
+
+def place(ax: Axes, picture: AxesImage) -> float:
+    """Show ``picture`` at the largest whole-number scale that fits ``ax``, on whole pixels.
+
+    The rest of the axes (meant to be off) stays plain background, and the title moves
+    down to the image. An image larger than the axes is shrunk to fit instead, and
+    resampled. Returns the screen pixels per image pixel at the figure's dpi.
+    """
+    height, width = picture.get_size()
+    parent = ax.get_figure(root=False)
+    if parent is None:
+        raise InputError("ax belongs to no figure; create it with fig.add_subplot()")
+    box = ax.get_position(original=True).transformed(parent.transSubfigure)
+    fit = float(min(box.width / width, box.height / height))
+    zoom = math.floor(fit + 1e-6)
+    if zoom < 1:
+        ax.set_xlim(-0.5, width - 0.5)
+        ax.set_ylim(height - 0.5, -0.5)
+        picture.set_interpolation("auto")
+        return fit
+    left = round(box.x0 + (box.width - zoom * width) / 2)
+    top = round(box.y1 - (box.height - zoom * height) / 2)
+    x0, y0 = -0.5 - (left - box.x0) / zoom, -0.5 - (box.y1 - top) / zoom
+    ax.set_xlim(x0, x0 + box.width / zoom)
+    ax.set_ylim(y0 + box.height / zoom, y0)
+    # A title placed by hand also spares matplotlib its search for x-axis decorations
+    # to avoid, which builds tick objects that an axis turned off never draws.
+    ax.set_title(ax.get_title(), fontsize=TITLE_SIZE, y=(top - box.y0) / box.height)
+    return float(zoom)
+
+
+@functools.cache
+def _pixel_image_type() -> type[AxesImage]:
+    from matplotlib.image import AxesImage
+    from matplotlib.transforms import Affine2D
+
+    class PixelImage(AxesImage):
+        """An image that, drawn at a whole-number scale on whole pixels, skips resampling.
+
+        There it colour-maps its values once, straight to bytes, and repeats each pixel
+        by the scale: the pixels that nearest-neighbour resampling gives, without its
+        float RGBA copies and the pass through Agg's resampler. Anywhere else (another
+        scale, a zoomed view, alpha, a vector backend's magnification) it is an
+        ordinary ``AxesImage``.
+        """
+
+        def make_image(
+            self, renderer: RendererBase, magnification: float = 1.0, unsampled: bool = False
+        ) -> tuple[npt.NDArray[np.uint8], float, float, Affine2D]:
+            values = self.get_array()
+            placed = None if unsampled or magnification != 1.0 else _on_pixels(self)
+            if values is None or placed is None:
+                return super().make_image(renderer, magnification, unsampled)
+            zoom, left, bottom = placed
+            rgba: npt.NDArray[np.uint8] = self.to_rgba(values[::-1], bytes=True)  # Agg: bottom up
+            if zoom > 1:
+                rgba = rgba.repeat(zoom, axis=0).repeat(zoom, axis=1)
+            to_output = Affine2D().translate(0, -values.shape[0]).scale(zoom, -zoom)
+            return rgba, left, bottom, to_output
+
+        def __reduce__(self) -> tuple[Any, ...]:  # pickle finds no class made in a function
+            return _empty_pixel_image, (), self.__getstate__()  # type: ignore[attr-defined]
+
+    return PixelImage
+
+
+def _empty_pixel_image() -> AxesImage:
+    """A bare pixel image for pickle to fill in."""
+    kind = _pixel_image_type()
+    return kind.__new__(kind)
+
+
+def _on_pixels(picture: AxesImage) -> tuple[int, float, float] | None:
+    """The whole-number scale and the bottom-left pixel of ``picture``, if it has both.
+
+    None where it has not, or where plain resampling would do more than copy pixels:
+    alpha, another interpolation or origin, a view that cuts the image.
+    """
+    from matplotlib.transforms import Bbox
+
+    transform = picture.get_transform()
+    if (
+        picture.get_alpha() is not None
+        or picture.get_interpolation() not in ("nearest", "none")
+        or picture.origin != "upper"
+        or not transform.is_affine
+    ):
+        return None
+    height, width = picture.get_size()
+    x1, x2, y1, y2 = picture.get_extent()
+    box = Bbox([[x1, y1], [x2, y2]]).transformed(transform)
+    zoom = round(box.width / width)
+    misses = (box.x0, box.y0, box.width - zoom * width, box.height - zoom * height)
+    if zoom < 1 or max(abs(value - round(value)) for value in misses) > 1e-4:
+        return None
+    figure = picture.get_figure(root=True)
+    clip = (picture.get_clip_box() or picture.axes.bbox) if picture.get_clip_on() else None
+    view = (clip or (figure.bbox if figure else box)).padded(1e-4)
+    if not (view.contains(box.x0, box.y0) and view.contains(box.x1, box.y1)):
+        return None
+    return zoom, float(round(box.x0)), float(round(box.y0))
 
 
 def grid(count: int, ncols: int | None) -> tuple[int, int]:

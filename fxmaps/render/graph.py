@@ -3,9 +3,12 @@
 Nodes are coloured and shaped by :class:`~fxmaps.Kind`, with a legend of what is
 present; residual and sequential blocks become nested clusters; identity skips
 (dashed blue) and projection shortcuts (bold orange) stand apart from the data
-path. ``collapse`` trades detail for size. Parameter nodes (``get_attr``: ViT's
-class token, Swin's bias tables) are not drawn on their own: the node that uses
-one names it on its last line.
+path; a collapsed block that holds a downsample has an orange border. ``collapse``
+trades detail for size. Parameter nodes (``get_attr``: ViT's class token, Swin's
+bias tables) are not drawn on their own: the node that uses one names it on its
+last line. Dead ends (shape asserts, unused tuple items) are not drawn; the legend
+counts them. Which nodes, clusters and edges to draw is planned in
+:mod:`fxmaps.render._graph_plan`; this module styles and writes them.
 
 ``graphviz`` is imported inside the functions, so ``import fxmaps`` stays light.
 """
@@ -15,18 +18,20 @@ from __future__ import annotations
 import functools
 import html
 import os
-from collections.abc import Callable, Collection, Iterable, Iterator
+import struct
+import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from fxmaps._files import atomic_path, output_file
-from fxmaps.classify import Block, BlockKind, Kind
+from fxmaps.classify import BlockKind, Kind
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
-from fxmaps.errors import GraphvizNotFoundError, OptionError
-from fxmaps.graph import ATTR_ROLE, ROLE_DATA, Layer, ModelGraph, format_shape
+from fxmaps.errors import FxmapsWarning, GraphvizNotFoundError, OptionError
+from fxmaps.graph import ROLE_DATA, Layer, ModelGraph
+from fxmaps.render._graph_plan import DrawnNode, GraphPlan, Highlight, check_collapse, plan_graph
 
 if TYPE_CHECKING:
     import graphviz
@@ -58,8 +63,10 @@ _EDGE_STYLE = {
     ROLE_SHORTCUT: {"color": "#e6550d", "penwidth": "2.2", "tooltip": "shortcut"},
 }
 _EDGE_LEGEND = {ROLE_SKIP: ("- - ▶", "skip (identity)"), ROLE_SHORTCUT: ("━━▶", "shortcut")}
-_ROLE_RANK = {ROLE_DATA: 0, ROLE_SHORTCUT: 1, ROLE_SKIP: 2}  # a merged edge keeps the lowest
 _HIGHLIGHT = {"color": "#d7191c", "penwidth": "3"}
+_DOWNSAMPLE_BORDER = "#e6550d"  # a collapsed group that holds a downsample: the shortcut colour
+# Small nodes (getitem, dropout, ...): smaller text, with room around it for bold names.
+_SMALL_ATTRS = {"fontsize": "8", "height": "0.25", "margin": "0.08,0.04"}
 _RANKDIRS = ("TB", "LR", "BT", "RL")
 # The legend is the graph's label (top right), so it takes no rank beside the nodes.
 _GRAPH_ATTRS = {"nodesep": "0.25", "ranksep": "0.3", "fontname": "Helvetica", "fontsize": "11"}
@@ -69,6 +76,7 @@ _GRAPH_ATTRS.update(labelloc="t", labeljust="r")
 _DENSE = {"mclimit": "0.1", "nslimit": "1"}
 _NODE_ATTRS = {"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10"}
 _EDGE_ATTRS = {"color": "#555555", "arrowsize": "0.6"}
+_PNG_LIMIT = 32767  # pixels a side: Cairo's limit; dot shrinks a larger PNG drawing to fit
 _FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": None, ".gv": None}
 _INSTALL_HINT = (
     "Graphviz's `dot` program, which draws the diagram, was not found on PATH (the `graphviz` "
@@ -79,40 +87,13 @@ _INSTALL_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class _Node:
-    """One drawn node: a layer, or a group of layers collapsed into one."""
-
-    key: str
-    layers: tuple[Layer, ...]
-    group: str | None  # "residual", "sequential" or "module" for a group
-    module_type: str
-    shapes: str  # the output shape, or "in → out" for a group
-    parameters: tuple[str, ...] = ()  # parameter nodes it uses, not drawn on their own
-
-    @functools.cached_property
-    def names(self) -> frozenset[str]:
-        return frozenset(layer.name for layer in self.layers)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What to draw where: nodes, their clusters, the highlighted node keys."""
-
-    nodes: dict[str, _Node]
-    homes: dict[str, str | None]  # node key -> innermost drawn cluster (block name)
-    children: dict[str | None, list[Block]]  # cluster -> drawn clusters inside it
-    marked: frozenset[str]
-    show_shapes: bool
-
-
 def render_graph(
     graph: ModelGraph,
     *,
     collapse: str | int = "none",
     show_shapes: bool = True,
     rankdir: str = "TB",
-    highlight: Iterable[str] | Callable[[Layer], bool] | None = None,
+    highlight: Highlight = None,
 ) -> graphviz.Digraph:
     """Draw the graph's nodes, coloured by kind, with its blocks as clusters.
 
@@ -122,14 +103,16 @@ def render_graph(
             ``"blocks"`` draws as one node each residual block, and each block
             that holds no residual block, outermost first: a ResNet bottleneck,
             an EfficientNet MBConv or a ViT encoder layer becomes one node, and
-            stage containers stay as clusters around them. An integer ``depth``
+            stage containers stay as clusters around them; one that holds a
+            downsample has an orange border. An integer ``depth``
             merges every node whose name has more than ``depth`` dot-separated
             parts into its ancestor module at that depth.
         show_shapes: Write output shapes (known when the graph was analysed
             with an example input); a collapsed node shows ``in → out``.
         rankdir: Layout direction: ``"TB"``, ``"LR"``, ``"BT"`` or ``"RL"``.
         highlight: Node names, or a predicate on layers, to outline in red. A
-            collapsed node is outlined when one of its layers is.
+            collapsed node is outlined when one of its layers is; a highlighted
+            dead end (e.g. a shape assert) is drawn.
 
     Returns:
         A ``graphviz.Digraph`` that shows itself as SVG in Jupyter and whose
@@ -150,21 +133,19 @@ def render_graph(
         >>> "1×8×6×6" in dot.source
         True
     """
-    _check_options(collapse, rankdir)
-    keys, nodes = _display(graph, collapse)
-    marked = frozenset(keys[name] for name in _highlighted(graph, highlight))
-    roles = _edges(graph, keys, nodes)
-    legend = _legend(nodes.values(), set(roles.values()), bool(marked))
-    dense = _DENSE if len(roles) > 1.5 * len(nodes) else {}
+    check_collapse(collapse)
+    if rankdir not in _RANKDIRS:
+        raise OptionError(f"rankdir={rankdir!r} is not valid; use one of {', '.join(_RANKDIRS)}")
+    plan = plan_graph(graph, collapse, highlight)
+    dense = _DENSE if len(plan.edges) > 1.5 * len(plan.nodes) else {}
     dot = _diagram_class()(
         name=type(graph.model).__name__,
-        graph_attr={**_GRAPH_ATTRS, **dense, "rankdir": rankdir, "label": legend},
+        graph_attr={**_GRAPH_ATTRS, **dense, "rankdir": rankdir, "label": _legend(plan)},
         node_attr=_NODE_ATTRS,
         edge_attr=_EDGE_ATTRS,
     )
-    homes, children = _clusters(graph.blocks(), keys, nodes)
-    _fill(dot, _Plan(nodes, homes, children, marked, show_shapes), None)
-    for (tail, head), role in roles.items():
+    _fill(dot, plan, show_shapes, None)
+    for (tail, head), role in plan.edges.items():
         dot.edge(tail, head, **_EDGE_STYLE[role])
     return dot
 
@@ -174,7 +155,13 @@ def save_graph(dot: graphviz.Digraph, path: str | os.PathLike[str]) -> Path:
 
     ``.svg``, ``.png`` and ``.pdf`` run Graphviz's ``dot``; ``.dot`` and ``.gv``
     write the DOT text and need no Graphviz install. The file appears whole or
-    not at all (written beside it, then renamed).
+    not at all (written beside it, then renamed). Graphviz shrinks a PNG drawing
+    larger than 32767 pixels to fit, which leaves the text of a full
+    EfficientNet-B7 too small to read: that warns, and ``.svg`` (zoomable) or a
+    ``collapse`` keeps it legible.
+
+    Warns:
+        FxmapsWarning: ``dot`` shrank a PNG to its size limit.
 
     Raises:
         OptionError: The suffix is not one of ``.svg .png .pdf .dot .gv``.
@@ -203,188 +190,52 @@ def save_graph(dot: graphviz.Digraph, path: str | os.PathLike[str]) -> Path:
     else:
         with _dot_program():
             data = dot.pipe(format=fmt)
+    if fmt == "png":
+        _warn_if_shrunk(data, target)
     with atomic_path(target) as temporary:
         temporary.write_bytes(data)
     return target
 
 
-# -- what to draw ----------------------------------------------------------------------------
-
-
-def _check_options(collapse: str | int, rankdir: str) -> None:
-    depth_ok = isinstance(collapse, int) and not isinstance(collapse, bool) and collapse >= 1
-    if collapse not in ("none", "blocks") and not depth_ok:
-        raise OptionError(
-            f"collapse={collapse!r} is not valid; use 'none', 'blocks' or a module depth "
-            "(an int >= 1, e.g. collapse=1 for top-level modules)"
+def _warn_if_shrunk(png: bytes, target: Path) -> None:
+    """Warn when ``dot`` shrank a PNG to Cairo's size limit: its text may be unreadable."""
+    width, height = struct.unpack(">II", png[16:24])  # from the IHDR chunk
+    if max(width, height) >= _PNG_LIMIT:
+        warnings.warn(
+            f"{target.name}: the drawing is larger than the {_PNG_LIMIT} pixels a Graphviz PNG "
+            f"can have, so dot shrank it to {width}×{height} and its text may be too small to "
+            "read; save it as .svg (zoomable) or pass collapse='blocks' or a module depth",
+            FxmapsWarning,
+            stacklevel=3,
         )
-    if rankdir not in _RANKDIRS:
-        raise OptionError(f"rankdir={rankdir!r} is not valid; use one of {', '.join(_RANKDIRS)}")
-
-
-def _display(graph: ModelGraph, collapse: str | int) -> tuple[dict[str, str], dict[str, _Node]]:
-    """Each layer's node key, and the nodes to draw in execution order."""
-    keys, groups = _keys(graph, collapse)
-    folded: dict[str, list[str]] = {}  # node key -> parameter nodes folded into it
-    for layer in graph.layers(Kind.PARAMETER):
-        users = list(graph.nx.successors(layer.name))
-        if users and keys[layer.name] == layer.name:  # a parameter not collapsed into a group
-            keys[layer.name] = keys[users[0]]
-            folded.setdefault(keys[layer.name], []).append(layer.name)
-    hidden = {name for names in folded.values() for name in names}
-    members: dict[str, list[Layer]] = {}
-    for layer in graph.layers():
-        if layer.name not in hidden:
-            members.setdefault(keys[layer.name], []).append(layer)
-    nodes = {}
-    for key, layers in members.items():
-        single = len(layers) == 1 and layers[0].name == key
-        group, module_type = (None, layers[0].module_type) if single else groups[key]
-        shapes = format_shape(layers[0].out_shape) if single else _shape_change(graph, layers)
-        parameters = tuple(folded.get(key, ()))
-        nodes[key] = _Node(key, tuple(layers), group, module_type, shapes, parameters)
-    return keys, nodes
-
-
-def _keys(
-    graph: ModelGraph, collapse: str | int
-) -> tuple[dict[str, str], dict[str, tuple[str | None, str]]]:
-    """Each layer's node key, and each group key's kind and module type."""
-    keys = {layer.name: layer.name for layer in graph.layers()}
-    if collapse == "blocks":
-        blocks = _collapsed_blocks(graph.blocks())
-        keys.update((name, block.name) for block in blocks for name in block.layers)
-        return keys, {block.name: (str(block.kind), block.module_type) for block in blocks}
-    if isinstance(collapse, int):
-        keys = {name: ".".join(name.split(".")[:collapse]) for name in keys}
-        return keys, {key: ("module", _module_type(graph, key)) for key in set(keys.values())}
-    return keys, {}
-
-
-def _collapsed_blocks(blocks: list[Block]) -> list[Block]:
-    """The outermost blocks that are residual or hold no residual block."""
-    by_name = {block.name: block for block in blocks}
-    holds_residual = set()
-    for block in blocks:
-        parent = block.parent if block.kind is BlockKind.RESIDUAL else None
-        while parent is not None:
-            holds_residual.add(parent)
-            parent = by_name[parent].parent
-    chosen: list[Block] = []
-    covered: set[str] = set()
-    for block in blocks:  # outer blocks come before inner ones
-        if block.parent in covered:
-            covered.add(block.name)
-        elif block.kind is BlockKind.RESIDUAL or block.name not in holds_residual:
-            chosen.append(block)
-            covered.add(block.name)
-    return chosen
-
-
-def _module_type(graph: ModelGraph, name: str) -> str:
-    try:
-        return type(graph.model.get_submodule(name)).__name__
-    except AttributeError:
-        return ""
-
-
-def _shape_change(graph: ModelGraph, layers: list[Layer]) -> str:
-    """``'in → out'``: the shapes entering and leaving a group of layers, where known."""
-    order = [layer.name for layer in layers]
-    inside = set(order)
-    entering = [p for m in order for p in graph.nx.predecessors(m) if p not in inside]
-    leaving = [m for m in order if any(s not in inside for s in graph.nx.successors(m))]
-    ins, outs = (
-        {format_shape(graph[n].out_shape): 0 for n in group} for group in (entering, leaving)
-    )
-    ins.pop("", None)
-    outs.pop("", None)
-    if not outs:
-        return ""
-    return f"{', '.join(ins)} → {', '.join(outs)}" if ins else ", ".join(outs)
-
-
-def _highlighted(
-    graph: ModelGraph, highlight: Iterable[str] | Callable[[Layer], bool] | None
-) -> list[str]:
-    if highlight is None:
-        return []
-    if callable(highlight):
-        return [layer.name for layer in graph.layers() if highlight(layer)]
-    names = [highlight] if isinstance(highlight, str) else list(highlight)
-    return [graph.layer(name).name for name in names]  # an unknown name raises
-
-
-def _clusters(
-    blocks: list[Block], keys: dict[str, str], nodes: dict[str, _Node]
-) -> tuple[dict[str, str | None], dict[str | None, list[Block]]]:
-    """Each node's innermost drawn cluster, and each cluster's drawn child clusters.
-
-    A block is a cluster when every node it shows lies wholly inside it and it
-    does not show as one collapsed node.
-    """
-    by_name = {block.name: block for block in blocks}
-    drawn: set[str] = set()
-    for block in blocks:
-        shown = [nodes[key] for key in dict.fromkeys(keys[name] for name in block.layers)]
-        collapsed = len(shown) == 1 and shown[0].group is not None
-        if not collapsed and all(node.names <= set(block.layers) for node in shown):
-            drawn.add(block.name)
-
-    def nearest(name: str | None) -> str | None:
-        while name is not None and name not in drawn:
-            name = by_name[name].parent
-        return name
-
-    homes = {key: nearest(node.layers[0].block) for key, node in nodes.items()}
-    children: dict[str | None, list[Block]] = {}
-    for block in blocks:
-        if block.name in drawn:
-            children.setdefault(nearest(block.parent), []).append(block)
-    return homes, children
-
-
-def _edges(
-    graph: ModelGraph, keys: dict[str, str], nodes: dict[str, _Node]
-) -> dict[tuple[str, str], str]:
-    """Edges between drawn nodes, one per pair; a merged edge keeps its strongest role."""
-    roles: dict[tuple[str, str], str] = {}
-    for source, target, data in graph.nx.edges(data=True):
-        pair = (keys[source], keys[target])
-        if pair[0] == pair[1] or source not in nodes[pair[0]].names:  # or a folded parameter
-            continue
-        role = data.get(ATTR_ROLE, ROLE_DATA)
-        role = role if role in _ROLE_RANK else ROLE_DATA
-        if pair not in roles or _ROLE_RANK[role] < _ROLE_RANK[roles[pair]]:
-            roles[pair] = role
-    return roles
 
 
 # -- drawing ---------------------------------------------------------------------------------
 
 
-def _fill(dot: graphviz.Digraph, plan: _Plan, cluster: str | None) -> None:
+def _fill(dot: graphviz.Digraph, plan: GraphPlan, show_shapes: bool, cluster: str | None) -> None:
     """Add the nodes homed in ``cluster``, then its child clusters, recursively."""
-    for key, node in plan.nodes.items():
-        if plan.homes[key] == cluster:
-            dot.node(key, **_node_attrs(node, plan.show_shapes, key in plan.marked))
+    for key in plan.residents.get(cluster, []):
+        dot.node(key, **_node_attrs(plan.nodes[key], show_shapes, key in plan.marked))
     for block in plan.children.get(cluster, []):
         with dot.subgraph(name=f"cluster_{block.name}") as sub:
             title = f"<B>{_esc(block.name)}</B>  {_type_and_kind(block.module_type, block.kind)}"
             style = _CLUSTER_STYLE[block.kind]
             sub.attr(label=f"<{title}>", labeljust="l", style="rounded,filled", **style)
-            _fill(sub, plan, block.name)
+            _fill(sub, plan, show_shapes, block.name)
 
 
-def _node_attrs(node: _Node, show_shapes: bool, marked: bool) -> dict[str, str]:
+def _node_attrs(node: DrawnNode, show_shapes: bool, marked: bool) -> dict[str, str]:
     first = node.layers[0]
     attrs = {"label": _label(node, show_shapes)}
     if node.group is not None:
         attrs.update(fillcolor=_GROUP_COLORS[node.group], style="filled,bold")
+        if node.has_downsample:
+            attrs.update(color=_DOWNSAMPLE_BORDER)
     else:
         attrs.update(fillcolor=KIND_COLORS[first.kind], shape=_SHAPES.get(first.kind, "box"))
         if first.kind in _SMALL:
-            attrs.update(fontsize="8", height="0.25", margin="0.05,0.02")
+            attrs.update(_SMALL_ATTRS)
         if first.opaque:
             attrs.update(style="rounded,filled,dashed", penwidth="2")
     if marked:
@@ -392,7 +243,7 @@ def _node_attrs(node: _Node, show_shapes: bool, marked: bool) -> dict[str, str]:
     return attrs
 
 
-def _label(node: _Node, show_shapes: bool) -> str:
+def _label(node: DrawnNode, show_shapes: bool) -> str:
     """Bold name; then type, "opaque", size, parameters; shape; folded parameter nodes."""
     first, count = node.layers[0], len(node.layers)
     if node.group is None:
@@ -401,6 +252,7 @@ def _label(node: _Node, show_shapes: bool) -> str:
     else:
         details = [_type_and_kind(node.module_type, node.group)]
         details += [f"{count} node{'s' if count > 1 else ''}"]
+        details += ["downsample"] if node.has_downsample else []
     params = sum(layer.params for layer in node.layers)
     details += [f"{_count(params)} params"] if params else []
     lines = [f"<B>{_esc(node.key)}</B>", " · ".join(details), _esc(node.shapes) * show_shapes]
@@ -412,29 +264,42 @@ def _label(node: _Node, show_shapes: bool) -> str:
     return f"<{head}{small}>"
 
 
-def _legend(nodes: Collection[_Node], roles: set[str], highlighted: bool) -> str:
-    """An HTML table, two entries a row, of the kinds, node styles and edge styles present."""
+def _legend(plan: GraphPlan) -> str:
+    """An HTML table, two entries a row, of the kinds and styles present; dead ends counted."""
+    entries = [
+        f'{mark}<TD ALIGN="LEFT"><FONT POINT-SIZE="10">{text}</FONT></TD>'
+        for mark, text in _legend_cells(plan)
+    ]
+    rows = "".join(f"<TR>{''.join(entries[i : i + 2])}</TR>" for i in range(0, len(entries), 2))
+    if plan.hidden:
+        note = f"{len(plan.hidden)} dead ends not drawn<BR/>(shape asserts, unused outputs)"
+        rows += f'<TR><TD COLSPAN="4"><FONT POINT-SIZE="9" COLOR="#555555">{note}</FONT></TD></TR>'
+    return (
+        '<<TABLE BORDER="1" COLOR="#999999" CELLBORDER="0" CELLSPACING="2" CELLPADDING="2">'
+        f'<TR><TD COLSPAN="4"><B>legend</B></TD></TR>{rows}</TABLE>>'
+    )
+
+
+def _legend_cells(plan: GraphPlan) -> list[tuple[str, str]]:
+    """(mark cell, text) for each kind, group, node style and edge role present."""
+    nodes, roles = plan.nodes.values(), set(plan.edges.values())
     kinds = {node.layers[0].kind for node in nodes if node.group is None}
     groups = {node.group for node in nodes}
     cells = [(_swatch(KIND_COLORS[kind]), str(kind)) for kind in Kind if kind in kinds]
     for group, color in _GROUP_COLORS.items():
         if group in groups:
             cells.append((_swatch(color), f"{group} block" if group != "module" else group))
+    if any(node.has_downsample for node in nodes):
+        border = f' COLOR="{_DOWNSAMPLE_BORDER}"'
+        cells.append((_swatch("#ffffff", border), "holds downsample"))
     if any(node.group is None and node.layers[0].opaque for node in nodes):
         cells.append((_swatch("#ffffff", ' STYLE="DASHED"'), "opaque"))
     for role, (symbol, text) in _EDGE_LEGEND.items():
         if role in roles:
             cells.append((_symbol(_EDGE_STYLE[role]["color"], symbol), text))
-    if highlighted:
+    if plan.marked:
         cells.append((_symbol(_HIGHLIGHT["color"], "▢"), "highlighted"))
-    entries = [
-        f'{mark}<TD ALIGN="LEFT"><FONT POINT-SIZE="10">{text}</FONT></TD>' for mark, text in cells
-    ]
-    rows = "".join(f"<TR>{''.join(entries[i : i + 2])}</TR>" for i in range(0, len(entries), 2))
-    return (
-        '<<TABLE BORDER="1" COLOR="#999999" CELLBORDER="0" CELLSPACING="2" CELLPADDING="2">'
-        f'<TR><TD COLSPAN="4"><B>legend</B></TD></TR>{rows}</TABLE>>'
-    )
+    return cells
 
 
 def _swatch(fill: str, style: str = "") -> str:

@@ -1,8 +1,11 @@
 """Feature maps as one mosaic image: :func:`plot_feature_maps`, :func:`plot_layers`, :func:`mosaic`.
 
 The channels of a map are laid out as the tiles of one array, a pixel of padding
-between them, and drawn with a single ``imshow``: many times cheaper than one
-subplot per channel, and shown pixel for pixel where the tiles fit.
+between them, and drawn as one image: many times cheaper to draw than one subplot
+per channel. The image is shown pixel for pixel, or enlarged by a whole factor when
+the axes (``ax=``) has room, and then drawn without resampling: its values are
+colour-mapped once and each pixel copied. The rest of a larger axes is plain
+background. Only a mosaic larger than its axes is shrunk, and smoothed.
 
 What is drawn, by the map's shape (and, from a :class:`~fxmaps.FeatureMaps`, its
 layer's layout):
@@ -127,7 +130,9 @@ def plot_feature_maps(
             (one range for all tiles, shown by a colorbar).
         sample: Which item of a batch to draw.
         labels: Write each tile's channel index in its corner (not on tiny tiles).
-        ax: Draw into this axes instead of a new figure.
+        ax: Draw into this axes instead of a new figure. The mosaic is shown at the
+            largest whole-number scale that fits (the rest of the axes stays
+            background, the title moves down to it), or shrunk to fit when it is larger.
         title: Replaces the default title (name and shape); notes such as the depth
             slice of a 3-D map are still added below it.
 
@@ -360,19 +365,13 @@ def _draw_tiles(
     span = max(1.0, vmax - vmin)  # padding below vmin, empty cells above vmax: see colormap
     image = canvas.tiles(values, grid, pad, vmin - span, vmax + span)
     fig, ax, cax = canvas.axes(ax, image.shape, scale, panel.title(title), colorbar=shared)
-    picture = ax.imshow(
-        image,
-        cmap=colormap,
-        vmin=vmin,
-        vmax=vmax,
-        interpolation="nearest" if scale >= 1 else "auto",
-    )
+    picture = canvas.show(ax, image, colormap, vmin, vmax)
     ax.set_axis_off()
-    if labels:
-        pixels = canvas.pixels_per_unit(ax, image)
-        _label_tiles(ax, values, panel.channels, grid[1], pad, pixels, (colormap, vmin, vmax))
     if shared:
         canvas.colorbar(fig, picture, cax, ax)
+    pixels = canvas.place(ax, picture)  # after the colorbar, which may take room from ax
+    if labels:
+        _label_tiles(ax, values, panel.channels, grid[1], pad, pixels, (colormap, vmin, vmax))
     return fig
 
 

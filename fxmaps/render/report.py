@@ -1,9 +1,10 @@
 """``fxmaps.report``: one self-contained HTML page about a model looking at an image.
 
-The page holds the input photo, the layer census, the graph as inline SVG, the
-layer table, every extracted map's mosaic and the first convolution's filters,
-all embedded (SVG inline, figures as base64 PNG): it opens offline, from a
-mail attachment or a CI artifact, with no other files.
+The page holds the model and its input, the layer census, the graph as inline
+SVG, the layer table, every extracted map's mosaic and the first convolution's
+filters, all embedded (SVG inline, figures as base64 PNG; no scripts, fonts or
+links): it opens offline, from a mail attachment or a CI artifact, with no
+other files.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tabulate import tabulate
 from torch import nn
 
 from fxmaps._files import atomic_path, output_file
@@ -41,7 +41,8 @@ _STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
        color: #1d2330; background: #f6f7f9; }
 header { background: #1d2330; color: #fff; padding: 1.2rem 2rem; }
-header h1 { margin: 0; font-size: 1.5rem; } header p { margin: .3rem 0 0; color: #c9d1e0; }
+header h1 { margin: 0; font-size: 1.5rem; overflow-wrap: anywhere; }
+header p { margin: .3rem 0 0; color: #c9d1e0; }
 main { max-width: 1200px; margin: 0 auto; padding: 1rem 2rem 3rem; }
 section { background: #fff; border-radius: 8px; padding: 1rem 1.4rem; margin: 1.2rem 0;
           box-shadow: 0 1px 3px rgba(0,0,0,.08); }
@@ -52,14 +53,19 @@ h2 { font-size: 1.15rem; margin: .2rem 0 .8rem; }
 .graph { overflow: auto; max-height: 80vh; border: 1px solid #e3e6ec; border-radius: 6px; }
 .graph svg { display: block; margin: auto; }
 .maps { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 1rem; }
-figure { margin: 0; } figure img { width: 100%; height: auto; image-rendering: pixelated; }
+figure { margin: 0; } figure img { display: block; max-width: 100%; height: auto; }
 figcaption { font-size: .85rem; color: #4a5468; margin-top: .3rem; }
+.table { overflow: auto; max-height: 70vh; border: 1px solid #e3e6ec; border-radius: 6px; }
 table { border-collapse: collapse; font-size: .85rem; width: 100%; }
-th, td { text-align: left; padding: .2rem .6rem; border-bottom: 1px solid #eceef2; }
-td:nth-child(5) { text-align: right; font-variant-numeric: tabular-nums; }
-details summary { cursor: pointer; font-weight: 600; }
+th { position: sticky; top: 0; background: #eef1f6; }
+th, td { text-align: left; padding: .2rem .6rem; border-bottom: 1px solid #eceef2;
+         white-space: nowrap; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.footer { font-size: .85rem; color: #4a5468; }
 .note { color: #8a4b00; background: #fff6e5; padding: .5rem .8rem; border-radius: 6px; }
 .input { display: flex; gap: 1.2rem; align-items: center; } .input img { max-width: 260px; }
+.input dl { display: grid; grid-template-columns: auto 1fr; gap: .2rem 1rem; margin: 0; }
+.input dt { color: #4a5468; } .input dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 
@@ -71,6 +77,7 @@ def report(
     layers: Selection = "conv",
     max_maps: int = 16,
     title: str | None = None,
+    image_label: str | None = None,
     progress: bool = False,
 ) -> Path:
     """Write one self-contained HTML report of ``model`` looking at ``image`` to ``path``.
@@ -78,31 +85,46 @@ def report(
     Args:
         model: The model, or its graph (re-analysed with the image for shapes).
         image: A file, a URL, ``None`` for the bundled default photo, or a ready
-            ``(1, 3, H, W)`` tensor.
+            ``(1, C, H, W)`` tensor.
         path: The ``.html`` file to write (atomically; its folder must exist).
         layers: Which maps to show (see :func:`fxmaps.extract`).
         max_maps: Tiles per map mosaic.
         title: The page title; the model's class name by default.
+        image_label: What the page says the input is; by default the file or
+            URL, the default photo's credit, or "a tensor".
         progress: Show a progress bar while the maps are drawn.
 
     Returns:
         The path written.
+
+    Raises:
+        OutputError: The folder of ``path`` does not exist or is not writable
+            (checked before any work).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     page = report(net, torch.rand(1, 3, 16, 16), Path(folder) / "net.html")
+        ...     "data:image/png;base64," in page.read_text()
+        True
     """
     path = output_file(path)
     model = model.model if isinstance(model, ModelGraph) else model
     batch, shown, source = _input(image)
     graph = analyze(model, batch)
     maps = extract(graph, batch, layers=layers)
-    name = title or type(model).__name__
     sections = [
-        _input_section(shown, source, batch),
+        _input_section(shown, image_label or source, batch, graph),
         _census_section(graph),
         _graph_section(graph),
+        _table_section(graph),
         _maps_section(maps, max_maps, progress),
         _filters_section(graph),
-        _table_section(graph),
     ]
-    _write(path, _page(name, graph, sections))
+    _write(path, _page(title or type(model).__name__, graph, sections))
     return path
 
 
@@ -117,24 +139,30 @@ def _input(image: str | Path | torch.Tensor | None) -> tuple[torch.Tensor, torch
     return load_image(image), load_image(image, normalize=False), source
 
 
-def _input_section(shown: torch.Tensor, source: str, batch: torch.Tensor) -> str:
+def _input_section(shown: torch.Tensor, source: str, batch: torch.Tensor, graph: ModelGraph) -> str:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(3, 3), dpi=100)
     axes = figure.add_axes((0, 0, 1, 1))
-    axes.imshow(shown[0, :3].permute(1, 2, 0).clamp(0, 1).numpy())
+    picture = shown[0, :3].permute(1, 2, 0).clamp(0, 1).numpy()
+    axes.imshow(picture[..., 0] if picture.shape[-1] == 1 else picture, cmap="gray")
     axes.set_axis_off()
+    facts = {
+        "model": f"{type(graph.model).__name__}, "
+        f"{graph.total_params:,} parameters in {len(graph)} graph nodes",
+        "input": source,
+        "tensor": f"{format_shape(tuple(batch.shape))}, {batch.dtype}".replace("torch.", ""),
+    }
+    rows = "".join(f"<dt>{key}</dt><dd>{html.escape(value)}</dd>" for key, value in facts.items())
     return (
-        f"<section><h2>Input</h2><div class='input'><img alt='input' src='{_png(figure)}'>"
-        f"<p>{html.escape(source)}<br>tensor {format_shape(tuple(batch.shape))}, "
-        f"{batch.dtype}</p></div></section>"
+        f"<section><h2>Model and input</h2><div class='input'>"
+        f"<img alt='the input image' src='{_png(figure)}'><dl>{rows}</dl></div></section>"
     )
 
 
 def _census_section(graph: ModelGraph) -> str:
-    cells = "".join(
-        f"<div><b>{count:,}</b>{html.escape(kind)}</div>" for kind, count in graph.info().items()
-    )
+    counts = {kind: n for kind, n in graph.info().items() if n and kind != "nodes"}
+    cells = "".join(f"<div><b>{n:,}</b>{html.escape(kind)}</div>" for kind, n in counts.items())
     return f"<section><h2>Layers</h2><div class='census'>{cells}</div></section>"
 
 
@@ -150,6 +178,33 @@ def _graph_section(graph: ModelGraph) -> str:
     return f"<section><h2>Graph{note}</h2><div class='graph'>{svg}</div></section>"
 
 
+def _table_section(graph: ModelGraph) -> str:
+    numeric = SUMMARY_HEADERS.index("params")
+    head = "".join(
+        f"<th class='num'>{html.escape(name)}</th>"
+        if column == numeric
+        else f"<th>{html.escape(name)}</th>"
+        for column, name in enumerate(SUMMARY_HEADERS)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='num'>{html.escape(cell)}</td>"
+            if column == numeric
+            else f"<td>{html.escape(cell)}</td>"
+            for column, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in graph.summary_rows()
+    )
+    footer = "<br>".join(html.escape(line) for line in graph.summary_footer())
+    return (
+        f"<section><h2>All {len(graph)} nodes</h2><div class='table'><table>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+        f"<p class='footer'>{footer}</p></section>"
+    )
+
+
 def _maps_section(maps: FeatureMaps, max_maps: int, progress: bool) -> str:
     figures = []
     for name in _progress(list(maps), progress, "drawing maps"):
@@ -160,8 +215,9 @@ def _maps_section(maps: FeatureMaps, max_maps: int, progress: bool) -> str:
             f"<figure><img alt='{html.escape(name)}' src='{_png(figure)}'>"
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
+    layers = f"{len(maps)} layer{'s' if len(maps) != 1 else ''}"
     return (
-        f"<section><h2>Feature maps ({len(maps)} layers, the {max_maps} most active channels "
+        f"<section><h2>Feature maps ({layers}, up to the {max_maps} most active channels "
         f"of each)</h2><div class='maps'>{''.join(figures)}</div></section>"
     )
 
@@ -177,23 +233,16 @@ def _filters_section(graph: ModelGraph) -> str:
     )
 
 
-def _table_section(graph: ModelGraph) -> str:
-    table = tabulate(graph.summary_rows(), headers=list(SUMMARY_HEADERS), tablefmt="html")
-    footer = "<br>".join(html.escape(line) for line in graph.summary_footer())
-    return (
-        f"<section><details><summary>All {len(graph)} nodes</summary>{table}"
-        f"<p>{footer}</p></details></section>"
-    )
-
-
 def _page(name: str, graph: ModelGraph, sections: list[str]) -> str:
-    params = f"{graph.total_params:,} parameters"
+    kind = type(graph.model).__name__
+    facts = [kind] if kind != name else []
+    facts += [f"{len(graph)} nodes", f"{graph.total_params:,} parameters", "made by fxmaps"]
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(name)}: fxmaps report</title><style>{_STYLE}</style></head><body>"
-        f"<header><h1>{html.escape(name)}</h1><p>{len(graph)} nodes · {params} · "
-        f"made by fxmaps</p></header><main>{''.join(sections)}</main></body></html>\n"
+        f"<header><h1>{html.escape(name)}</h1><p>{html.escape(' · '.join(facts))}</p></header>"
+        f"<main>{''.join(sections)}</main></body></html>\n"
     )
 
 

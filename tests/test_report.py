@@ -1,0 +1,331 @@
+"""fxmaps.report: one self-contained HTML page, checked by parsing it and in headless Chromium.
+
+Oracles: node names and summary rows from ``fxmaps.analyze`` on the same model
+and image, the chosen layers from the graph's own layer list, the graph's conv
+fill colour from ``KIND_COLORS``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import fxmaps
+from fxmaps.classify import Kind
+from fxmaps.errors import FxmapsWarning, OutputError
+from fxmaps.graph import SUMMARY_HEADERS
+from fxmaps.render import report as report_module
+from fxmaps.render.graph import KIND_COLORS
+from tests import models as toy
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SVG_NS = {"svg": "http://www.w3.org/2000/svg"}
+VOID = frozenset({"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"})
+CHOSEN = ["conv", "layer1.0.add"]  # the layers the shared report shows
+CHROMIUM = shutil.which("chromium")
+
+
+class Page(HTMLParser):
+    """What the tests read from the page; checks that every element is closed in order."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str, str]] = []  # (tag, name, value)
+        self.images: list[dict[str, str]] = []
+        self.rows: list[list[str]] = []
+        self.headers: list[str] = []
+        self.text: dict[str, list[str]] = {}  # tag -> the text directly inside each
+        self._cell: list[str] | None = None
+        self.feed(text)
+        self.close()
+        assert self.open == [], f"elements left open: {self.open}"
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        values = {name: value or "" for name, value in attrs}
+        self.attributes += [(tag, name, value) for name, value in values.items()]
+        if tag == "img":
+            self.images.append(values)
+        if tag == "tr":
+            self.rows.append([])
+        if tag in ("td", "th"):
+            self._cell = []
+        if tag not in VOID:
+            self.open.append(tag)
+        self.text.setdefault(tag, []).append("")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes += [(tag, name, value or "") for name, value in attrs]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        assert self.open, f"</{tag}> closes nothing"
+        assert self.open[-1] == tag, f"</{tag}> closes <{self.open[-1]}>"
+        self.open.pop()
+        if tag in ("td", "th") and self._cell is not None:
+            cell = "".join(self._cell)
+            if tag == "th":
+                self.headers.append(cell)
+            else:
+                self.rows[-1].append(cell)
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self.open:
+            self.text[self.open[-1]][-1] += data
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return toy.CifarResNet().eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return fxmaps.load_image(None, size=32)
+
+
+@pytest.fixture(scope="module")
+def graph(model: nn.Module, image: torch.Tensor) -> fxmaps.ModelGraph:
+    return fxmaps.analyze(model, image)
+
+
+@pytest.fixture(scope="module")
+def report_path(
+    model: nn.Module, image: torch.Tensor, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    path = tmp_path_factory.mktemp("report") / "toy.html"
+    written = fxmaps.report(
+        model, image, path, layers=CHOSEN, max_maps=8, title="Toy ResNet", image_label="Chelsea"
+    )
+    assert written == path
+    return path
+
+
+@pytest.fixture(scope="module")
+def text(report_path: Path) -> str:
+    return report_path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def page(text: str) -> Page:
+    return Page(text)
+
+
+def chosen_names(graph: fxmaps.ModelGraph) -> list[str]:
+    return [layer.name for layer in graph.layers("conv")] + ["layer1.0.add"]
+
+
+def decode_png(uri: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix)
+    data = base64.b64decode(uri[len(prefix) :], validate=True)
+    assert data.startswith(PNG_MAGIC)
+    return Image.open(io.BytesIO(data))
+
+
+# ---------------------------------------------------------------------------- content
+
+
+def test_the_page_holds_svg_and_png(text: str, page: Page) -> None:
+    assert text.startswith("<!DOCTYPE html>")
+    assert "<svg" in text
+    assert "data:image/png;base64," in text
+    assert page.tags.count("svg") == 1
+    assert page.text["h1"] == ["Toy ResNet"]
+    assert page.text["title"][0] == "Toy ResNet: fxmaps report"  # then the SVG's titles
+
+
+def test_the_inline_svg_draws_every_conv(text: str, graph: fxmaps.ModelGraph) -> None:
+    svg = ET.fromstring(text[text.index("<svg") : text.index("</svg>") + len("</svg>")])
+    groups = svg.iterfind(".//svg:g[@class='node']", SVG_NS)
+    titles = {group.findtext("svg:title", namespaces=SVG_NS) for group in groups}
+    convs = {layer.name for layer in graph.layers("conv")}
+    assert len(convs) == toy.CIFAR_RESNET["info"]["conv"]
+    assert convs <= titles
+    assert set(toy.CIFAR_RESNET["downsample"]) <= titles
+
+
+def test_one_map_per_chosen_layer(page: Page, graph: fxmaps.ModelGraph) -> None:
+    alts = [image["alt"] for image in page.images]
+    names = chosen_names(graph)
+    assert alts == ["the input image", *names, "filters"]
+    captions = page.text["figcaption"]
+    assert [caption.split(" · ")[0] for caption in captions] == names
+    for caption, name in zip(captions, names, strict=True):
+        shape = fxmaps.format_shape(graph.layer(name).out_shape)
+        assert caption == f"{name} · {graph.layer(name).kind.value} · {shape}"
+    for image in page.images:
+        assert decode_png(image["src"]).size[0] > 100
+
+
+def test_the_model_and_input_are_described(page: Page, graph: fxmaps.ModelGraph) -> None:
+    facts = dict(zip(page.text["dt"], page.text["dd"], strict=True))
+    assert facts == {
+        "model": f"CifarResNet, {graph.total_params:,} parameters in {len(graph)} graph nodes",
+        "input": "Chelsea",
+        "tensor": "1×3×32×32, float32",
+    }
+    assert f"{graph.total_params:,} parameters" in page.text["p"][0]
+
+
+def test_the_census_shows_the_nonzero_counts(text: str, graph: fxmaps.ModelGraph) -> None:
+    census = text[text.index("<h2>Layers</h2>") :]
+    census = census[: census.index("</section>")]
+    cells = re.findall(r"<div><b>([\d,]+)</b>([^<]+)</div>", census)
+    shown = {kind: int(count.replace(",", "")) for count, kind in cells}
+    assert shown == {k: v for k, v in graph.info().items() if v and k != "nodes"}
+    assert shown["conv"] == toy.CIFAR_RESNET["info"]["conv"]
+
+
+def test_the_table_rows_equal_the_summary_rows(page: Page, graph: fxmaps.ModelGraph) -> None:
+    assert page.headers == list(SUMMARY_HEADERS)
+    rows = [row for row in page.rows if row]
+    assert rows == graph.summary_rows()
+    paragraphs = "".join(page.text["p"])
+    for line in graph.summary_footer():
+        assert line in paragraphs
+
+
+def test_nothing_is_fetched_from_elsewhere(text: str, page: Page) -> None:
+    assert 'src="http' not in text
+    assert "src='http" not in text
+    for tag in ("link", "script", "iframe", "object", "embed"):
+        assert tag not in page.tags
+    for tag, name, value in page.attributes:
+        if name in ("src", "href", "xlink:href", "srcset", "poster", "data", "action"):
+            assert value.startswith(("data:", "#")), (tag, name, value[:80])
+    style = "".join(page.text["style"])
+    assert "url(" not in style
+    assert "@import" not in style
+
+
+def test_a_graph_is_accepted_and_a_one_channel_input_drawn(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3))
+    graph = fxmaps.analyze(net)
+    path = fxmaps.report(graph, torch.rand(1, 1, 20, 20), tmp_path / "gray.html", max_maps=4)
+    page = Page(path.read_text())
+    assert page.text["h1"] == ["Sequential"]
+    convs = [layer.name for layer in graph.layers("conv")]
+    assert convs == ["0", "2"]
+    assert [image["alt"] for image in page.images] == ["the input image", *convs, "filters"]
+    assert decode_png(page.images[0]["src"]).size == (300, 300)
+    assert "a tensor" in page.text["dd"]
+
+
+def test_without_graphviz_the_page_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` here
+    net = nn.Sequential(nn.Conv2d(3, 4, 3))
+    with pytest.warns(FxmapsWarning, match="the report has no graph drawing"):
+        path = fxmaps.report(net, torch.rand(1, 3, 12, 12), tmp_path / "r.html")
+    text = path.read_text()
+    assert "<svg" not in text
+    assert "apt-get install graphviz" in text
+    assert text.count("data:image/png;base64,") == 3  # input, the one map, filters
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def test_a_missing_folder_fails_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("report analysed the model before checking its output path")
+
+    monkeypatch.setattr(report_module, "analyze", no_work)
+    with pytest.raises(OutputError, match=r"folder '.*missing' does not exist"):
+        fxmaps.report(nn.Conv2d(3, 4, 3), None, tmp_path / "missing" / "r.html")
+
+
+def test_an_error_midway_leaves_the_old_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "r.html"
+    target.write_text("old page")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("drawing the filters failed")
+
+    monkeypatch.setattr(report_module, "plot_filters", broken)
+    with pytest.raises(RuntimeError, match="drawing the filters failed"):
+        fxmaps.report(nn.Sequential(nn.Conv2d(3, 4, 3)), torch.rand(1, 3, 8, 8), target)
+    assert target.read_text() == "old page"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_text = Path.write_text
+
+    def disk_full(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        write_text(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        fxmaps.report(nn.Conv2d(3, 4, 3), torch.rand(1, 3, 8, 8), tmp_path / "r.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- in a browser
+
+
+@pytest.fixture
+def chromium_profile(tmp_path: Path) -> Iterator[Path]:
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    yield profile
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium package is not installed (scripts/setup.sh installs it)",
+)
+def test_screenshot_in_headless_chromium(
+    report_path: Path, tmp_path: Path, chromium_profile: Path
+) -> None:
+    assert CHROMIUM is not None
+    shot = tmp_path / "shot.png"
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--no-first-run", "--hide-scrollbars",
+        f"--user-data-dir={chromium_profile}", "--window-size=1280,2000",
+        f"--screenshot={shot}", report_path.as_uri(),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(shot) as screenshot:
+        assert screenshot.size == (1280, 2000)
+        pixels = np.asarray(screenshot.convert("RGB")).astype(int)
+    # The page's own styling: the dark header band across the top.
+    assert tuple(pixels[10, 10]) == (0x1D, 0x23, 0x30)
+    # Not blank: many colours (the photo, the graph), much drawn on the light background.
+    colours = np.unique((pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2])
+    assert len(colours) > 1000
+    light = (pixels >= 240).all(axis=2)
+    assert 1 - light.mean() > 0.08
+    # The graph is drawn: pixels of the conv nodes' fill, at least a few node boxes' worth.
+    conv = np.array([int(KIND_COLORS[Kind.CONV][i : i + 2], 16) for i in (1, 3, 5)])
+    conv_pixels = (np.abs(pixels - conv).sum(axis=2) <= 3).sum()
+    assert conv_pixels > 3 * 60 * 25
