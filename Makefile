@@ -24,6 +24,8 @@ test-zoo: setup
 bench: setup
 	$(VENV)/python benchmarks/bench_analyze.py
 	$(VENV)/python benchmarks/bench_extract.py
+	$(VENV)/python benchmarks/bench_plot.py
+	$(VENV)/python benchmarks/bench_render_graph.py
 
 bench-quick: setup
 	$(VENV)/python benchmarks/bench_extract.py --quick

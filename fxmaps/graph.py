@@ -337,7 +337,10 @@ class ModelGraph:
         info = self.info()
         lines = [
             f"Total params: {self.total_params:,} (the model has {model_params:,})",
-            "Layers: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "nodes"),
+            "Layers: "
+            + ", ".join(
+                f"{k} {v}" for k, v in info.items() if k != "nodes" and (v or k in _HEADLINE)
+            ),
         ]
         if model_params != self.total_params:
             lines.append(
@@ -355,7 +358,7 @@ class ModelGraph:
         hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
         return (
             f"no node named {name!r} in the graph of {type(self._model).__name__} "
-            f"({len(self._layers)} nodes){hint} g.layers() lists every node"
+            f"({len(self._layers)} nodes){hint}"
         )
 
     def __repr__(self) -> str:

@@ -35,7 +35,7 @@ _TIMEOUT_S = 15
 
 
 def load_image(
-    path_or_url: str | Path | None = None,
+    path_or_url: str | Path | Image | None = None,
     *,
     size: int = 224,
     weights: Any = None,
@@ -44,8 +44,8 @@ def load_image(
     """An image as a ``(1, 3, H, W)`` float batch, ready for a model.
 
     Args:
-        path_or_url: A local file, an ``http(s)://`` URL, or ``None`` for the
-            bundled default photo.
+        path_or_url: A local file, an ``http(s)://`` URL, an opened PIL image
+            (see :func:`read_image`), or ``None`` for the bundled default photo.
         size: Side of the square crop (ignored when ``weights`` are given).
         weights: torchvision weights (a ``WeightsEnum`` value or its name, such as
             ``"ResNet18_Weights.IMAGENET1K_V1"``) whose own transforms to use.
@@ -77,21 +77,29 @@ def load_image(
     return tensor.unsqueeze(0)
 
 
-def read_image(path_or_url: str | Path | None = None) -> Image:
-    """The image at ``path_or_url`` (or the default photo) as an RGB PIL image."""
+def read_image(path_or_url: str | Path | Image | None = None) -> Image:
+    """The image at ``path_or_url`` (or the default photo) as an RGB PIL image.
+
+    An opened PIL image is only converted to RGB: read a URL once, then pass the
+    image to :func:`load_image` as often as needed.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    source = DEFAULT_IMAGE if path_or_url is None else path_or_url
-    data = _download(str(source)) if _is_url(source) else _read_file(Path(source))
-    try:
-        image: Image.Image = Image.open(io.BytesIO(data))
-        image.load()
-    except UnidentifiedImageError as err:
-        raise ImageError(
-            f"{str(source)!r} is not an image fxmaps can read (PNG, JPEG, ...)"
-        ) from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{str(source)!r} is truncated or corrupt: {err}") from err
+    if isinstance(path_or_url, Image.Image):
+        source: str | Path = "the image"
+        image: Image.Image = path_or_url
+    else:
+        source = DEFAULT_IMAGE if path_or_url is None else path_or_url
+        data = _download(str(source)) if _is_url(source) else _read_file(Path(source))
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except UnidentifiedImageError as err:
+            raise ImageError(
+                f"{str(source)!r} is not an image fxmaps can read (PNG, JPEG, ...)"
+            ) from err
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ImageError(f"{str(source)!r} is truncated or corrupt: {err}") from err
     if image.mode != "RGB":
         warnings.warn(
             f"{str(source)!r} is a {image.mode} image; converted to RGB",

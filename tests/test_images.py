@@ -15,7 +15,7 @@ import torchvision
 from PIL import Image
 
 import fxmaps
-from fxmaps.images import DEFAULT_IMAGE, IMAGENET_MEAN, IMAGENET_STD
+from fxmaps.images import DEFAULT_IMAGE, IMAGENET_MEAN, IMAGENET_STD, read_image
 
 
 def test_default_photo() -> None:
@@ -88,6 +88,29 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 def test_url(server: str) -> None:
     assert torch.equal(fxmaps.load_image(f"{server}/cat.png"), fxmaps.load_image(DEFAULT_IMAGE))
+
+
+def test_an_opened_image_is_only_converted() -> None:
+    photo = read_image()
+    assert torch.equal(fxmaps.load_image(photo), fxmaps.load_image())
+    gray = photo.convert("L")
+    with pytest.warns(fxmaps.FxmapsWarning, match=r"the image' is a L image; converted to RGB"):
+        assert fxmaps.load_image(gray).shape == (1, 3, 224, 224)
+
+
+def test_a_report_downloads_its_image_once(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests: list[str] = []
+
+    def log(self: http.server.SimpleHTTPRequestHandler, fmt: str, *args: object) -> None:
+        requests.append(self.path)
+
+    monkeypatch.setattr(http.server.SimpleHTTPRequestHandler, "log_message", log)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    fxmaps.report(net, f"{server}/cat.png", tmp_path / "net.html")
+    assert requests == ["/cat.png"]
+    assert f"{server}/cat.png" in (tmp_path / "net.html").read_text()
 
 
 def test_unreachable_url(server: str) -> None:

@@ -24,7 +24,7 @@ from fxmaps.analyze import analyze
 from fxmaps.errors import FxmapsWarning, GraphvizNotFoundError
 from fxmaps.extract import extract
 from fxmaps.graph import SUMMARY_HEADERS, ModelGraph, format_shape
-from fxmaps.images import load_image
+from fxmaps.images import load_image, read_image
 from fxmaps.maps import FeatureMaps
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph
@@ -136,7 +136,8 @@ def _input(image: str | Path | torch.Tensor | None) -> tuple[torch.Tensor, torch
     source = (
         "the default photo (Chelsea the cat, scikit-image, CC0)" if image is None else str(image)
     )
-    return load_image(image), load_image(image, normalize=False), source
+    opened = read_image(image)  # once: a URL is downloaded once
+    return load_image(opened), load_image(opened, normalize=False), source
 
 
 def _input_section(shown: torch.Tensor, source: str, batch: torch.Tensor, graph: ModelGraph) -> str:
@@ -207,7 +208,7 @@ def _table_section(graph: ModelGraph) -> str:
 
 def _maps_section(maps: FeatureMaps, max_maps: int, progress: bool) -> str:
     figures = []
-    for name in _progress(list(maps), progress, "drawing maps"):
+    for name in _progress(list(maps), progress, "report: drawing maps"):
         layer = maps.layer(name)
         figure = plot_feature_maps(maps, name, max_maps=max_maps, order="energy")
         caption = f"{name} · {layer.kind.value} · {format_shape(tuple(maps[name].shape))}"
