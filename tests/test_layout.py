@@ -27,6 +27,7 @@ ORDER = [
     "_transforms",
     "extract",
     "bench",
+    "stats",
     "images",
     "render",
     "zoo",

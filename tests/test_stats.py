@@ -1,0 +1,183 @@
+"""channel_stats: one streaming pass against statistics of all maps at once, and torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+import fxmaps
+from fxmaps.stats import ChannelStats, channel_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = 37  # uneven: 19 + 18 on two ranks, and a short last batch
+LAYERS = ["0", "1", "3", "6"]  # conv, its ReLU, the second conv, the linear
+
+
+def build() -> tuple[nn.Module, TensorDataset]:
+    """A small CNN with one dead channel (a large negative bias), and labelled samples."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 3 * 3, 5),
+    ).eval()
+    conv = model[0]
+    assert isinstance(conv, nn.Conv2d)
+    assert conv.bias is not None
+    with torch.no_grad():
+        conv.bias[2] = -100.0
+    images = torch.randn(SAMPLES, 1, 12, 12)
+    return model, TensorDataset(images, torch.arange(SAMPLES) % 10)
+
+
+def all_maps(model: nn.Module, images: torch.Tensor) -> fxmaps.FeatureMaps:
+    return fxmaps.extract(model, images, layers=LAYERS)
+
+
+def expected_top(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Per channel, the indices of the k highest scores, lower index first on ties."""
+    rows = []
+    for channel in scores.T.tolist():
+        ranked = sorted(range(len(channel)), key=lambda i: (-channel[i], i))
+        rows.append(ranked[:k])
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("batch_size", [5, 64])
+def test_streamed_statistics_equal_those_of_all_maps(batch_size: int) -> None:
+    model, data = build()
+    stats = channel_stats(model, data, layers=LAYERS, batch_size=batch_size, topk=4)
+    assert list(stats) == LAYERS
+    assert stats.samples == SAMPLES
+    maps = all_maps(model, data.tensors[0])
+    for name in LAYERS:
+        full = maps[name].double()
+        per_channel = full.transpose(0, 1).flatten(1)  # (C, N * positions)
+        layer = stats[name]
+        torch.testing.assert_close(layer.mean, per_channel.mean(dim=1))
+        torch.testing.assert_close(layer.std, per_channel.std(dim=1, correction=0))
+        torch.testing.assert_close(layer.max, per_channel.amax(dim=1))
+        torch.testing.assert_close(layer.positive, (per_channel > 0).double().mean(dim=1))
+        scores = full.flatten(2).amax(dim=2) if full.dim() > 2 else full
+        assert torch.equal(layer.top_indices, expected_top(scores, 4))
+        torch.testing.assert_close(layer.top_scores, scores.T.gather(1, layer.top_indices))
+
+
+def test_mean_scores_and_bare_tensor_datasets() -> None:
+    model, data = build()
+    images = data.tensors[0]
+
+    class Bare(Dataset[torch.Tensor]):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return images[index]
+
+    stats = channel_stats(model, Bare(), layers="conv", score="mean", topk=3, progress=False)
+    scores = all_maps(model, images)["3"].double().flatten(2).mean(dim=2)
+    assert torch.equal(stats["3"].top_indices, expected_top(scores, 3))
+
+
+def test_dead_channels_are_listed() -> None:
+    model, data = build()
+    stats = channel_stats(model, data, layers=["1"], progress=False)
+    assert stats["1"].dead == [2]
+    assert stats.dead() == {"1": [2]}
+    assert stats["1"].positive[2] == 0
+
+
+def test_fewer_samples_than_k() -> None:
+    model, data = build()
+    few = torch.utils.data.Subset(data, range(3))
+    stats = channel_stats(model, few, layers=["3"], topk=9, progress=False)
+    assert stats["3"].top_indices.shape == (8, 3)
+    assert sorted(stats["3"].top_indices[0].tolist()) == [0, 1, 2]
+
+
+def test_save_and_load(tmp_path: Path) -> None:
+    model, data = build()
+    stats = channel_stats(model, data, layers=LAYERS, topk=2, progress=False)
+    path = stats.save(tmp_path / "stats.pt")
+    loaded = ChannelStats.load(path)
+    assert (loaded.samples, loaded.topk, loaded.score, list(loaded)) == (SAMPLES, 2, "max", LAYERS)
+    for name in LAYERS:
+        for field in ("mean", "std", "max", "positive", "top_indices", "top_scores"):
+            assert torch.equal(getattr(loaded[name], field), getattr(stats[name], field))
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(fxmaps.InputError, match=r"not a file written by ChannelStats.save"):
+        ChannelStats.load(tmp_path / "other.pt")
+    with pytest.raises(fxmaps.InputError, match=r"no channel-statistics file at"):
+        ChannelStats.load(tmp_path / "missing.pt")
+    with pytest.raises(fxmaps.InputError, match=r"no statistics for 'fc'; these nodes have them"):
+        stats["fc"]
+
+
+def test_bad_datasets_and_options() -> None:
+    model, data = build()
+    with pytest.raises(fxmaps.InputError, match=r"the dataset is empty"):
+        channel_stats(model, torch.utils.data.Subset(data, []), progress=False)
+    with pytest.raises(fxmaps.OptionError, match=r"topk=0, batch_size=64"):
+        channel_stats(model, data, topk=0, progress=False)
+    with pytest.raises(fxmaps.OptionError, match=r"score='median'; choose 'max' or 'mean'"):
+        channel_stats(model, data, score="median", progress=False)  # type: ignore[arg-type]
+
+    class Strings(Dataset[str]):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> str:
+            return "a photo"
+
+    with pytest.raises(fxmaps.InputError, match=r"dataset item 0 holds a str, not a tensor"):
+        channel_stats(model, Strings(), progress=False)
+
+
+WORKER = """
+import sys
+import torch.distributed as dist
+from fxmaps.stats import channel_stats
+from tests.test_stats import LAYERS, build
+
+model, data = build()
+stats = channel_stats(model, data, layers=LAYERS, batch_size=4, topk=4, progress=False)
+assert dist.is_initialized() and dist.get_world_size() == 2
+if dist.get_rank() == 0:
+    stats.save(sys.argv[1])
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
+    worker = tmp_path / "worker.py"
+    worker.write_text(textwrap.dedent(WORKER))
+    out = tmp_path / "merged.pt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(worker), str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged = ChannelStats.load(out)
+    model, data = build()
+    single = channel_stats(model, data, layers=LAYERS, batch_size=4, topk=4, progress=False)
+    assert merged.samples == single.samples == SAMPLES
+    for name in LAYERS:
+        a, b = merged[name], single[name]
+        torch.testing.assert_close(a.mean, b.mean)
+        torch.testing.assert_close(a.std, b.std)
+        assert torch.equal(a.max, b.max)
+        assert torch.equal(a.positive, b.positive)  # counts: padding duplicates not counted
+        assert torch.equal(a.top_indices, b.top_indices)
+        torch.testing.assert_close(a.top_scores, b.top_scores)
