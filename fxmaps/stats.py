@@ -68,12 +68,20 @@ class ChannelStats(Mapping[str, LayerStats]):
     """Channel statistics of several nodes: ``stats[node]`` is a :class:`LayerStats`."""
 
     def __init__(
-        self, layers: Mapping[str, LayerStats], *, samples: int, topk: int, score: Score
+        self,
+        layers: Mapping[str, LayerStats],
+        *,
+        samples: int,
+        topk: int,
+        score: Score,
+        graph: ModelGraph | None = None,
     ) -> None:
         self._layers = dict(layers)
         self.samples = samples
         self.topk = topk
         self.score: Score = score
+        self.graph = graph
+        """The analysed model the statistics came from (not saved; ``None`` after load)."""
 
     def __getitem__(self, name: str) -> LayerStats:
         try:
@@ -202,7 +210,7 @@ def channel_stats(
         name: world.merge(running.get(name) or _Running(_channels(graph, name), topk))
         for name in extractor.names
     }
-    return ChannelStats(merged, samples=size, topk=topk, score=score)
+    return ChannelStats(merged, samples=size, topk=topk, score=score, graph=graph)
 
 
 class _Indexed(Dataset[tuple[int, torch.Tensor]]):

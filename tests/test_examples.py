@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import torchvision
 
 import fxmaps
+from tests.test_stats import expected_top
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -74,6 +76,24 @@ def test_digits_simplecnn_learns(tmp_path: Path) -> None:
         png_size(path)
 
 
+def test_digits_top_images(tmp_path: Path) -> None:
+    stats, written = example("digits_top_images.py")["digits_top_images"](tmp_path, epochs=3)
+    assert [p.name for p in written] == [
+        "conv1_top_digits.png",
+        "conv2_top_digits.png",
+        "channel_stats.png",
+        "digits_stats.pt",
+    ]
+    for path in written[:3]:
+        png_size(path)
+    assert stats.samples == 1797
+    images = example("digits_simplecnn.py")["digits"]()[0]
+    maps = fxmaps.extract(stats.graph, images, layers=["conv1", "conv2"])
+    for name in ("conv1", "conv2"):
+        scores = maps[name].double().flatten(2).amax(dim=2)
+        assert torch.equal(stats[name].top_indices, expected_top(scores, 9))
+
+
 def test_every_example_is_tested() -> None:
     tested = {
         "resnet50_census.py",
@@ -81,5 +101,6 @@ def test_every_example_is_tested() -> None:
         "vgg16_maps.py",
         "first_layer_filters.py",
         "digits_simplecnn.py",
+        "digits_top_images.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} - {"__init__.py"} == tested

@@ -1,0 +1,181 @@
+"""Figures of dataset-scale statistics: the samples that excite each channel, and histograms.
+
+:func:`plot_top_images` shows, for each chosen channel, its top-k samples with the
+channel's activation overlaid as a heat map (the model runs once on those samples).
+:func:`plot_channel_stats` shows, per layer, how the channel means and the fractions
+of positive activations are spread, with the dead channels counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from fxmaps.errors import InputError, OptionError
+from fxmaps.extract import FeatureExtractor
+from fxmaps.graph import ModelGraph
+from fxmaps.render import _canvas as canvas
+from fxmaps.stats import ChannelStats
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_channel_stats", "plot_top_images"]
+
+_CELL = 96  # pixels per sample image
+_PAD = 4
+_ALPHA = 0.45  # weight of the heat map over the image
+_LABEL_BOX = {"facecolor": "black", "alpha": 0.45, "pad": 1, "linewidth": 0}
+
+
+def plot_top_images(
+    stats: ChannelStats,
+    dataset: Dataset[Any],
+    layer: str,
+    *,
+    channels: Sequence[int] | None = None,
+    k: int = 9,
+    model: ModelGraph | None = None,
+    cmap: str = "inferno",
+) -> Figure:
+    """For each channel, a row of the ``k`` samples that excite it most, heat map overlaid.
+
+    Args:
+        stats: From :func:`fxmaps.channel_stats` over ``dataset``.
+        dataset: The same dataset (items are tensors or ``(tensor, label)``).
+        layer: The node whose channels to show.
+        channels: Which channels; by default the 8 with the highest top score,
+            dead channels left out.
+        k: Samples per channel (at most the ``topk`` the statistics kept).
+        model: The analysed model, for the heat maps when ``stats`` came from a
+            file; without one (and without ``stats.graph``) only the images show.
+        cmap: Colormap of the heat maps.
+    """
+    summary = stats[layer]
+    if k < 1:
+        raise OptionError(f"k={k} must be at least 1")
+    k = min(k, int(summary.top_indices.shape[1]))
+    chosen = list(channels) if channels is not None else _liveliest(summary.top_scores, 8)
+    bad = [c for c in chosen if not 0 <= c < summary.channels]
+    if bad or not chosen:
+        raise OptionError(f"channels={chosen}: {layer!r} has channels 0..{summary.channels - 1}")
+    indices = summary.top_indices[chosen, :k]  # (rows, k)
+    wanted = sorted(set(indices.flatten().tolist()))
+    images = torch.stack([_sample(dataset, i) for i in wanted])
+    graph = model if model is not None else stats.graph
+    heat = _heat(graph, images, layer) if graph is not None else None
+    position = {index: row for row, index in enumerate(wanted)}
+    tiles = np.ones((len(chosen), k, _CELL, _CELL, 3), dtype=np.float32)
+    colormap = canvas.colormap(cmap)
+    for r, channel in enumerate(chosen):
+        for c, index in enumerate(indices[r].tolist()):
+            picture = _display(images[position[index]])
+            if heat is not None:
+                activation = heat[position[index], channel]
+                picture = (1 - _ALPHA) * picture + _ALPHA * colormap(activation)[..., :3]
+            tiles[r, c] = picture
+    return _grid_figure(tiles, chosen, indices, summary.top_scores[chosen, :k], layer, stats)
+
+
+def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None) -> Figure:
+    """Per layer, histograms of the channel means and of the fractions of positive values."""
+    names = list(layers) if layers is not None else list(stats)
+    if not names:
+        raise OptionError("no layers to plot; the statistics hold none")
+    height = 60 + 190 * len(names)
+    fig = canvas.figure(760, height)
+    top, bottom = 1 - 60 / height, 30 / height
+    grid = fig.add_gridspec(len(names), 2, hspace=0.6, wspace=0.25, top=top, bottom=bottom)
+    for row, name in enumerate(names):
+        layer = stats[name]
+        dead = len(layer.dead)
+        means = fig.add_subplot(grid[row, 0])
+        means.hist(layer.mean.numpy(), bins=30, color="#4c78a8")
+        means.set_title(f"{name}: channel means ({layer.channels} channels)", fontsize=9)
+        sparsity = fig.add_subplot(grid[row, 1])
+        sparsity.hist(layer.positive.numpy(), bins=30, range=(0, 1), color="#f58518")
+        sparsity.set_title(f"{name}: fraction positive ({dead} dead)", fontsize=9)
+        for ax in (means, sparsity):
+            ax.tick_params(labelsize=7)
+    fig.suptitle(f"channel statistics over {stats.samples} samples", y=1 - 8 / height, fontsize=11)
+    return fig
+
+
+def _liveliest(top_scores: torch.Tensor, count: int) -> list[int]:
+    best = top_scores[:, 0] if top_scores.shape[1] else torch.zeros(top_scores.shape[0])
+    alive = torch.nonzero(best > 0).flatten()
+    order = alive[torch.argsort(best[alive], descending=True, stable=True)]
+    return order[:count].tolist() or list(range(min(count, top_scores.shape[0])))
+
+
+def _sample(dataset: Dataset[Any], index: int) -> torch.Tensor:
+    item = dataset[index]
+    value = item[0] if isinstance(item, (tuple, list)) else item
+    if not isinstance(value, torch.Tensor) or value.dim() not in (2, 3):
+        raise InputError(f"dataset item {index} is not an image tensor (C, H, W)")
+    return value if value.dim() == 3 else value.unsqueeze(0)
+
+
+def _heat(graph: ModelGraph, images: torch.Tensor, layer: str) -> npt.NDArray[np.float32]:
+    """Each sample's map of ``layer`` at display size, scaled to [0, 1] per sample and channel."""
+    device = next((p.device for p in graph.model.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        maps = FeatureExtractor(graph, [layer])(images.to(device))[layer].float().cpu()
+    if maps.dim() == 2:  # a linear layer: one value per channel, shown as a flat tint
+        maps = maps[..., None, None]
+    if maps.dim() != 4:
+        raise InputError(f"{layer!r} gives maps of shape {tuple(maps.shape)}; need (N, C, H, W)")
+    maps = F.interpolate(maps, size=(_CELL, _CELL), mode="bilinear", align_corners=False)
+    low = maps.amin(dim=(2, 3), keepdim=True)
+    high = maps.amax(dim=(2, 3), keepdim=True)
+    return ((maps - low) / (high - low).clamp_min(1e-12)).numpy()
+
+
+def _display(image: torch.Tensor) -> npt.NDArray[np.float32]:
+    """A sample as an RGB array at display size, each image scaled to [0, 1]."""
+    resized = F.interpolate(image[None].float(), size=(_CELL, _CELL), mode="nearest")[0]
+    low, high = resized.min(), resized.max()
+    scaled = ((resized - low) / (high - low).clamp_min(1e-12)).permute(1, 2, 0).numpy()
+    if scaled.shape[-1] == 1:
+        return np.repeat(scaled, 3, axis=-1)
+    return scaled[..., :3]
+
+
+def _grid_figure(
+    tiles: npt.NDArray[np.float32],
+    channels: list[int],
+    indices: torch.Tensor,
+    scores: torch.Tensor,
+    layer: str,
+    stats: ChannelStats,
+) -> Figure:
+    rows, cols = tiles.shape[:2]
+    cells = tiles.reshape(rows * cols, _CELL, _CELL, 3)
+    image = canvas.tiles(cells, (rows, cols), pad=_PAD, fill=1.0)
+    left, top, bottom = 70, 40, 8  # the titles sit in the top margin
+    width, height = image.shape[1] + left + 10, image.shape[0] + top + bottom
+    fig = canvas.figure(width, height)
+    ax = fig.add_axes(
+        (left / width, bottom / height, image.shape[1] / width, image.shape[0] / height)
+    )
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    for r, channel in enumerate(channels):
+        y = r * (_CELL + _PAD) + _CELL / 2
+        ax.text(-8, y, f"ch {channel}", ha="right", va="center", fontsize=9)
+        for c in range(cols):
+            x = c * (_CELL + _PAD) + 3
+            label = f"#{int(indices[r, c])}  {float(scores[r, c]):.2g}"
+            y = r * (_CELL + _PAD) + 3
+            ax.text(x, y, label, color="white", fontsize=6.5, va="top", bbox=_LABEL_BOX)
+    title = f"{layer}: the samples that excite each channel most"
+    fig.text(0.5, 1 - 6 / height, title, ha="center", va="top", fontsize=10)
+    note = f"{stats.score} score over {stats.samples} samples; heat: the channel's map"
+    fig.text(0.5, 1 - 22 / height, note, ha="center", va="top", fontsize=8, color="0.35")
+    return fig
