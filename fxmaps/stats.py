@@ -162,7 +162,8 @@ def channel_stats(
             are. The model must be there already.
 
     Channels are dimension 1 of each map: ``(N, C, ...)`` for convs, ``(N, C)`` for
-    linears. Statistics are accumulated in float64 on the CPU.
+    linears. Each batch is reduced in the maps' precision (float32 at least) where
+    the maps are; the running statistics are kept in float64 on the CPU.
         progress: Show a progress bar (on rank 0 only).
 
     Example:
@@ -247,18 +248,27 @@ class _Running:
         self.k = k
 
     def update(self, maps: torch.Tensor, indices: torch.Tensor, score: Score) -> None:
-        flat = maps.flatten(2) if maps.dim() > 2 else maps.unsqueeze(-1)
-        values = flat.to(torch.float64)  # (N, C, positions)
-        per_channel = values.transpose(0, 1).flatten(1)  # (C, N * positions)
-        count = float(per_channel.shape[1])
-        mean = per_channel.mean(dim=1).cpu()
-        m2 = ((per_channel - per_channel.mean(dim=1, keepdim=True)) ** 2).sum(dim=1).cpu()
+        # Views and single-pass reductions in the maps' own precision, on their device:
+        # this runs once per batch and node, so it must cost little next to the forward.
+        values = maps.flatten(2) if maps.dim() > 2 else maps.unsqueeze(-1)  # (N, C, positions)
+        if not values.is_floating_point() or values.dtype in (torch.float16, torch.bfloat16):
+            values = values.float()
+        # Reduce along the contiguous positions first; then combine the (N, C) per-sample
+        # moments in float64 (equal counts per sample, so Chan's merge is a plain sum).
+        var, mean = torch.var_mean(values, dim=2, correction=0)
+        positions = values.shape[2]
+        sample_mean, sample_var = mean.double().cpu(), var.double().cpu()
+        batch_mean = sample_mean.mean(dim=0)
+        spread = ((sample_mean - batch_mean) ** 2).sum(dim=0)
+        m2 = positions * (sample_var.sum(dim=0) + spread)
+        count = torch.full_like(batch_mean, float(values.shape[0] * positions))
         self.count, self.mean, self.m2 = _combine(
-            (self.count, self.mean, self.m2), (torch.full_like(mean, count), mean, m2)
+            (self.count, self.mean, self.m2), (count, batch_mean, m2)
         )
-        self.max = torch.maximum(self.max, per_channel.amax(dim=1).cpu())
-        self.positive += (per_channel > 0).sum(dim=1).cpu().to(torch.float64)
-        scores = (values.amax(dim=2) if score == "max" else values.mean(dim=2)).cpu()  # (N, C)
+        peaks = values.amax(dim=2).double().cpu()  # (N, C)
+        self.max = torch.maximum(self.max, peaks.amax(dim=0))
+        self.positive += (values > 0).sum(dim=2).sum(dim=0).double().cpu()
+        scores = peaks if score == "max" else sample_mean
         batch_indices = indices.to(torch.int64).expand(scores.shape[1], -1)
         self.top_scores, self.top_indices = _best(
             torch.cat([self.top_scores, scores.T], dim=1),

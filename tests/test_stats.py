@@ -66,8 +66,11 @@ def test_streamed_statistics_equal_those_of_all_maps(batch_size: int) -> None:
         full = maps[name].double()
         per_channel = full.transpose(0, 1).flatten(1)  # (C, N * positions)
         layer = stats[name]
-        torch.testing.assert_close(layer.mean, per_channel.mean(dim=1))
-        torch.testing.assert_close(layer.std, per_channel.std(dim=1, correction=0))
+        # Batches are reduced in float32: compare at float32 resolution.
+        torch.testing.assert_close(layer.mean, per_channel.mean(dim=1), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            layer.std, per_channel.std(dim=1, correction=0), rtol=1e-5, atol=1e-6
+        )
         torch.testing.assert_close(layer.max, per_channel.amax(dim=1))
         torch.testing.assert_close(layer.positive, (per_channel > 0).double().mean(dim=1))
         scores = full.flatten(2).amax(dim=2) if full.dim() > 2 else full
@@ -175,8 +178,8 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     assert merged.samples == single.samples == SAMPLES
     for name in LAYERS:
         a, b = merged[name], single[name]
-        torch.testing.assert_close(a.mean, b.mean)
-        torch.testing.assert_close(a.std, b.std)
+        torch.testing.assert_close(a.mean, b.mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.std, b.std, rtol=1e-5, atol=1e-6)
         assert torch.equal(a.max, b.max)
         assert torch.equal(a.positive, b.positive)  # counts: padding duplicates not counted
         assert torch.equal(a.top_indices, b.top_indices)
