@@ -29,6 +29,7 @@ ORDER = [
     "bench",
     "stats",
     "images",
+    "datasets",
     "render",
     "zoo",
     "cli",
