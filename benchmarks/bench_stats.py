@@ -57,7 +57,8 @@ class Noise(Dataset[tuple[torch.Tensor, int]]):
 
 def model() -> nn.Module:
     torch.manual_seed(0)
-    return torchvision.models.resnet18().eval()
+    net: nn.Module = torchvision.models.resnet18()
+    return net.eval()
 
 
 def plain_loop(net: nn.Module, data: Dataset[Any], batch_size: int) -> None:
