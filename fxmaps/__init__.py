@@ -24,6 +24,7 @@ from fxmaps.errors import (
     GraphvizNotFoundError,
     ImageError,
     InputError,
+    MemoryLimitError,
     ModelLoadError,
     NodeNotFoundError,
     OptionError,
@@ -39,6 +40,8 @@ from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
 from fxmaps.render.report import report
+from fxmaps.render.stats import plot_channel_stats, plot_top_images
+from fxmaps.stats import ChannelStats, LayerStats, channel_stats
 from fxmaps.tracing import OpaqueModule
 
 __version__ = "0.1.0"
@@ -46,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Block",
     "BlockKind",
+    "ChannelStats",
     "DeviceError",
     "ExtractionBenchmark",
     "FeatureExtractor",
@@ -57,7 +61,9 @@ __all__ = [
     "InputError",
     "Kind",
     "Layer",
+    "LayerStats",
     "Layout",
+    "MemoryLimitError",
     "ModelGraph",
     "ModelLoadError",
     "NodeNotFoundError",
@@ -71,13 +77,16 @@ __all__ = [
     "__version__",
     "analyze",
     "benchmark_extraction",
+    "channel_stats",
     "extract",
     "format_shape",
     "load_image",
     "mosaic",
+    "plot_channel_stats",
     "plot_feature_maps",
     "plot_filters",
     "plot_layers",
+    "plot_top_images",
     "register_function_kind",
     "register_module_kind",
     "render_graph",

@@ -20,6 +20,11 @@ __all__ = ["atomic_path", "output_file", "output_folder"]
 def output_file(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path, if its folder exists and is writable; else ``OutputError``."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(
+            f"cannot write {str(path)!r}: it is a folder; name a file in it, for example "
+            f"{str(path / ('output' + (path.suffix or '.png')))!r}"
+        )
     _writable(path.parent, f"cannot write {str(path)!r}")
     return path
 
@@ -27,6 +32,8 @@ def output_file(path: str | os.PathLike[str]) -> Path:
 def output_folder(path: str | os.PathLike[str]) -> Path:
     """The folder ``path``, created if missing (its parent must exist and be writable)."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write into {str(path)!r}: it is a file, not a folder")
     if not path.is_dir():
         _writable(path.parent, f"cannot create {str(path)!r}")
         path.mkdir()
@@ -50,6 +57,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def _writable(folder: Path, what: str) -> None:
     if not folder.is_dir():
-        raise OutputError(f"{what}: folder {str(folder)!r} does not exist")
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise OutputError(
+                f"{what}: {str(blocker)!r} is a file, not a folder; choose a path in a folder"
+            )
+        raise OutputError(f"{what}: folder {str(folder)!r} does not exist; create it first")
     if not os.access(folder, os.W_OK):
-        raise OutputError(f"{what}: folder {str(folder)!r} is not writable")
+        raise OutputError(
+            f"{what}: folder {str(folder)!r} is not writable; choose a folder you can write to"
+        )

@@ -21,6 +21,7 @@ import statistics
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,10 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from fxmaps.analyze import ExampleInput, as_example_inputs, graph_for_inputs
-from fxmaps.errors import InputError
-from fxmaps.extract import FeatureExtractor
+from fxmaps._files import atomic_path
+from fxmaps.analyze import ExampleInput, as_example_inputs, check_module, graph_for_inputs
+from fxmaps.errors import FxmapsWarning, InputError
+from fxmaps.extract import FeatureExtractor, checked_inputs
 from fxmaps.graph import ModelGraph
 from fxmaps.select import Selection, select_layers
 
@@ -117,7 +119,9 @@ class ExtractionBenchmark:
         }
 
     def save_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        """Write :meth:`to_json` to ``path``, whole (a temporary file, then a rename)."""
+        with atomic_path(path) as temporary:
+            temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
 
 def benchmark_extraction(
@@ -141,11 +145,18 @@ def benchmark_extraction(
         warmup: Untimed rounds first.
         memory: Also measure each callable's peak memory in one more run.
         name: The model's name in the report.
-        **options: Map controls passed to :class:`FeatureExtractor` (``channels``, ...).
+        **options: Map controls passed to :class:`FeatureExtractor` (``channels``, ...,
+            ``max_bytes``).
+
+    The inputs are checked as :func:`fxmaps.extract` checks them, and one
+    extraction runs before the timed rounds, so that a wrong input fails with an
+    fxmaps error (``ShapeError``, ``MemoryLimitError``, ...) before any timing.
     """
-    batch = as_example_inputs(inputs)
+    batch = as_example_inputs(inputs, argument="inputs")
     if batch is None or repeat < 1:
         raise InputError("benchmark_extraction needs inputs and repeat >= 1")
+    if not isinstance(model_or_graph, ModelGraph):
+        check_module(model_or_graph, "benchmark_extraction()")
     graph = (
         model_or_graph
         if isinstance(model_or_graph, ModelGraph)
@@ -154,6 +165,9 @@ def benchmark_extraction(
     model = graph.model
     chosen = select_layers(graph, layers)
     extractor = FeatureExtractor(graph, chosen, **options)
+    batch, notes = checked_inputs(graph, batch)
+    for note in notes:
+        warnings.warn(note, FxmapsWarning, stacklevel=2)
     hooked = sorted({layer.target for layer in chosen if layer.module is not None})
     callables: dict[str, Callable[[], Any]] = {
         FORWARD: lambda: model(*batch),
@@ -165,6 +179,7 @@ def benchmark_extraction(
     try:
         model.train(graph.train)
         with torch.no_grad():
+            extractor._run(batch)  # fails here, explained, if the input does not fit
             seconds = _interleaved(callables, repeat, warmup, device)
             peaks = {k: _peak_memory(f, device) if memory else None for k, f in callables.items()}
             retained = extractor(*batch).nbytes

@@ -17,6 +17,7 @@ __all__ = [
     "GraphvizNotFoundError",
     "ImageError",
     "InputError",
+    "MemoryLimitError",
     "ModelLoadError",
     "NodeNotFoundError",
     "OptionError",
@@ -77,6 +78,10 @@ class ImageError(FxmapsError, ValueError):
 
 class ModelLoadError(FxmapsError, ValueError):
     """A model specification or weights file that cannot be loaded."""
+
+
+class MemoryLimitError(FxmapsError, MemoryError):
+    """The requested maps would not fit in memory (estimated before the model runs)."""
 
 
 def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:

@@ -13,6 +13,11 @@ three differences:
   analysis could not see, rebuilding the extractor to copy that map too;
 * channel selection, reduction, dtype and device moves run right after each
   chosen node, inside the graph, so full-size maps are never kept.
+
+Before the model runs, the bytes the maps will take are estimated from their
+shapes, found on the meta device (nothing computed, the model untouched), and a
+request above the memory limit is refused with what to do (``max_bytes``). A
+failure during the run is explained by shape propagation, which names the node.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import math
 import operator
-from collections.abc import Iterator
+import os
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,14 +39,41 @@ from torch import fx, nn
 
 from fxmaps._aliases import plan_liveness
 from fxmaps._transforms import MapOptions, MapTransform, map_options
-from fxmaps.analyze import ExampleInput, as_example_inputs, check_device, graph_for_inputs
-from fxmaps.classify import Kind
-from fxmaps.errors import FxmapsError, InputError
+from fxmaps.analyze import (
+    ExampleInput,
+    as_example_inputs,
+    check_module,
+    graph_for_inputs,
+    non_finite_input_note,
+    non_finite_maps_note,
+    prepare_inputs,
+)
+from fxmaps.classify import Kind, Layout
+from fxmaps.errors import (
+    DeviceError,
+    FxmapsError,
+    FxmapsWarning,
+    InputError,
+    MemoryLimitError,
+    OptionError,
+    ShapeError,
+)
 from fxmaps.graph import Layer, ModelGraph
 from fxmaps.maps import FeatureMaps
 from fxmaps.select import Selection, select_layers
+from fxmaps.shapes import (
+    MetaFailure,
+    all_finite,
+    first_non_finite,
+    meta_values,
+    preserved_state,
+    propagate,
+)
 
-__all__ = ["FeatureExtractor", "extract"]
+__all__ = ["MEMORY_FRACTION", "FeatureExtractor", "estimate_bytes", "extract"]
+
+MEMORY_FRACTION = 0.5
+"""The default memory limit: this fraction of the memory available where the maps go."""
 
 _TRANSFORM_PREFIX = "fxmaps_map_"
 _OUT_OF_PLACE_PREFIX = "fxmaps_out_of_place_"
@@ -61,6 +97,15 @@ class FeatureExtractor(nn.Module):
         device: Move each map here as soon as it is produced.
         spatial: Return channels-last tokens ``(N, L, C)`` and grids ``(N, H, W, C)`` as
             ``(N, C, H, W)``, dropping class and register tokens.
+        max_bytes: Refuse (``MemoryLimitError``, before the model runs) a call whose
+            maps would take more bytes than this. ``None``: half the memory
+            available where the maps go (free RAM from ``/proc/meminfo``, or free
+            CUDA memory), read at each call; ``math.inf`` turns the check off.
+
+    Calling it checks the inputs as :func:`fxmaps.analyze` does (device, dtype,
+    a missing batch dimension), estimates the maps' bytes from their shapes on
+    the meta device (once per input shape) and explains a failing run with the
+    node that failed (``ShapeError``).
 
     Example:
         >>> import torch, torchvision, fxmaps
@@ -81,13 +126,19 @@ class FeatureExtractor(nn.Module):
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
         spatial: bool = False,
+        max_bytes: float | None = None,
     ) -> None:
         super().__init__()
         self._graph = graph
         self._layers = select_layers(graph, layers)
+        _check_map_device(device)
         self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
+        if max_bytes is not None and not max_bytes >= 0:
+            raise OptionError(f"max_bytes={max_bytes!r} must be a number of bytes >= 0, or None")
+        self.max_bytes = max_bytes
+        self._estimates: dict[Any, list[tuple[str, int]] | None] = {}
         self._forced: set[str] = set()
         self.graph_module, self._plan = _build(graph, self._layers, self._options, self._forced)
 
@@ -110,7 +161,24 @@ class FeatureExtractor(nn.Module):
         return self._plan.out_of_place
 
     def forward(self, *inputs: torch.Tensor) -> FeatureMaps:
-        maps, versions, kept = self.graph_module(*inputs)
+        batch = as_example_inputs(inputs, argument="inputs") or ()
+        batch, notes = checked_inputs(self._graph, batch)
+        for note in notes:
+            warnings.warn(note, FxmapsWarning, stacklevel=4)  # past nn.Module's __call__
+        return self._run(batch)
+
+    def _run(self, batch: tuple[torch.Tensor, ...]) -> FeatureMaps:
+        """Extract from inputs that :func:`checked_inputs` already checked."""
+        self._check_memory(batch)
+        try:
+            maps, versions, kept = self.graph_module(*batch)
+        except FxmapsError:
+            raise
+        except Exception as err:
+            explained = _explain_failure(self._graph, batch, err)
+            if explained is None:
+                raise
+            raise explained from err
         mutated = {
             name
             for name, value in maps.items()
@@ -126,12 +194,33 @@ class FeatureExtractor(nn.Module):
             self.graph_module, self._plan = _build(
                 self._graph, self._layers, self._options, self._forced
             )
-            return self.forward(*inputs)
+            return self._run(batch)
         tensors = {name: v for name, v in maps.items() if isinstance(v, torch.Tensor)}
         layers = {layer.name: layer for layer in self._layers}
         channels = {name: k for name, k in kept.items() if k is not None}
         skipped = [name for name in maps if name not in tensors]
         return FeatureMaps(tensors, layers, channels=channels, skipped=skipped)
+
+    def _check_memory(self, batch: Sequence[torch.Tensor]) -> None:
+        """Refuse (``MemoryLimitError``) inputs whose maps would take more than the limit."""
+        if self.max_bytes == math.inf or not batch:
+            return
+        key = tuple((tuple(t.shape), t.dtype, t.device) for t in batch)
+        if key not in self._estimates:
+            self._estimates[key] = estimate_bytes(self._graph, self._layers, self._options, batch)
+        sizes = self._estimates[key]
+        if not sizes:
+            return
+        found = (
+            memory_limit(torch.device(self._options.device or batch[0].device))
+            if self.max_bytes is None
+            else (self.max_bytes, f"max_bytes={_number(self.max_bytes)}")
+        )
+        if found is None:
+            return
+        limit, why = found
+        if sum(size for _, size in sizes) > limit:
+            raise MemoryLimitError(_memory_message(sizes, int(batch[0].shape[0]), limit, why))
 
 
 def extract(
@@ -144,6 +233,7 @@ def extract(
     channels: Any = None,
     dtype: torch.dtype | str | None = None,
     spatial: bool = False,
+    max_bytes: float | None = None,
 ) -> FeatureMaps:
     """The maps of the chosen nodes for ``inputs``, in one forward pass.
 
@@ -152,12 +242,22 @@ def extract(
     built for a graph and a selection is cached on the graph, so repeated calls
     do not trace again. The model runs in the mode its graph was traced in
     (eval by default), without gradients; its modes are restored afterwards.
-    The options are those of :class:`FeatureExtractor`.
+    The options are those of :class:`FeatureExtractor`, ``max_bytes`` included.
+
+    The inputs are checked as :func:`fxmaps.analyze` checks them (NumPy arrays
+    are made tensors, another float dtype is converted, a missing batch
+    dimension is added, each with a warning). NaN or inf in the inputs, or in
+    maps made from finite inputs, give an ``FxmapsWarning``; the latter names
+    the first node that produced them (found with one more forward pass).
 
     Raises:
         NodeNotFoundError: A chosen name is not in the graph (close matches listed).
         OptionError: An empty selection or an invalid option.
+        InputError: ``model_or_graph`` is not a model, or ``inputs`` are not tensors
+            (or are integers where the model computes in floating point).
         DeviceError: ``inputs`` are on another device than the model.
+        ShapeError: The inputs do not fit the model; the node that failed is named.
+        MemoryLimitError: The maps would take more than ``max_bytes``.
 
     Example:
         >>> import torch, torchvision, fxmaps
@@ -166,23 +266,234 @@ def extract(
         >>> list(maps), tuple(maps["layer1.0.conv1"].shape)
         (['layer1.0.conv1', 'layer1.0.conv2', 'layer1.1.conv1', 'layer1.1.conv2'], (2, 4, 16, 16))
     """
-    batch = as_example_inputs(inputs)
+    batch = as_example_inputs(inputs, argument="inputs")
     if batch is None:
         raise InputError("extract() needs inputs: a tensor or a tuple of tensors")
     if isinstance(model_or_graph, ModelGraph):
         graph = model_or_graph
     else:
+        check_module(model_or_graph, "extract()")
         graph = graph_for_inputs(model_or_graph, len(batch))
     controls: dict[str, Any] = {
         "channels": channels, "reduce": reduce, "dtype": dtype, "device": device, "spatial": spatial
     }  # fmt: skip
     chosen = select_layers(graph, layers)
+    _check_map_device(device)
     key = ("fxmaps.extract", tuple(layer.name for layer in chosen), map_options(**controls))
-    extractor = graph.cached(key, lambda: FeatureExtractor(graph, chosen, **controls))
-    check_device(graph.model, batch)
+    extractor = graph.cached(
+        (*key, max_bytes),
+        lambda: FeatureExtractor(graph, chosen, **controls, max_bytes=max_bytes),
+    )
+    batch, notes = checked_inputs(graph, batch)
+    bad_input = non_finite_input_note(batch, "input")
+    for note in [*notes, bad_input]:
+        if note:
+            warnings.warn(note, FxmapsWarning, stacklevel=2)
     with _modes(graph.model, train=graph.train), torch.no_grad():
-        maps: FeatureMaps = extractor(*batch)
+        maps: FeatureMaps = extractor._run(batch)
+        if bad_input is None and not all_finite(list(maps.values())):
+            warnings.warn(_non_finite_maps(graph, batch, maps), FxmapsWarning, stacklevel=2)
     return maps
+
+
+def checked_inputs(
+    graph: ModelGraph, inputs: tuple[torch.Tensor, ...]
+) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+    """The inputs checked against the graph's model (see :func:`fxmaps.analyze.prepare_inputs`);
+    a model on the meta device is refused, since its maps would hold no values."""
+    param = next(graph.model.parameters(), None)
+    if param is not None and param.device.type == "meta":
+        raise DeviceError(
+            f"{type(graph.model).__name__}'s parameters are on the meta device and hold no "
+            "values, so it has no maps to extract. Give it real weights first "
+            "(model.to_empty(device='cpu'), then load_state_dict); analyze() with a meta "
+            "input gives its shapes"
+        )
+    return prepare_inputs(graph.model, graph.graph_module, _node_names(graph), inputs,
+                          argument="input")  # fmt: skip
+
+
+def _node_names(graph: ModelGraph) -> dict[fx.Node, str]:
+    return graph.cached(
+        "fxmaps.node_names",
+        lambda: {graph.fx_node(layer.name): layer.name for layer in graph.layers()},
+    )
+
+
+def _check_map_device(device: torch.device | str | None) -> None:
+    if device is None:
+        return
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise OptionError(
+            f"device={device!r} is not a device; use for example 'cpu', 'cuda' or 'cuda:1'"
+        ) from err
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device={device!r}: there is no CUDA device here; use device='cpu'")
+
+
+def _explain_failure(
+    graph: ModelGraph, batch: tuple[torch.Tensor, ...], err: Exception
+) -> FxmapsError | None:
+    """What made the run fail, as an fxmaps error; ``None`` when it is not the input's fault."""
+    text = str(err)
+    if isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text:
+        return MemoryLimitError(
+            f"the model ran out of memory during extraction ({type(err).__name__}: "
+            f"{text.strip().splitlines()[0] if text.strip() else ''}); keep less: a smaller "
+            "batch, fewer layers, channels=, reduce= or dtype=torch.float16"
+        )
+    try:
+        with preserved_state(graph.model, train=graph.train):
+            propagate(graph.graph_module, batch, _node_names(graph), train=graph.train)
+    except ShapeError as shape_error:
+        return shape_error
+    return None
+
+
+def _non_finite_maps(graph: ModelGraph, batch: tuple[torch.Tensor, ...], maps: FeatureMaps) -> str:
+    bad = [name for name, tensor in maps.items() if not all_finite(tensor)]
+    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+    with preserved_state(graph.model, train=graph.train):
+        first = first_non_finite(graph.graph_module, batch, _node_names(graph))
+    return non_finite_maps_note(first, f"the map of {bad[0]!r}{more}")
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def estimate_bytes(
+    graph: ModelGraph,
+    layers: Sequence[Layer],
+    options: MapOptions,
+    inputs: Sequence[torch.Tensor],
+) -> list[tuple[str, int]] | None:
+    """Bytes each chosen map will take for ``inputs``, after the memory controls.
+
+    The shapes are the graph's own output shapes when it was analysed with
+    inputs of the same per-sample shape (scaled to the batch); otherwise they
+    come from running the graph on the meta device (no values are computed and
+    the model is not touched). ``None`` when neither can tell (code that needs
+    real values).
+    """
+    known = _estimate_from_graph(graph, layers, options, inputs)
+    if known is not None:
+        return known
+    nodes = {layer.name: graph.fx_node(layer.name) for layer in layers}
+    try:
+        values = meta_values(graph.graph_module, inputs, nodes.values(), train=graph.train)
+    except MetaFailure:
+        return None
+    sizes = []
+    for layer in layers:
+        value = values.get(nodes[layer.name])
+        if isinstance(value, torch.Tensor):
+            shape, dtype = tuple(value.shape), value.dtype
+            sizes.append((layer.name, _map_bytes(shape, dtype, layer.layout, options)))
+    return sizes
+
+
+def _estimate_from_graph(
+    graph: ModelGraph, layers: Sequence[Layer], options: MapOptions, inputs: Sequence[torch.Tensor]
+) -> list[tuple[str, int]] | None:
+    known = graph.input_shapes
+    given = [tuple(t.shape) for t in inputs]
+    if known is None or len(known) != len(given):
+        return None
+    if any(not isinstance(k, tuple) or k[1:] != g[1:] for k, g in zip(known, given, strict=True)):
+        return None
+    old, new = known[0][0], given[0][0]  # type: ignore[index]
+    dtype = next((p.dtype for p in graph.model.parameters() if p.is_floating_point()), None)
+    sizes = []
+    for layer in layers:
+        shape = layer.out_shape
+        if shape and all(isinstance(d, int) for d in shape):
+            dims = tuple(int(d) for d in shape)  # type: ignore[arg-type]
+            dims = (new, *dims[1:]) if dims[0] == old else dims
+            sizes.append(
+                (layer.name, _map_bytes(dims, dtype or torch.float32, layer.layout, options))
+            )
+    return sizes
+
+
+def _map_bytes(
+    shape: tuple[int, ...], dtype: torch.dtype, layout: Layout, options: MapOptions
+) -> int:
+    """Bytes of one map after ``spatial``, ``channels``, ``reduce`` and ``dtype``."""
+    dims = list(shape)
+    if options.spatial and layout is Layout.CHANNELS_LAST and len(dims) in (3, 4):
+        dims, layout = [dims[0], dims[-1], *dims[1:-1]], Layout.CHANNELS_FIRST
+    axis = len(dims) - 1 if layout is Layout.CHANNELS_LAST else 1
+    if options.channels is not None and len(dims) >= 2:
+        dims[axis] = _kept_channels(dims[axis], options.channels)
+    if options.reduce is not None and len(dims) >= 2:
+        if options.reduce[1] == "channels":
+            dims[axis] = 1
+        elif len(dims) > 2:
+            dims = [dims[0], dims[axis]]
+    return math.prod(dims) * (options.dtype or dtype).itemsize
+
+
+def _kept_channels(size: int, spec: tuple[Any, ...]) -> int:
+    if spec[0] == "slice":
+        return len(range(size)[slice(*spec[1:])])
+    if spec[0] == "top":
+        return min(int(spec[1]), size)
+    return len(spec) - 1
+
+
+def memory_limit(device: torch.device) -> tuple[int, str] | None:
+    """The default limit where maps go, and how it was found; ``None`` when unknown."""
+    available = _available_bytes(device)
+    if available is None:
+        return None
+    share = "half" if MEMORY_FRACTION == 0.5 else f"{MEMORY_FRACTION:.0%}"
+    return int(available * MEMORY_FRACTION), f"{share} of the {_size(available)} free on {device}"
+
+
+def _available_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device``: CUDA's own count, or MemAvailable of /proc/meminfo."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type != "cpu":
+        return None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def _memory_message(sizes: list[tuple[str, int]], batch: int, limit: float, why: str) -> str:
+    total = sum(size for _, size in sizes)
+    largest = sorted(sizes, key=lambda item: -item[1])[:3]
+    listed = ", ".join(f"{name!r} {_size(size)}" for name, size in largest)
+    return (
+        f"the {len(sizes)} maps asked for would take about {_size(total)} for a batch of "
+        f"{batch}, more than the limit of {_size(limit)} ({why}); the largest: {listed}. "
+        "Keep less with channels='top:16' or slice(0, 16), reduce='mean', "
+        "dtype=torch.float16, fewer layers or a smaller batch; or raise the limit with "
+        "max_bytes= (command line: --max-bytes), max_bytes=math.inf to turn the check off"
+    )
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ converted to RGB, with an :class:`~fxmaps.errors.FxmapsWarning` saying so.
 from __future__ import annotations
 
 import io
+import os
 import urllib.error
 import urllib.request
 import warnings
@@ -88,6 +89,12 @@ def read_image(path_or_url: str | Path | Image | None = None) -> Image:
     if isinstance(path_or_url, Image.Image):
         source: str | Path = "the image"
         image: Image.Image = path_or_url
+    elif path_or_url is not None and not isinstance(path_or_url, (str, os.PathLike)):
+        raise ImageError(
+            f"cannot read an image from a {type(path_or_url).__name__}; pass a file, an "
+            "http(s) URL or a PIL image (a tensor or array is an input already: pass it to "
+            "fxmaps.analyze or fxmaps.extract as it is)"
+        )
     else:
         source = DEFAULT_IMAGE if path_or_url is None else path_or_url
         data = _download(str(source)) if _is_url(source) else _read_file(Path(source))
@@ -117,7 +124,10 @@ def _is_url(source: str | Path) -> bool:
 def _read_file(path: Path) -> bytes:
     if not path.is_file():
         raise ImageError(f"no image file at {str(path)!r}")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ImageError(f"cannot read {str(path)!r}: {err.strerror or err}") from err
 
 
 def _download(url: str) -> bytes:

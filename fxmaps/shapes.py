@@ -3,12 +3,20 @@
 The run happens under ``torch.no_grad`` with the model's buffers saved and put
 back afterwards, so BatchNorm running statistics (and anything else a forward
 might update) are left exactly as they were, in train or eval mode.
+
+Shapes can also be found without computing anything, on the meta device
+(:func:`meta_values`): on twins of the modules whose tensors are meta tensors,
+never on the model itself. That is how extraction estimates its memory before it
+runs, and how a too-small input's minimum size is found.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import copy
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +24,21 @@ from torch import fx, nn
 
 from fxmaps.errors import ShapeError
 
-__all__ = ["Shape", "ShapeTree", "preserved_state", "propagate_shapes", "shape_of"]
+__all__ = [
+    "MetaFailure",
+    "Propagation",
+    "Shape",
+    "ShapeTree",
+    "all_finite",
+    "first_non_finite",
+    "is_too_small",
+    "meta_values",
+    "minimum_input_size",
+    "preserved_state",
+    "propagate",
+    "propagate_shapes",
+    "shape_of",
+]
 
 Shape = tuple[int, ...]
 ShapeTree = Shape | tuple["ShapeTree", ...]
@@ -54,10 +76,17 @@ def preserved_state(model: nn.Module, *, train: bool) -> Iterator[None]:
 class _NodeFailed(Exception):
     """Carries a node failure out of ``Interpreter.run`` (which rewrites messages)."""
 
-    def __init__(self, message: str, cause: Exception) -> None:
+    def __init__(self, node: fx.Node, cause: Exception, message: str = "") -> None:
         super().__init__(message)
-        self.message = message
+        self.node = node
         self.cause = cause
+        self.message = message
+        first_line = (str(cause).strip().splitlines() or [""])[0]
+        self.detail = f"{type(cause).__name__}: {first_line}"
+
+
+class _Stop(Exception):
+    """Ends a run early: every node asked for has its value."""
 
 
 class _ShapeInterpreter(fx.Interpreter):
@@ -65,6 +94,7 @@ class _ShapeInterpreter(fx.Interpreter):
         super().__init__(graph_module, garbage_collect_values=True)
         self._names = names
         self.shapes: dict[fx.Node, ShapeTree | None] = {}
+        self.finite = True
 
     def run_node(self, n: fx.Node) -> Any:
         try:
@@ -72,8 +102,10 @@ class _ShapeInterpreter(fx.Interpreter):
         except _NodeFailed:
             raise
         except Exception as err:
-            raise _NodeFailed(self._message(n, err), err) from err
+            raise _NodeFailed(n, err, self._message(n, err)) from err
         self.shapes[n] = shape_of(result)
+        if n.op == "output":
+            self.finite = all_finite(result)
         return result
 
     def _message(self, node: fx.Node, err: Exception) -> str:
@@ -82,11 +114,31 @@ class _ShapeInterpreter(fx.Interpreter):
         module = self.module.get_submodule(str(node.target)) if node.op == "call_module" else None
         what = f"{type(module).__name__}" if module is not None else str(node.target)
         expected = _expected_input(module) if module is not None else None
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        text = f"node {self._names[node]!r} ({what}) failed on input of shape {given_text}"
+        name = self._names.get(node, node.name)
+        text = f"node {name!r} ({what}) failed on input of shape {given_text}"
         if expected:
             text += f"; it expects {expected}"
-        return f"{text}. {type(err).__name__}: {first_line}"
+        return text
+
+
+def all_finite(value: Any) -> bool:
+    """Whether every floating-point tensor in ``value`` (a tensor, tuple, list) is finite."""
+    tensors = [t for t in _tensors_in(value) if t.is_floating_point() or t.is_complex()]
+    tensors = [t for t in tensors if t.device.type != "meta" and t.numel()]
+    if not tensors:
+        return True
+    flags = torch.stack([torch.isfinite(t).all().to(tensors[0].device) for t in tensors])
+    return bool(flags.all())
+
+
+def _tensors_in(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors_in(v)]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _tensors_in(v)]
+    return []
 
 
 def _expected_input(module: nn.Module) -> str | None:
@@ -120,6 +172,43 @@ def _padding(module: nn.modules.conv._ConvNd) -> Sequence[int]:
     return list(padding)
 
 
+@dataclass(frozen=True)
+class Propagation:
+    """What one run of the graph found: each node's output shape, and whether the output
+    is finite (no NaN or inf)."""
+
+    shapes: dict[fx.Node, ShapeTree | None]
+    finite: bool
+
+
+def propagate(
+    graph_module: fx.GraphModule,
+    inputs: Sequence[torch.Tensor],
+    names: Mapping[fx.Node, str],
+    *,
+    train: bool = False,
+) -> Propagation:
+    """Run ``graph_module`` on ``inputs`` without gradients; each node's shape, and finiteness.
+
+    ``train`` is the mode the graph runs in, used only to find the minimum input
+    size (on the meta device) when a node fails because the input is too small.
+
+    Raises:
+        ShapeError: A node failed on the input; the message names the node, the
+            shape it was given and, for common layers, the shape it expects. When
+            the input is too small (a pool or conv has less than its kernel left),
+            it says the smallest input size that goes through.
+    """
+    interpreter = _ShapeInterpreter(graph_module, names)
+    try:
+        with torch.no_grad():
+            interpreter.run(*inputs)
+    except _NodeFailed as failed:
+        hint = _too_small_hint(graph_module, inputs, train) if is_too_small(failed.cause) else ""
+        raise ShapeError(f"{failed.message}{hint}. {failed.detail}") from failed.cause
+    return Propagation(interpreter.shapes, interpreter.finite)
+
+
 def propagate_shapes(
     graph_module: fx.GraphModule,
     inputs: Sequence[torch.Tensor],
@@ -128,13 +217,196 @@ def propagate_shapes(
     """Run ``graph_module`` on ``inputs`` without gradients and return each node's shape.
 
     Raises:
-        ShapeError: A node failed on the input; the message names the node, the
-            shape it was given and, for common layers, the shape it expects.
+        ShapeError: As :func:`propagate`.
     """
-    interpreter = _ShapeInterpreter(graph_module, names)
+    return propagate(graph_module, inputs, names).shapes
+
+
+# -- input too small --------------------------------------------------------------------------
+
+_TOO_SMALL = re.compile(
+    r"too small|can't be greater than actual input size|should be less than the corresponding "
+    r"input dimension|sizes should be greater than 0",
+    re.IGNORECASE,
+)
+_LARGEST_SIDE = 8192
+
+
+def is_too_small(err: BaseException) -> bool:
+    """Whether a layer failed because its input's spatial size is below its kernel (or pad)."""
+    return bool(_TOO_SMALL.search(str(err)))
+
+
+def _too_small_hint(
+    graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor], train: bool
+) -> str:
+    sides = [side for t in inputs if t.dim() >= 3 for side in t.shape[2:]]
+    given = "×".join(str(side) for t in inputs if t.dim() >= 3 for side in t.shape[2:])
+    size = minimum_input_size(graph_module, inputs, train=train)
+    if size is None:
+        return f". The input ({given}) is too small for the model; try a larger one"
+    needed = "×".join(str(max(side, size)) for side in sides)
+    return (
+        f". The input ({given}) is too small: the model needs an input of at least {needed}; "
+        f"resize it, for example with fxmaps.load_image(path, size={size})"
+    )
+
+
+def minimum_input_size(
+    graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor], *, train: bool = False
+) -> int | None:
+    """The smallest spatial side ``s`` for which no layer runs out of input, or ``None``.
+
+    Every spatial side (the dimensions after ``(N, C)``) of each input is raised to
+    at least ``s``; whether each size goes through is found by running the graph on
+    the meta device (shapes only, nothing computed, the model untouched), doubling
+    then bisecting. ``None`` when the meta run cannot tell (it fails for another
+    reason) or no side up to 8192 is enough.
+    """
+    sides = [side for t in inputs if t.dim() >= 3 for side in t.shape[2:]]
+    if not sides:
+        return None
+
+    def fits(side: int) -> bool:
+        resized = [
+            _meta_like(t, (*t.shape[:2], *(max(d, side) for d in t.shape[2:])))
+            if t.dim() >= 3
+            else _meta_like(t, tuple(t.shape))
+            for t in inputs
+        ]
+        try:
+            meta_values(graph_module, resized, (), train=train)
+        except MetaFailure as failure:
+            return not is_too_small(failure.cause)
+        return True
+
+    low = min(sides)
+    if fits(low):
+        return None  # the meta run does not see the failure: do not guess
+    high = max(2 * low, 1)
+    while not fits(high):
+        low, high = high, 2 * high
+        if high > _LARGEST_SIDE:
+            return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
+
+
+# -- shapes without computing: the meta device ------------------------------------------------
+
+
+class MetaFailure(Exception):
+    """A node failed while the graph ran on the meta device."""
+
+    def __init__(self, node: fx.Node, cause: Exception) -> None:
+        super().__init__(f"{node.name}: {cause}")
+        self.node = node
+        self.cause = cause
+
+
+def meta_values(
+    graph_module: fx.GraphModule,
+    inputs: Sequence[torch.Tensor],
+    wanted: Iterable[fx.Node],
+    *,
+    train: bool = False,
+) -> dict[fx.Node, Any]:
+    """The outputs of the ``wanted`` nodes as meta tensors (shapes and dtypes, no values).
+
+    The graph runs on copies of the model's modules whose parameters and buffers
+    are meta tensors and which have no hooks, so nothing is computed and the
+    model itself is neither run nor changed. The run stops once every wanted
+    node has its value (with none wanted, it runs to the end).
+
+    Raises:
+        MetaFailure: A node failed (a genuine shape error, or code that needs real
+            values or makes tensors on the CPU); ``.node`` and ``.cause`` say which.
+    """
+    interpreter = _MetaInterpreter(graph_module, set(wanted), train)
+    meta_inputs = [_meta_like(t, tuple(t.shape)) for t in inputs]
     try:
         with torch.no_grad():
-            interpreter.run(*inputs)
+            interpreter.run(*meta_inputs)
+    except _Stop:
+        pass
     except _NodeFailed as failed:
-        raise ShapeError(failed.message) from failed.cause
-    return interpreter.shapes
+        raise MetaFailure(failed.node, failed.cause) from failed.cause
+    return interpreter.values
+
+
+def _meta_like(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.empty(shape, dtype=tensor.dtype, device="meta")
+
+
+class _MetaInterpreter(fx.Interpreter):
+    def __init__(self, graph_module: fx.GraphModule, wanted: set[fx.Node], train: bool) -> None:
+        super().__init__(graph_module, garbage_collect_values=True)
+        self._wanted = wanted
+        self._train = train
+        self._memo: dict[int, Any] = {}
+        self.values: dict[fx.Node, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        try:
+            result = super().run_node(n)
+        except (_NodeFailed, _Stop):
+            raise
+        except Exception as err:
+            raise _NodeFailed(n, err) from err
+        if n in self._wanted:
+            self.values[n] = result
+            if len(self.values) == len(self._wanted):
+                raise _Stop
+        return result
+
+    def fetch_attr(self, target: str) -> Any:
+        return _on_meta(super().fetch_attr(target), self._memo, self._train)
+
+
+def _on_meta(value: Any, memo: dict[int, Any], train: bool) -> Any:
+    """A meta twin of a tensor or module (memoised, so shared weights stay shared)."""
+    if not isinstance(value, (torch.Tensor, nn.Module)):
+        return value
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, torch.Tensor):
+        memo[key] = value.detach().to("meta")
+        return memo[key]
+    twin = copy.copy(value)  # shares nothing that is changed below
+    memo[key] = twin
+    state = twin.__dict__
+    for name, item in list(state.items()):
+        if name in ("_parameters", "_buffers", "_modules"):
+            state[name] = {k: _on_meta(v, memo, train) for k, v in item.items()}
+        elif name.startswith(("_forward", "_backward")) and isinstance(item, dict):
+            state[name] = type(item)()  # no hooks: the user's hooks never see meta tensors
+        elif isinstance(item, torch.Tensor):
+            state[name] = _on_meta(item, memo, train)
+    state["training"] = train
+    return twin
+
+
+# -- where NaN and inf come from --------------------------------------------------------------
+
+
+class _FirstNonFinite(fx.Interpreter):
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if n.op not in ("placeholder", "output") and not all_finite(result):
+            raise _NodeFailed(n, ValueError("non-finite"))
+        return result
+
+
+def first_non_finite(
+    graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor], names: Mapping[fx.Node, str]
+) -> str | None:
+    """The name of the first node whose output holds NaN or inf (one more forward pass)."""
+    try:
+        with torch.no_grad():
+            _FirstNonFinite(graph_module, garbage_collect_values=True).run(*inputs)
+    except _NodeFailed as found:
+        return names.get(found.node, found.node.name)
+    return None

@@ -32,7 +32,7 @@ from fxmaps.extract import FeatureExtractor
 from fxmaps.graph import ModelGraph
 from fxmaps.select import Selection
 
-__all__ = ["ChannelStats", "LayerStats", "channel_stats"]
+__all__ = ["ChannelStats", "LayerStats", "channel_stats", "share_weights"]
 
 Score = Literal["max", "mean"]
 _FORMAT = "fxmaps.channel_stats/1"
@@ -186,6 +186,7 @@ def channel_stats(
     world = _World.join()
     graph = _graph(model_or_graph, dataset, device)
     run_on = torch.device(device) if device is not None else _device_of(graph.model)
+    world.check_same_weights(graph.model)
     extractor = FeatureExtractor(graph, layers)
     sampler: DistributedSampler[tuple[int, torch.Tensor]] = DistributedSampler(
         _Indexed(dataset), num_replicas=world.size, rank=world.rank, shuffle=False
@@ -321,6 +322,25 @@ class _World:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return cls(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
 
+    def check_same_weights(self, model: nn.Module) -> None:
+        """Refuse to merge statistics of models whose weights differ between processes."""
+        if self.size == 1:
+            return
+        tensors = [*model.parameters(), *model.buffers()]
+        local = torch.tensor([float(t.detach().double().sum()) for t in tensors] or [0.0])
+        gathered = self._all_gather(local.double(), self._device())
+        if any(not torch.equal(gathered[0], other) for other in gathered[1:]):
+            raise InputError(
+                "the model's weights differ between the processes, so their statistics "
+                "cannot be merged; load the same weights on every rank, or call "
+                "fxmaps.stats.share_weights(model) first (fxmaps stats does)"
+            )
+
+    def _device(self) -> torch.device | None:
+        if self.backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return None
+
     def merge(self, running: _Running) -> LayerStats:
         """All ranks' partial statistics, combined (a collective: every rank calls it)."""
         if self.size > 1:
@@ -376,6 +396,25 @@ class _World:
         gathered = [torch.empty_like(local) for _ in range(self.size)]
         dist.all_gather(gathered, local.contiguous())
         return [g.cpu() for g in gathered]
+
+
+def share_weights(model: nn.Module) -> int:
+    """Give every process rank 0's weights (under torchrun); return this process's rank.
+
+    Joins ``torch.distributed`` the way :func:`channel_stats` does. Alone, it changes
+    nothing and returns 0.
+    """
+    world = _World.join()
+    if world.size > 1:
+        import torch.distributed as dist
+
+        device = world._device()
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                shared = tensor.detach().to(device) if device is not None else tensor.detach()
+                dist.broadcast(shared, src=0)
+                tensor.copy_(shared)
+    return world.rank
 
 
 def _channels(graph: ModelGraph, name: str) -> int:

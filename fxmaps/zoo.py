@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelLoadError(f"cannot read weights file {str(path)!r}: {err}") from err
+        raise ModelLoadError(f"cannot read weights file {str(path)!r}: {_unreadable(err)}") from err
     state = _state_dict_of(checkpoint, path)
     expected = model.state_dict()
     problems = []
@@ -93,11 +94,11 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     if unexpected := [k for k in state if k not in expected]:
         problems.append(f"unexpected keys {_first(unexpected)}")
     if mismatched := [
-        f"{k} {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
+        f"{k!r} {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
         for k in expected
         if k in state and state[k].shape != expected[k].shape
     ]:
-        problems.append(f"shape mismatches {_first(mismatched)}")
+        problems.append(f"shape mismatches {_first(mismatched, quote=False)}")
     if problems:
         raise ModelLoadError(
             f"weights in {str(path)!r} do not match {type(model).__name__}: "
@@ -120,8 +121,25 @@ def _state_dict_of(checkpoint: Any, path: Path) -> Mapping[str, torch.Tensor]:
     )
 
 
-def _first(keys: list[str], n: int = 5) -> str:
-    shown = ", ".join(repr(k) for k in keys[:n])
+def _unreadable(err: Exception) -> str:
+    """Why ``torch.load`` failed, in words, with what to do."""
+    text = " ".join(str(err).split())
+    resave = "save the state dict with torch.save(model.state_dict(), path)"
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (
+            f"it holds pickled Python objects{what}, such as a whole model saved with "
+            "torch.save(model), which fxmaps does not unpickle because that can run code; "
+            f"{resave}"
+        )
+    if "zip archive" in text or "corrupt" in text or isinstance(err, (EOFError, OSError)):
+        return f"it is truncated or corrupt ({text[:160]}); {resave} again"
+    return f"it is not a file written by torch.save ({type(err).__name__}: {text[:160]}); {resave}"
+
+
+def _first(keys: list[str], n: int = 5, *, quote: bool = True) -> str:
+    shown = ", ".join(repr(k) if quote else k for k in keys[:n])
     return f"{shown} (and {len(keys) - n} more)" if len(keys) > n else shown
 
 
@@ -207,10 +225,24 @@ def _import_file(location: str) -> Any:
     sys.modules[name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         del sys.modules[name]
-        raise ModelLoadError(f"importing {location!r} failed: {type(err).__name__}: {err}") from err
+        raise ModelLoadError(_import_failed(location, err)) from err
     return module
+
+
+def _import_failed(location: str, err: BaseException) -> str:
+    if isinstance(err, SyntaxError):
+        return (
+            f"importing {location!r} failed: SyntaxError at line {err.lineno}: {err.msg}; "
+            "fix the file (python -m py_compile shows the same error)"
+        )
+    if isinstance(err, SystemExit):
+        return (
+            f"importing {location!r} ran code that exited (SystemExit: {err.code}); put the "
+            "file's script code under if __name__ == '__main__':"
+        )
+    return f"importing {location!r} failed: {type(err).__name__}: {err}"
 
 
 def _import_module(location: str) -> Any:
@@ -218,23 +250,50 @@ def _import_module(location: str) -> Any:
         return importlib.import_module(location)
     except ImportError as err:
         raise ModelLoadError(f"cannot import module {location!r}: {err}") from err
+    except (Exception, SystemExit) as err:
+        raise ModelLoadError(_import_failed(location, err)) from err
 
 
 def _instantiate(obj: Any, spec: str) -> nn.Module:
     if isinstance(obj, nn.Module):
         return obj
+    if isinstance(obj, type) and not issubclass(obj, nn.Module):
+        raise ModelLoadError(
+            f"{spec!r} is the class {obj.__name__}, which is not an nn.Module; point to an "
+            "nn.Module class or a factory function that returns a model"
+        )
     if not callable(obj):
-        raise ModelLoadError(f"{spec!r} is neither an nn.Module class nor a factory function")
-    try:
-        model = obj()
-    except TypeError as err:
+        raise ModelLoadError(
+            f"{spec!r} is of type {type(obj).__name__}, neither an nn.Module class nor a factory "
+            "function; point to one of those"
+        )
+    if _needs_arguments(obj):
         raise ModelLoadError(
             f"{spec!r} cannot be built without arguments{_signature(obj)}; point to a "
             "factory function that takes none"
+        )
+    try:
+        model = obj()
+    except Exception as err:
+        raise ModelLoadError(
+            f"building {spec!r} failed: {type(err).__name__}: {' '.join(str(err).split())}"
         ) from err
     if not isinstance(model, nn.Module):
-        raise ModelLoadError(f"{spec!r} returned {type(model).__name__}, not an nn.Module")
+        raise ModelLoadError(
+            f"{spec!r} returned {type(model).__name__}, not an nn.Module; point to a factory "
+            "that returns the model"
+        )
     return model
+
+
+def _needs_arguments(obj: Any) -> bool:
+    try:
+        inspect.signature(obj).bind()
+    except TypeError:
+        return True
+    except ValueError:  # no signature to read (some builtins): try calling it
+        return False
+    return False
 
 
 def _signature(obj: Any) -> str:

@@ -133,7 +133,7 @@ def test_wrong_features_for_a_linear() -> None:
 
 
 def test_not_a_module() -> None:
-    with pytest.raises(fxmaps.InputError, match=r"needs a torch.nn.Module, got function"):
+    with pytest.raises(fxmaps.InputError, match=r"needs a torch.nn.Module, got a lambda function"):
         fxmaps.analyze(lambda x: x)  # type: ignore[arg-type]
 
 

@@ -159,6 +159,21 @@ stats = channel_stats(model, data, layers=LAYERS, batch_size=4, topk=4, progress
 assert dist.is_initialized() and dist.get_world_size() == 2
 if dist.get_rank() == 0:
     stats.save(sys.argv[1])
+
+# Different weights on the two ranks are refused, until rank 0's are shared.
+import torch
+from fxmaps.errors import InputError
+from fxmaps.stats import share_weights
+
+torch.manual_seed(dist.get_rank())
+other = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3))
+try:
+    channel_stats(other, data, layers="conv", progress=False)
+    raise SystemExit("differing weights were merged")
+except InputError as err:
+    assert "weights differ between the processes" in str(err), err
+assert share_weights(other) == dist.get_rank()
+channel_stats(other, data, layers="conv", progress=False)
 dist.destroy_process_group()
 """
 
@@ -184,3 +199,44 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
         assert torch.equal(a.positive, b.positive)  # counts: padding duplicates not counted
         assert torch.equal(a.top_indices, b.top_indices)
         torch.testing.assert_close(a.top_scores, b.top_scores)
+
+
+SIMPLE_CNN = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SimpleCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)  # the same weights in the command and in the test's oracle
+        self.conv1 = nn.Conv2d(1, 4, 5)
+        self.conv2 = nn.Conv2d(4, 6, 5)
+
+    def forward(self, x):
+        return self.conv2(F.max_pool2d(F.relu(self.conv1(x)), 2))
+"""
+
+
+def test_the_stats_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fxmaps.cli import main
+    from fxmaps.datasets import Digits
+
+    (tmp_path / "net.py").write_text(SIMPLE_CNN)
+    out = tmp_path / "stats"
+    spec = f"{tmp_path / 'net.py'}:SimpleCNN"
+    argv = ["stats", spec, "--input-size", "1", "28", "28", "--data", "digits", "-o", str(out)]
+    assert main([*argv, "--topk", "3", "--batch-size", "500"]) == 0
+    assert "over 1797 samples" in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["channel_stats.png", "conv1_top.png", "conv2_top.png", "stats.pt"]
+    saved = ChannelStats.load(out / "stats.pt")
+    assert saved.topk == 3
+    model = fxmaps.zoo.load_model(spec).model
+    digits = Digits((1, 28, 28))
+    maps = fxmaps.extract(model, digits.images, layers=["conv2"])
+    scores = maps["conv2"].double().flatten(2).amax(dim=2)
+    assert torch.equal(saved["conv2"].top_indices, expected_top(scores, 3))
+    assert main(["stats", spec, "--data", str(tmp_path / "none"), "-o", str(out)]) == 2
+    assert "is neither 'digits' nor a folder" in capsys.readouterr().err

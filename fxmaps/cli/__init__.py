@@ -1,12 +1,14 @@
 """The ``fxmaps`` command line: argument parsing only; the commands call the public API.
 
 Errors print as one line on stderr with exit code 2 (``--debug`` shows the
-traceback instead).
+traceback instead). An unexpected error, a bug rather than a wrong input, prints
+as one line too, with exit code 1 and a request to report it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import warnings
@@ -47,6 +49,11 @@ _EXAMPLES = {
         "fxmaps report efficientnet_b0 --image cat.jpg --layers conv -o report.html",
     ],
     "bench": ["fxmaps bench resnet50 --layers conv --batch 8 --json bench.json"],
+    "stats": [
+        "fxmaps stats my_cnn.py:SimpleCNN --input-size 1 28 28 --data digits -o stats/",
+        "fxmaps stats resnet18 --data photos/ --layers 'layer4.*' -o stats/",
+        "torchrun --nproc_per_node 2 -m fxmaps stats resnet18 --data digits -o stats/",
+    ],
     "demo": ["fxmaps demo", "fxmaps demo -o /tmp/fxmaps-demo"],
 }
 
@@ -55,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
     Errors (fxmaps's own, and the system's: a full disk, a denied permission)
-    print as one line on stderr and return 2; ``--debug`` raises them instead.
+    print as one line on stderr and return 2; any other exception prints as one
+    line and returns 1. ``--debug`` raises them instead.
     """
     args = _parser().parse_args(argv)
     format_warning = warnings.formatwarning
@@ -70,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fxmaps: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(
+            f"fxmaps: error: {type(err).__name__}: {_one_line(err)} (unexpected: run again "
+            "with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         warnings.formatwarning = format_warning
 
@@ -91,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     _filters(_command(sub, "filters", "draw a conv layer's filters", commands.filters))
     _report(_command(sub, "report", "write one self-contained HTML report", commands.report))
     _bench(_command(sub, "bench", "time extraction against a forward and hooks", commands.bench))
+    _stats(_command(sub, "stats", "channel statistics and top images of a dataset", commands.stats))
     demo = sub.add_parser("demo", help="graph, maps, filters and report of resnet18 on a photo",
                           description="Run the main job on the built-in default: resnet18 "
                           "(random weights)\nlooking at the bundled photo; write the graph, the "
@@ -111,6 +129,29 @@ def _epilog(name: str, *, models: bool = True) -> str:
 
 def _one_line(err: BaseException) -> str:
     return re.sub(r"\s*\n\s*", " ", str(err)).strip() or type(err).__name__
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _byte_count(text: str) -> float:
+    """``2G``, ``512M``, ``1.5G``, ``1000000`` (bytes; K, M, G, T are powers of 1024), ``inf``."""
+    if text.strip().lower() in ("inf", "off", "none"):
+        return math.inf
+    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size; use bytes or a size like 512M or 2G, or inf for no limit"
+        )
+    return float(found.group(1)) * _UNITS[found.group(2).upper()]
+
+
+def _max_bytes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-bytes", type=_byte_count, metavar="SIZE",
+        help="refuse when the maps would take more memory than this: bytes, or 512M, 2G "
+        "(powers of 1024); inf for no limit (default: half the free memory)",
+    )  # fmt: skip
 
 
 def _positive(text: str) -> int:
@@ -186,6 +227,7 @@ def _maps(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--order", default="energy", choices=["energy", "index"],
                         help="most active channels first, or channel order "
                         "(default energy)")  # fmt: skip
+    _max_bytes(parser)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +257,23 @@ def _bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=_positive, default=7, help="timed rounds (default 7)")
     parser.add_argument("--device", default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    _max_bytes(parser)
+
+
+def _stats(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="digits|DIR",
+                        help="scikit-learn's bundled digits, or a folder of images "
+                        "(flat, or one subfolder per class)")  # fmt: skip
+    parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
+                        help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
+                        help="where stats.pt and the figures go (created if missing)")  # fmt: skip
+    parser.add_argument("--batch-size", type=_positive, default=64, metavar="N",
+                        help="samples per forward pass, per process (default 64)")  # fmt: skip
+    parser.add_argument("--topk", type=_positive, default=9, metavar="K",
+                        help="top samples kept per channel (default 9)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="DataLoader worker processes (default 0)")  # fmt: skip
 
 
 def _one_line_warning(

@@ -22,6 +22,7 @@ import torchvision
 from fxmaps._files import atomic_path, output_file, output_folder
 from fxmaps.analyze import analyze
 from fxmaps.bench import benchmark_extraction
+from fxmaps.datasets import image_dataset
 from fxmaps.errors import DeviceError, OptionError, OutputError
 from fxmaps.extract import extract
 from fxmaps.images import load_image
@@ -29,6 +30,8 @@ from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import plot_feature_maps
 from fxmaps.render.report import report as write_report
+from fxmaps.render.stats import plot_channel_stats, plot_top_images
+from fxmaps.stats import channel_stats, share_weights
 from fxmaps.zoo import LoadedModel, load_model
 
 if TYPE_CHECKING:
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 
     from fxmaps.maps import FeatureMaps
 
-__all__ = ["bench", "demo", "filters", "graph", "maps", "report", "summary"]
+__all__ = ["bench", "demo", "filters", "graph", "maps", "report", "stats", "summary"]
 
 _DEFAULT_PHOTO = "the bundled default photo (Chelsea the cat, scikit-image, CC0)"
 
@@ -63,7 +66,9 @@ def graph(args: argparse.Namespace) -> int:
 def maps(args: argparse.Namespace) -> int:
     _check_folder(args.output)
     loaded = load_model(args.model, weights=args.weights)
-    extracted = extract(loaded.model, _image(args, loaded), layers=args.layers)
+    extracted = extract(
+        loaded.model, _image(args, loaded), layers=args.layers, max_bytes=args.max_bytes
+    )
     with _whole_folder(args.output) as folder:
         _draw_maps(extracted, folder, max_maps=args.max_maps, order=args.order)
     print(f"wrote {len(extracted)} maps to {args.output}")
@@ -91,24 +96,31 @@ def report(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    json_path = output_file(args.json) if args.json else None
     loaded = load_model(args.model, weights=args.weights)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"--device {args.device}: no CUDA device here; use --device cpu")
     inputs = torch.randn(args.batch, *_size(args, loaded), device=device)
     result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
-                                  repeat=args.repeat, name=args.model)  # fmt: skip
+                                  repeat=args.repeat, name=args.model,
+                                  max_bytes=args.max_bytes)  # fmt: skip
     print(result.table())
-    if args.json:
-        result.save_json(output_file(args.json))
-        print(f"wrote {args.json}")
+    if json_path:
+        result.save_json(json_path)
+        print(f"wrote {json_path}")
     return 0
 
 
 def demo(args: argparse.Namespace) -> int:
     """resnet18 looking at the bundled photo: graph, maps, filters and report in one folder."""
     folder = args.output
-    folder.mkdir(parents=True, exist_ok=True)  # the demo's own default folder may be new
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write into {str(folder)!r}: it is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # the demo's own default folder may be new
+    except OSError as err:
+        raise OutputError(f"cannot create {str(folder)!r}: {err.strerror or err}") from err
     loaded = load_model("resnet18")
     image = load_image()
     analysed = analyze(loaded.model, image)
@@ -126,6 +138,29 @@ def demo(args: argparse.Namespace) -> int:
     print(f"  filters.png   the filters of {first.name}")
     print("  report.html   all of it on one page")
     print(f"open {folder / 'report.html'} in a browser to see it all")
+    return 0
+
+
+def stats(args: argparse.Namespace) -> int:
+    """Per-channel statistics over a dataset; under torchrun each process reads a shard."""
+    folder = output_folder(args.output)
+    loaded = load_model(args.model, weights=args.weights)
+    dataset = image_dataset(args.data, _size(args, loaded))
+    rank = share_weights(loaded.model)  # random or downloaded weights: rank 0's for all
+    result = channel_stats(loaded.model, dataset, layers=args.layers, batch_size=args.batch_size,
+                           num_workers=args.workers, topk=args.topk)  # fmt: skip
+    if rank != 0:
+        return 0
+    written = [result.save(folder / "stats.pt")]
+    from tqdm import tqdm
+
+    for name in tqdm(list(result), desc="drawing top images", unit="layer", leave=False):
+        figure = plot_top_images(result, dataset, name)
+        written.append(_save_figure(figure, folder / f"{name}_top.png"))
+    written.append(_save_figure(plot_channel_stats(result), folder / "channel_stats.png"))
+    for name, dead in result.dead().items():
+        print(f"{name}: {len(dead)} dead channels {dead[:10]}{' ...' if len(dead) > 10 else ''}")
+    print(f"{result}; wrote {len(written)} files to {folder}")
     return 0
 
 

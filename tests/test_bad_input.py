@@ -1,0 +1,1037 @@
+"""Bad input, tried systematically: each case raises an fxmaps error that says what is wrong
+and what to do, leaves the model as it was and leaves no file behind; on the command line
+each prints one line and exits with 2.
+
+Expected numbers come from oracles (the model's own forward pass, forward hooks, the
+state dicts, the maps actually extracted), not from fxmaps's own answers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import re
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+import fxmaps
+from fxmaps._transforms import map_options
+from fxmaps.cli import main
+from fxmaps.extract import estimate_bytes
+from fxmaps.images import DEFAULT_IMAGE
+from fxmaps.zoo import load_model, load_weights
+from tests import models as toy
+from tests.oracles import hook_outputs
+from tests.test_analyze import _assert_unchanged, _snapshot
+
+HERE = "tests.test_bad_input"
+extract_module = importlib.import_module("fxmaps.extract")  # fxmaps.extract is the function
+
+
+class Tiny(nn.Module):
+    """Two 3×3 convs, each followed by a 2×2 max pool: small inputs run out of pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 4, 3)
+        self.pool2 = nn.MaxPool2d(2)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool2(self.conv2(self.pool1(self.conv1(x).relu())).relu())
+        return self.head(x.mean((2, 3)))
+
+
+class Grey(nn.Module):
+    """A single-channel model, MNIST style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Tokens(nn.Module):
+    """Takes integer token ids: an integer input is right here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.proj = nn.Linear(4, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.embed(ids))
+
+
+class OwnConversion(nn.Module):
+    """Takes ``(N, H, W)`` uint8 pixels and makes ``(N, 1, H, W)`` floats itself: no fix needed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.unsqueeze(1).float() / 255)
+
+
+def broken_batchnorm() -> nn.Module:
+    """A model whose BatchNorm statistics went bad (a negative running_var): NaN maps."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3))
+    model.eval()
+    with torch.no_grad():
+        model[2].running_var.fill_(-1.0)  # type: ignore[operator]
+    return model
+
+
+def needs_arguments(width: int) -> nn.Module:
+    return nn.Conv2d(3, width, 1)
+
+
+def raises_when_built() -> nn.Module:
+    raise RuntimeError("no config file found")
+
+
+def returns_a_tensor() -> torch.Tensor:
+    return torch.zeros(1)
+
+
+NOT_A_FACTORY = 42
+
+
+def smallest_side(model: nn.Module, channels: int = 3) -> int:
+    """Oracle: the smallest square input the model's own forward pass accepts."""
+    for side in range(1, 256):
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, channels, side, side))
+        except RuntimeError:
+            continue
+        return side
+    raise AssertionError("no size up to 255 works")
+
+
+def failing_module(model: nn.Module, x: torch.Tensor) -> str:
+    """Oracle: the module that raises when the model runs by itself on ``x``."""
+    entered: list[str] = []
+    handles = [
+        module.register_forward_pre_hook(lambda *_, name=name: entered.append(name))
+        for name, module in model.named_modules()
+        if name
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    except RuntimeError:
+        return entered[-1]
+    finally:
+        for handle in handles:
+            handle.remove()
+    raise AssertionError("the model runs on this input")
+
+
+def first_non_finite_module(model: nn.Module, x: torch.Tensor) -> str:
+    """Oracle: the first module, in call order, whose output holds NaN or inf."""
+    for name, outputs in hook_outputs(model, x).items():
+        if any(not torch.isfinite(out).all() for out in outputs):
+            return name
+    raise AssertionError("every output is finite")
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# -------------------------------------------------------------------------------- the API table
+
+
+@dataclass(frozen=True)
+class Case:
+    """A call that must fail: ``run(model, folder)``, the error and its message.
+
+    ``model`` builds the model that is passed in and checked bit for bit afterwards
+    (``None``: the call takes no model). ``setup`` writes input files into the folder
+    first; nothing else may be in the folder afterwards.
+    """
+
+    run: Callable[[Any, Path], object]
+    error: type[Exception]
+    match: str
+    model: Callable[[], Any] | None = None
+    setup: Callable[[Path], None] | None = None
+
+
+X = torch.randn(2, 3, 32, 32)
+
+
+def _analyze(x: Any, **options: Any) -> Callable[[Any, Path], object]:
+    return lambda model, _: fxmaps.analyze(model, x, **options)
+
+
+def _extract(x: Any, **options: Any) -> Callable[[Any, Path], object]:
+    return lambda model, _: fxmaps.extract(model, x, **options)
+
+
+def _on_graph(x: Any, **options: Any) -> Callable[[Any, Path], object]:
+    return lambda model, _: fxmaps.extract(fxmaps.analyze(model), x, **options)
+
+
+def _extractor(x: Any, **options: Any) -> Callable[[Any, Path], object]:
+    return lambda model, _: fxmaps.FeatureExtractor(fxmaps.analyze(model), **options)(x)
+
+
+def _write(name: str, content: bytes | str) -> Callable[[Path], None]:
+    def setup(folder: Path) -> None:
+        path = folder / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+
+    return setup
+
+
+def _save(name: str, make: Callable[[], object]) -> Callable[[Path], None]:
+    return lambda folder: torch.save(make(), folder / name)
+
+
+def _truncated(folder: Path) -> None:
+    torch.save(toy.CifarResNet().state_dict(), folder / "w.pt")
+    data = (folder / "w.pt").read_bytes()
+    (folder / "w.pt").write_bytes(data[: len(data) // 2])
+
+
+def _weights(name: str) -> Callable[[Any, Path], object]:
+    return lambda model, folder: load_weights(model, folder / name)
+
+
+def _spec(text: str) -> Callable[[Any, Path], object]:
+    return lambda _, folder: load_model(text.format(folder=folder))
+
+
+def _save_maps(target: str) -> Callable[[Any, Path], object]:
+    def run(model: nn.Module, folder: Path) -> None:
+        maps = fxmaps.extract(model, X)
+        maps.save(folder / target)
+
+    return run
+
+
+def _conv1_channels() -> str:
+    """Oracle for the wrong-channels message: the first conv's own in_channels."""
+    conv = toy.CifarResNet().conv1
+    return rf"it expects {conv.in_channels} input channels, shape \(N, {conv.in_channels}, H, W\)"
+
+
+def _too_small(x: torch.Tensor) -> str:
+    model = Tiny()
+    node, side = failing_module(model, x), smallest_side(model)
+    kind = type(model.get_submodule(node)).__name__
+    return rf"node '{node}' \({kind}\).*needs an input of at least {side}×{side}"
+
+
+CASES: dict[str, Case] = {
+    # 1. wrong number of channels: the node, the shape it got, the channels it expects
+    "channels-analyze": Case(
+        _analyze(torch.randn(1, 1, 32, 32)),
+        fxmaps.ShapeError,
+        rf"node 'conv1' \(Conv2d\) failed on input of shape \(1, 1, 32, 32\); {_conv1_channels()}",
+        toy.CifarResNet,
+    ),
+    "channels-extract": Case(
+        _extract(torch.randn(1, 1, 32, 32)),
+        fxmaps.ShapeError,
+        rf"node 'conv1' \(Conv2d\) failed on input of shape \(1, 1, 32, 32\); {_conv1_channels()}",
+        toy.CifarResNet,
+    ),
+    # 2. too small: where it collapses, and the smallest size that works
+    "too-small-analyze": Case(
+        _analyze(torch.randn(1, 3, 6, 6)),
+        fxmaps.ShapeError,
+        _too_small(torch.randn(1, 3, 6, 6)),
+        Tiny,
+    ),
+    "too-small-extract": Case(
+        _extract(torch.randn(2, 3, 6, 6)),
+        fxmaps.ShapeError,
+        _too_small(torch.randn(2, 3, 6, 6)),
+        Tiny,
+    ),
+    "too-small-extract-all": Case(
+        _extract(torch.randn(2, 3, 8, 8), layers="*"),
+        fxmaps.ShapeError,
+        _too_small(torch.randn(2, 3, 8, 8)),
+        Tiny,
+    ),
+    "too-small-extractor": Case(
+        _extractor(torch.randn(2, 3, 5, 9)), fxmaps.ShapeError, r"input \(5×9\) is too small", Tiny
+    ),
+    # 3. a missing batch dimension that cannot be added without guessing
+    "one-channel-3d": Case(
+        _analyze(torch.randn(1, 32, 32)),
+        fxmaps.ShapeError,
+        r"input 0 of shape \(1, 32, 32\) is ambiguous: conv 'conv1' \(Conv2d\) takes "
+        r"\(N, 3, H, W\)",
+        toy.CifarResNet,
+    ),
+    "channels-last": Case(
+        _extract(torch.randn(32, 32, 3)),
+        fxmaps.ShapeError,
+        r"looks like one channels-last image: use x.movedim\(-1, 0\).unsqueeze\(0\)",
+        toy.CifarResNet,
+    ),
+    "grey-batch": Case(
+        _analyze(torch.randn(4, 28, 28)),
+        fxmaps.ShapeError,
+        r"for a batch of single-channel samples add the channel axis: x.unsqueeze\(1\)",
+        Grey,
+    ),
+    "two-dims": Case(
+        _extract(torch.randn(32, 32)),
+        fxmaps.ShapeError,
+        r"has 2 dimensions but conv 'conv1' .* lacks more than the batch dimension",
+        toy.CifarResNet,
+    ),
+    # 4. not tensors, or not floating point
+    "list-of-numbers": Case(
+        _analyze([1.0, 2.0]),
+        fxmaps.InputError,
+        r"got a list of float; make it a tensor first",
+        toy.CifarResNet,
+    ),
+    "file-name": Case(
+        _extract("cat.jpg"),
+        fxmaps.InputError,
+        r"load it first: fxmaps.load_image\('cat.jpg'\)",
+        toy.CifarResNet,
+    ),
+    "pil-image": Case(
+        _extract(Image.new("RGB", (8, 8))),
+        fxmaps.InputError,
+        r"got Image; turn the image into a batch with fxmaps.load_image",
+        toy.CifarResNet,
+    ),
+    "dict": Case(
+        _analyze({"x": X}),
+        fxmaps.InputError,
+        r"got dict; pass the tensors themselves",
+        toy.CifarResNet,
+    ),
+    "empty-tuple": Case(
+        _analyze(()),
+        fxmaps.InputError,
+        r"must be a tensor or a non-empty tuple of tensors, got an empty tuple",
+        toy.CifarResNet,
+    ),
+    "uint8-tensor": Case(
+        _analyze(torch.zeros(1, 3, 8, 8, dtype=torch.uint8)),
+        fxmaps.InputError,
+        r"input 0 is a torch.uint8 tensor, but conv 'conv1', the first layer it reaches, "
+        r"computes in torch.float32. Convert it to float and normalise it, for example "
+        r"x.float\(\) / 255",
+        toy.CifarResNet,
+    ),
+    "uint8-numpy-photo": Case(
+        _extract(np.zeros((32, 32, 3), dtype=np.uint8)),
+        fxmaps.InputError,
+        r"is a torch.uint8 tensor.*fxmaps.load_image\(path\) does both",
+        toy.CifarResNet,
+    ),
+    "bool-extractor": Case(
+        _extractor(torch.ones(1, 3, 8, 8, dtype=torch.bool)),
+        fxmaps.InputError,
+        r"is a torch.bool tensor",
+        toy.CifarResNet,
+    ),
+    "complex-array": Case(
+        _extract(np.zeros((1, 3, 8, 8), dtype=np.complex64)),
+        fxmaps.InputError,
+        r"is a torch.complex64 tensor, .*pass real values, for example x.real or x.abs\(\)",
+        toy.CifarResNet,
+    ),
+    "object-array": Case(
+        _analyze(np.array([None, 1])),
+        fxmaps.InputError,
+        r"a NumPy array of dtype object cannot be made a tensor",
+        toy.CifarResNet,
+    ),
+    # 5. devices (meta stands in for another device)
+    "input-on-meta": Case(
+        _analyze(torch.randn(1, 3, 8, 8, device="meta")),
+        fxmaps.DeviceError,
+        r"example input 0 is on meta but the model's parameters are on cpu; move the input "
+        r"with .to\('cpu'\)",
+        toy.CifarResNet,
+    ),
+    "input-on-meta-extract": Case(
+        _on_graph(torch.randn(1, 3, 8, 8, device="meta")),
+        fxmaps.DeviceError,
+        r"input 0 is on meta but the model's parameters are on cpu",
+        toy.CifarResNet,
+    ),
+    "model-on-meta": Case(
+        _analyze(X),
+        fxmaps.DeviceError,
+        r"parameters are on the meta device: they hold no values.*model.to_empty",
+        lambda: toy.CifarResNet().to("meta"),
+    ),
+    "model-on-meta-extract": Case(
+        _extract(torch.randn(1, 3, 8, 8, device="meta")),
+        fxmaps.DeviceError,
+        r"CifarResNet's parameters are on the meta device and hold no values, so it has no "
+        r"maps",
+        lambda: toy.CifarResNet().to("meta"),
+    ),
+    "maps-device-option": Case(
+        _extract(X, device="nowhere:0"),
+        fxmaps.OptionError,
+        r"device='nowhere:0' is not a device",
+        toy.CifarResNet,
+    ),
+    # 7. an empty selection says which kinds there are
+    "empty-list": Case(
+        _on_graph(X, layers=[]),
+        fxmaps.OptionError,
+        r"layers=\[\] selects nothing; pass a kind, node names or glob patterns. The kinds "
+        r"CifarResNet has are: .*conv \(7\)",
+        toy.CifarResNet,
+    ),
+    "absent-kind": Case(
+        _extract(X, layers="attention"),
+        fxmaps.OptionError,
+        r"selects no node of CifarResNet; the kinds it has are: .*downsample \(2\)",
+        toy.CifarResNet,
+    ),
+    # 8. a name that does not exist: close matches
+    "unknown-name": Case(
+        _extract(X, layers=["layer1.0.conv9"]),
+        fxmaps.NodeNotFoundError,
+        r"'layer1.0.conv9'.*'layer1.0.conv1'",
+        toy.CifarResNet,
+    ),
+    "unknown-pattern": Case(
+        _extractor(X, layers="layer9.*"),
+        fxmaps.NodeNotFoundError,
+        r"pattern 'layer9.\*' matches no node",
+        toy.CifarResNet,
+    ),
+    # 10. path:Name specifications
+    "missing-file": Case(
+        _spec("{folder}/nope.py:Net"),
+        fxmaps.ModelLoadError,
+        r"model file '.*nope.py' does not exist",
+    ),
+    "syntax-error": Case(
+        _spec("{folder}/net.py:Net"),
+        fxmaps.ModelLoadError,
+        r"importing '.*net.py' failed: SyntaxError at line 2: .*fix the file",
+        setup=_write("net.py", "import torch\ndef Net(:\n"),
+    ),
+    "exits-on-import": Case(
+        _spec("{folder}/script.py:Net"),
+        fxmaps.ModelLoadError,
+        r"ran code that exited \(SystemExit: 3\); put the file's script code under "
+        r"if __name__ == '__main__'",
+        setup=_write("script.py", "import sys\nsys.exit(3)\n"),
+    ),
+    "missing-attribute": Case(
+        _spec(f"{HERE}:Tinny"),
+        fxmaps.ModelLoadError,
+        r"has no attribute 'Tinny'; did you mean Tiny",
+    ),
+    "not-a-module-class": Case(
+        _spec(f"{HERE}:Case"),
+        fxmaps.ModelLoadError,
+        r"is the class Case, which is not an nn.Module",
+    ),
+    "not-a-factory": Case(
+        _spec(f"{HERE}:NOT_A_FACTORY"),
+        fxmaps.ModelLoadError,
+        r"is of type int, neither an nn.Module class nor a factory function",
+    ),
+    "factory-arguments": Case(
+        _spec(f"{HERE}:needs_arguments"),
+        fxmaps.ModelLoadError,
+        r"cannot be built without arguments \(width\)",
+    ),
+    "factory-raises": Case(
+        _spec(f"{HERE}:raises_when_built"),
+        fxmaps.ModelLoadError,
+        r"building '.*raises_when_built' failed: RuntimeError: no config file found",
+    ),
+    "factory-returns-a-tensor": Case(
+        _spec(f"{HERE}:returns_a_tensor"),
+        fxmaps.ModelLoadError,
+        r"returned Tensor, not an nn.Module",
+    ),
+    # 11. weights files
+    "weights-keys": Case(
+        _weights("w.pt"),
+        fxmaps.ModelLoadError,
+        r"missing keys 'conv1.weight'.*unexpected keys 'stem.weight'.*Was the file saved "
+        r"from this model\?",
+        toy.CifarResNet,
+        _save("w.pt", lambda: toy.Conv1dNet().state_dict()),
+    ),
+    "weights-shapes": Case(
+        _weights("w.pt"),
+        fxmaps.ModelLoadError,
+        r"shape mismatches 'linear.weight' \(10, 32\) in the file, \(5, 32\) in the model",
+        lambda: nn.ModuleDict({"linear": nn.Linear(32, 5)}),
+        _save(
+            "w.pt", lambda: {"linear.weight": torch.zeros(10, 32), "linear.bias": torch.zeros(10)}
+        ),
+    ),
+    "weights-not-a-state-dict": Case(
+        _weights("w.pt"),
+        fxmaps.ModelLoadError,
+        r"holds no state dict \(a mapping of names to tensors\); save one with "
+        r"torch.save\(model.state_dict\(\), path\)",
+        toy.CifarResNet,
+        _save("w.pt", lambda: [1, 2]),
+    ),
+    "weights-whole-model": Case(
+        _weights("w.pt"),
+        fxmaps.ModelLoadError,
+        r"holds pickled Python objects \(tests.models.CifarResNet\).*torch.save\(model\)",
+        toy.CifarResNet,
+        _save("w.pt", toy.CifarResNet),
+    ),
+    "weights-truncated": Case(
+        _weights("w.pt"),
+        fxmaps.ModelLoadError,
+        r"cannot read weights file .*: it is truncated or corrupt",
+        toy.CifarResNet,
+        _truncated,
+    ),
+    "weights-text": Case(
+        _weights("w.pt"),
+        fxmaps.ModelLoadError,
+        r"it is not a file written by torch.save",
+        toy.CifarResNet,
+        _write("w.pt", "hello"),
+    ),
+    # 12. images
+    "image-truncated": Case(
+        lambda _, folder: fxmaps.load_image(folder / "cut.jpg"),
+        fxmaps.ImageError,
+        r"'.*cut.jpg' is truncated or corrupt",
+        setup=_write("cut.jpg", DEFAULT_IMAGE.read_bytes()[:3000]),
+    ),
+    "image-not-an-image": Case(
+        lambda _, folder: fxmaps.load_image(folder / "notes.png"),
+        fxmaps.ImageError,
+        r"is not an image fxmaps can read",
+        setup=_write("notes.png", "not pixels"),
+    ),
+    "image-a-tensor": Case(
+        lambda _, __: fxmaps.load_image(X),  # type: ignore[arg-type]
+        fxmaps.ImageError,
+        r"cannot read an image from a Tensor; .*pass it to fxmaps.analyze",
+    ),
+    # 13. output paths
+    "output-missing-folder": Case(
+        _save_maps("missing/maps.pt"),
+        fxmaps.OutputError,
+        r"folder '.*missing' does not exist; create it first",
+        toy.CifarResNet,
+    ),
+    "output-parent-is-a-file": Case(
+        _save_maps("notes.txt/maps.pt"),
+        fxmaps.OutputError,
+        r"'.*notes.txt' is a file, not a folder",
+        toy.CifarResNet,
+        _write("notes.txt", "x"),
+    ),
+    "output-is-a-folder": Case(
+        lambda model, folder: fxmaps.extract(model, X).save(folder),
+        fxmaps.OutputError,
+        r"it is a folder; name a file in it",
+        toy.CifarResNet,
+    ),
+    # 14. maps that would not fit
+    "memory-limit": Case(
+        _extract(X, max_bytes=1000),
+        fxmaps.MemoryLimitError,
+        r"the 7 maps asked for would take about .* for a batch of 2, more than the limit of "
+        r"1000 B \(max_bytes=1000\); the largest: 'conv1' .*channels='top:16'.*reduce='mean'.*"
+        r"dtype=torch.float16.*max_bytes=",
+        toy.CifarResNet,
+    ),
+    "memory-limit-extractor": Case(
+        _extractor(X, max_bytes=10),
+        fxmaps.MemoryLimitError,
+        r"more than the limit of 10 B",
+        toy.CifarResNet,
+    ),
+    "memory-limit-negative": Case(
+        _extractor(X, max_bytes=-1),
+        fxmaps.OptionError,
+        r"max_bytes=-1 must be a number of bytes >= 0",
+        toy.CifarResNet,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # no __pycache__ beside test files
+    if case.setup is not None:
+        case.setup(tmp_path)
+    before = files(tmp_path)
+    model = case.model() if case.model is not None else None
+    snapshot = _snapshot(model) if model is not None and not _on_meta(model) else None
+    with pytest.raises(case.error, match=case.match) as info:
+        case.run(model, tmp_path)
+    assert isinstance(info.value, fxmaps.FxmapsError)
+    assert "\n" not in str(info.value)
+    if model is not None and snapshot is not None:
+        _assert_unchanged(model, snapshot)
+    elif model is not None:
+        assert all(p.is_meta for p in model.parameters())
+    assert files(tmp_path) == before
+
+
+def _on_meta(model: nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
+
+
+# ------------------------------------------------------------------- 9. not a model at all
+
+
+@pytest.mark.parametrize(
+    ("thing", "match"),
+    [
+        (
+            torchvision.models.resnet18,
+            r"got the function resnet18; if it builds the model, call "
+            r"it and pass the result: resnet18\(\)",
+        ),
+        (
+            toy.CifarResNet,
+            r"got the class CifarResNet instead of a model built from it; pass an "
+            r"instance: CifarResNet\(\)",
+        ),
+        (
+            torchvision.models.ResNet18_Weights.DEFAULT,
+            rf"got the weights ResNet18_Weights.{torchvision.models.ResNet18_Weights.DEFAULT.name} "
+            r"instead of a model; build the model with them: torchvision.models.resnet18\(weights=",
+        ),
+        (
+            "resnet18",
+            r"got the string 'resnet18'; build the model first, for example "
+            r"torchvision.models.get_model\('resnet18'\)",
+        ),
+        ({"conv.weight": torch.zeros(1)}, r"got a state dict .*model.load_state_dict\(state\)"),
+        (lambda x: x, r"got a lambda function; wrap it in an nn.Module"),
+        (None, r"got NoneType; build the model first"),
+    ],
+    ids=["function", "class", "weights", "string", "state-dict", "lambda", "none"],
+)
+@pytest.mark.parametrize(
+    ("caller", "call"),
+    [
+        ("analyze", lambda thing: fxmaps.analyze(thing, X)),
+        ("extract", lambda thing: fxmaps.extract(thing, X)),
+        ("benchmark_extraction", lambda thing: fxmaps.benchmark_extraction(thing, X)),
+    ],
+    ids=["analyze", "extract", "bench"],
+)
+def test_not_a_model(
+    thing: object, match: str, caller: str, call: Callable[[object], object]
+) -> None:
+    with pytest.raises(fxmaps.InputError, match=rf"^{caller}\(\) needs a torch.nn.Module, {match}"):
+        call(thing)
+
+
+def test_a_graph_is_not_analysed_again() -> None:
+    graph = fxmaps.analyze(toy.CifarResNet())
+    with pytest.raises(fxmaps.InputError, match=r"got a ModelGraph, which is already analysed"):
+        fxmaps.analyze(graph, X)  # type: ignore[arg-type]
+
+
+# ------------------------------------------- 3, 4. what is fixed for the user, with a warning
+
+
+def _hooks(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
+    out: torch.Tensor = hook_outputs(model, x)[name][0]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "meant", "match"),
+    [
+        (
+            toy.CifarResNet,
+            torch.randn(3, 16, 16),
+            lambda x: x[None],
+            r"input 0 of shape \(3, 16, 16\) has no batch dimension: conv 'conv1' \(Conv2d\) "
+            r"takes \(N, 3, H, W\); it was taken as one sample of shape \(1, 3, 16, 16\)",
+        ),
+        (
+            Grey,
+            torch.randn(1, 12, 12),
+            lambda x: x[None],
+            r"input 0 of shape \(1, 12, 12\) has no batch dimension: conv 'conv' \(Conv2d\) "
+            r"takes \(N, 1, H, W\)",
+        ),
+        (
+            toy.CifarResNet,
+            torch.randn(2, 3, 16, 16, dtype=torch.float64),
+            lambda x: x.float(),
+            r"input 0 is torch.float64 but the model computes in torch.float32; it was converted "
+            r"to torch.float32",
+        ),
+        (
+            toy.Conv1dNet,
+            torch.randn(2, 64),
+            lambda x: x[None],
+            r"input 0 of shape \(2, 64\) has no batch dimension: conv '.*' \(Conv1d\) "
+            r"takes \(N, 2, L\)",
+        ),
+    ],
+    ids=["chw", "grey", "float64", "conv1d"],
+)
+def test_fixed_with_a_note(
+    model: Callable[[], nn.Module],
+    given: torch.Tensor,
+    meant: Callable[[torch.Tensor], torch.Tensor],
+    match: str,
+) -> None:
+    net = model().eval()
+    before = _snapshot(net)
+    with pytest.warns(fxmaps.FxmapsWarning, match=rf"^example {match}"):
+        graph = fxmaps.analyze(net, given)
+    assert graph.input_shapes == (tuple(meant(given).shape),)
+    with pytest.warns(fxmaps.FxmapsWarning, match=rf"^{match}"):
+        maps = fxmaps.extract(graph, given, layers="conv")
+    first = graph.layers("conv")[0]
+    assert torch.equal(maps[first.name], _hooks(net, meant(given), first.target))
+    _assert_unchanged(net, before)
+
+
+def test_numpy_arrays_are_tensors() -> None:
+    net = toy.CifarResNet().eval()
+    array = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    maps = fxmaps.extract(net, array, layers=["conv1"])
+    assert torch.equal(maps["conv1"], _hooks(net, torch.from_numpy(array), "conv1"))
+    graph = fxmaps.analyze(net, [array])
+    assert graph.input_shapes == (array.shape,)
+
+
+def test_integer_ids_for_an_embedding_are_right() -> None:
+    graph = fxmaps.analyze(Tokens(), torch.tensor([[1, 2, 3]]))
+    assert graph["proj"].out_shape == (1, 3, 2)
+
+
+def test_a_model_that_converts_its_input_itself_is_left_alone() -> None:
+    pixels = torch.randint(0, 256, (2, 8, 8), dtype=torch.uint8)
+    model = OwnConversion()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = fxmaps.analyze(model, pixels)
+        maps = fxmaps.extract(graph, pixels)
+    assert graph.input_shapes == (tuple(pixels.shape),)
+    assert torch.equal(maps["conv"], _hooks(model, pixels, "conv"))
+
+
+# ------------------------------------------------------------------------- 6. NaN and inf
+
+
+def test_nan_in_the_input_is_named() -> None:
+    x = torch.randn(1, 3, 16, 16)
+    x[0, 0, 0, 0], x[0, 1, 2, 3] = float("nan"), float("inf")
+    total = x.numel()
+    with pytest.warns(
+        fxmaps.FxmapsWarning,
+        match=rf"input 0 holds 1 NaN and 1 infinite values "
+        rf"\(of {total}\).*Check how the input was loaded and normalised",
+    ):
+        fxmaps.analyze(toy.CifarResNet(), x)
+    with pytest.warns(fxmaps.FxmapsWarning, match=r"^input 0 holds 1 NaN"):
+        fxmaps.extract(toy.CifarResNet(), x)
+
+
+def test_nan_made_by_the_model_names_the_first_node() -> None:
+    model = broken_batchnorm()
+    x = torch.randn(2, 3, 12, 12)
+    first = first_non_finite_module(model, x)
+    seen = hook_outputs(model, x)
+    bad_convs = [
+        name for name, m in model.named_children()
+        if isinstance(m, nn.Conv2d) and not torch.isfinite(seen[name][0]).all()
+    ]  # fmt: skip
+    before = _snapshot(model)
+    message = (
+        rf"^the map of '{bad_convs[0]}' holds NaN or inf values although the input is finite; "
+        rf"node '{first}' is the first to produce them"
+    )
+    with pytest.warns(fxmaps.FxmapsWarning, match=message):
+        maps = fxmaps.extract(model, x, layers="conv")
+    assert set(maps) == {"0", "3"}
+    with pytest.warns(fxmaps.FxmapsWarning, match=rf"^the model's output holds NaN.*'{first}'"):
+        fxmaps.analyze(model, x)
+    _assert_unchanged(model, before)
+
+
+# ------------------------------------------------------------------- 14. maps too big to keep
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"channels": "top:3"}, {"channels": slice(2, 6)}, {"channels": [0, 5]},
+     {"reduce": "mean"}, {"reduce": "max:space"}, {"dtype": torch.float16}],
+    ids=["all", "top", "slice", "indices", "mean", "space", "float16"],
+)  # fmt: skip
+@pytest.mark.parametrize("shapes", ["graph", "meta"])
+def test_the_estimate_is_what_extraction_keeps(options: dict[str, Any], shapes: str) -> None:
+    x = torch.randn(3, 3, 16, 16)
+    model = toy.CifarResNet()
+    graph = fxmaps.analyze(model, x[:1] if shapes == "graph" else None)
+    chosen = graph.layers(["conv", "downsample", "linear", "add"])
+    sizes = estimate_bytes(graph, chosen, map_options(**options), (x,))
+    maps = fxmaps.extract(graph, x, layers=chosen, **options)
+    assert sizes is not None
+    assert dict(sizes) == {name: t.numel() * t.element_size() for name, t in maps.items()}
+
+
+def test_the_default_limit_is_half_the_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = toy.CifarResNet()
+    kept = fxmaps.extract(model, X)
+    largest = max(kept, key=lambda name: kept[name].numel())
+    free = kept.nbytes  # the maps fit in free memory, not in half of it
+    monkeypatch.setattr(extract_module, "_available_bytes", lambda device: free)
+    calls: list[object] = []
+    handle = model.register_forward_pre_hook(lambda *args: calls.append(args))
+    try:
+        with pytest.raises(fxmaps.MemoryLimitError,
+                           match=rf"more than the limit of .* \(half of the .* free on cpu\); "
+                           rf"the largest: '{largest}'"):  # fmt: skip
+            fxmaps.extract(model, X)
+        assert calls == []  # refused before the model ran
+        assert fxmaps.extract(model, X, max_bytes=math.inf).nbytes == free
+    finally:
+        handle.remove()
+
+
+# ------------------------------------------------------------------ 13. unwritable folders
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders")
+def test_read_only_folder(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        with pytest.raises(fxmaps.OutputError, match=r"folder .*locked.* is not writable"):
+            fxmaps.extract(toy.CifarResNet(), X).save(locked / "maps.pt")
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+# ------------------------------------------------------------------------ the command line
+
+TOY = "tests.models:CifarResNet"
+SIZE = ("--input-size", "3", "16", "16")
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    match: str
+    setup: Callable[[Path], None] | None = None
+    no_dot: bool = False
+
+
+def _tiny_too_small() -> str:
+    side = smallest_side(Tiny())
+    return rf"needs an input of at least {side}×{side}"
+
+
+COMMANDS: dict[str, Command] = {
+    "summary-channels": Command(
+        ("summary", TOY, "--input-size", "1", "16", "16"),
+        r"node 'conv1' \(Conv2d\) failed on input of shape \(1, 1, 16",
+    ),
+    "summary-too-small": Command(
+        ("summary", f"{HERE}:Tiny", "--input-size", "3", "6", "6"), _tiny_too_small()
+    ),
+    "summary-no-factory": Command(
+        ("summary", f"{HERE}:raises_when_built"),
+        r"building .* failed: RuntimeError: no config file found",
+    ),
+    "summary-syntax-error": Command(
+        ("summary", "{tmp}/net.py:Net"),
+        r"SyntaxError at line 2",
+        _write("net.py", "import torch\ndef Net(:\n"),
+    ),
+    "summary-truncated-weights": Command(
+        ("summary", TOY, "--weights", "{tmp}/w.pt"), r"truncated or corrupt", _truncated
+    ),
+    "summary-whole-model": Command(
+        ("summary", TOY, "--weights", "{tmp}/w.pt"),
+        r"pickled Python objects",
+        _save("w.pt", toy.CifarResNet),
+    ),
+    "maps-too-small": Command(
+        ("maps", f"{HERE}:Tiny", "--input-size", "3", "6", "6", "-o", "{tmp}/maps"),
+        _tiny_too_small(),
+    ),
+    "maps-truncated-image": Command(
+        ("maps", TOY, *SIZE, "--image", "{tmp}/cut.jpg", "-o", "{tmp}/maps"),
+        r"cut.jpg' is truncated or corrupt",
+        _write("cut.jpg", DEFAULT_IMAGE.read_bytes()[:3000]),
+    ),
+    "maps-missing-image": Command(
+        ("maps", TOY, *SIZE, "--image", "{tmp}/nope.png", "-o", "{tmp}/maps"),
+        r"no image file",
+    ),
+    "maps-memory": Command(
+        ("maps", TOY, *SIZE, "--max-bytes", "1K", "-o", "{tmp}/maps"),
+        r"more than the limit of 1.0 KiB \(max_bytes=1024\)",
+    ),
+    "maps-absent-kind": Command(
+        ("maps", TOY, *SIZE, "--layers", "attention", "-o", "{tmp}/m"),
+        r"selects no node of CifarResNet; the kinds it has are",
+    ),
+    "maps-unknown-name": Command(
+        ("maps", TOY, *SIZE, "--layers", "layer1.0.conv9", "-o", "{tmp}/m"),
+        r"'layer1.0.conv9'.*'layer1.0.conv1'",
+    ),
+    "maps-into-a-file": Command(
+        ("maps", TOY, *SIZE, "-o", "{tmp}/notes.txt"),
+        r"it is a file, not a folder",
+        _write("notes.txt", "x"),
+    ),
+    "filters-unknown-name": Command(
+        ("filters", TOY, "--layer", "conv9", "-o", "{tmp}/f.png"), r"'conv9'.*'conv1'"
+    ),
+    "graph-parent-is-a-file": Command(
+        ("graph", TOY, *SIZE, "-o", "{tmp}/notes.txt/g.svg"),
+        r"notes.txt' is a file, not a folder",
+        _write("notes.txt", "x"),
+    ),
+    "graph-missing-folder": Command(
+        ("graph", TOY, *SIZE, "-o", "{tmp}/missing/g.svg"), r"folder '.*missing' does not exist"
+    ),
+    "graph-into-a-folder": Command(
+        ("graph", TOY, *SIZE, "-o", "{tmp}"), r"it is a folder; name a file in it"
+    ),
+    "graph-no-dot": Command(
+        ("graph", TOY, *SIZE, "-o", "{tmp}/g.svg"), r"not found on PATH.*install", no_dot=True
+    ),
+    "report-missing-folder": Command(
+        ("report", TOY, *SIZE, "-o", "{tmp}/missing/r.html"), r"folder '.*missing' does not exist"
+    ),
+    "report-not-an-image": Command(
+        ("report", TOY, *SIZE, "--image", "{tmp}/notes.png", "-o", "{tmp}/r.html"),
+        r"is not an image fxmaps can read",
+        _write("notes.png", "not pixels"),
+    ),
+    "bench-memory": Command(
+        ("bench", TOY, *SIZE, "--max-bytes", "1K", "--repeat", "1"),
+        r"the 7 maps asked for would take",
+    ),
+    "bench-channels": Command(
+        ("bench", TOY, "--input-size", "1", "16", "16", "--repeat", "1"),
+        r"failed on input of shape \(8, 1, 16, 16\); it expects 3 input",
+    ),
+    "bench-json-folder": Command(
+        ("bench", TOY, *SIZE, "--json", "{tmp}/missing/b.json"),
+        r"folder '.*missing' does not exist",
+    ),
+    "demo-into-a-file": Command(
+        ("demo", "-o", "{tmp}/notes.txt"), r"it is a file, not a folder", _write("notes.txt", "x")
+    ),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+def test_command_line(
+    command: Command,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    if command.no_dot:
+        monkeypatch.setenv("PATH", str(tmp_path_factory.mktemp("empty")))
+        assert shutil.which("dot") is None
+    if command.setup is not None:
+        command.setup(tmp_path)
+    before = files(tmp_path)
+    code = main([arg.format(tmp=tmp_path) for arg in command.argv])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    lines = [line for line in err.splitlines() if line.startswith("fxmaps: error: ")]
+    assert len(lines) == 1, err
+    assert re.search(command.match, lines[0]), lines[0]
+    assert "Traceback" not in err
+    assert files(tmp_path) == before
+
+
+def test_command_line_sizes_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match="2"):
+        main(["maps", TOY, "--max-bytes", "2X", "-o", "maps"])
+    assert "argument --max-bytes: '2X' is not a size" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_too(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("fxmaps.cli.commands.analyze", broken)
+    code = main(["summary", TOY])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == (
+        "fxmaps: error: ZeroDivisionError: a bug (unexpected: run again with --debug for the "
+        "traceback, and please report it)\n"
+    )
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        main(["summary", TOY, "--debug"])
+
+
+# ------------------------------------------------------------------------ 5. CUDA devices
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_maps_to_a_missing_gpu() -> None:
+    with pytest.raises(fxmaps.DeviceError, match=r"device='cuda': there is no CUDA device here"):
+        fxmaps.extract(toy.CifarResNet(), X, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_input_for_a_cpu_model() -> None:
+    model = toy.CifarResNet()
+    before = _snapshot(model)
+    with pytest.raises(fxmaps.DeviceError, match=r"input 0 is on cuda:0 but the model's param"):
+        fxmaps.extract(model, X.cuda())
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_limit_on_cuda_is_half_its_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = toy.CifarResNet().cuda()
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2000, 10**10))
+    with pytest.raises(fxmaps.MemoryLimitError, match=r"\(half of the 2.0 KiB free on cuda"):
+        fxmaps.extract(model, X.cuda())
+    assert fxmaps.extract(model, X.cuda(), device="cpu")["conv1"].device.type == "cpu"
