@@ -5,20 +5,33 @@ Nodes are named the way torchvision's ``create_feature_extractor`` names them
 traces into composite ``torchvision.ops`` modules (``Conv2dNormActivation``,
 ``SqueezeExcitation``, ``MLP``) so every conv and linear call is a node.
 
-When tracing fails, :func:`trace` first autowraps the plain helper function
-that failed (shape arithmetic with ``max``/``int``/``len``), then makes the
-innermost failing submodule a leaf, and retries; what became opaque is reported.
+Where plain torch.fx gives up or records the wrong thing, the tracer:
+
+* records a branch that only raises (``assert``, ``if bad: raise``) as a
+  ``torch._assert`` check instead of failing on it;
+* records ``x[index] = value``, and makes ``x += y`` in place where anything
+  still reads the old ``x`` (fx records ``x = x + y``);
+* gives helpers recorded as one call fresh copies of their list arguments.
+
+When tracing still fails, :func:`trace` first autowraps the plain helper function
+that failed (shape arithmetic with ``max``/``int``/``len``; a function timm
+registers as not traceable is preferred), then makes the innermost failing
+submodule a leaf (every instance at once for a class timm registers), and
+retries; a torch.nn module that fails in its own ``forward`` is one node. What
+became opaque is reported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import FunctionType
 from typing import Any
 
 import torch
@@ -29,11 +42,13 @@ from fxmaps._failures import (
     Failure,
     Helper,
     Patch,
+    Untraceable,
+    check_message,
     diagnose,
-    is_assert,
+    known_untraceable,
     patch_list,
     patched_globals,
-    short,
+    raising_outcome,
     trace_error_message,
 )
 from fxmaps.errors import InputError, TraceError
@@ -44,6 +59,26 @@ LeafSpec = type[nn.Module] | nn.Module | str
 """A leaf module given by class, by instance or by qualified name."""
 
 _SETITEM = "__setitem__"
+_AUGMENTED: dict[str, tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = {
+    "__iadd__": (operator.add, operator.iadd),
+    "__isub__": (operator.sub, operator.isub),
+    "__imul__": (operator.mul, operator.imul),
+    "__itruediv__": (operator.truediv, operator.itruediv),
+    "__ifloordiv__": (operator.floordiv, operator.ifloordiv),
+    "__imod__": (operator.mod, operator.imod),
+    "__ipow__": (operator.pow, operator.ipow),
+    "__imatmul__": (operator.matmul, operator.imatmul),
+    "__iand__": (operator.and_, operator.iand),
+    "__ior__": (operator.or_, operator.ior),
+    "__ixor__": (operator.xor, operator.ixor),
+    "__ilshift__": (operator.lshift, operator.ilshift),
+    "__irshift__": (operator.rshift, operator.irshift),
+}
+"""Augmented assignments: the out-of-place operator fx records, and the in-place one."""
+_FRESH_FUNCTIONS = frozenset(
+    {plain for plain, _ in _AUGMENTED.values()} | {operator.neg, torch.cat, torch.stack}
+)
+"""Functions whose result never shares storage with an argument."""
 _SUFFIX = re.compile(r"(.+)_[0-9]+")
 _SIMPLE_DEFAULTS = (type(None), bool, int, float, str)
 
@@ -136,12 +171,16 @@ class _Tracer(fx.Tracer):
             param_shapes_constant=True,
         )
         self._leaf_types = leaf_types
+        self._wrapped = frozenset(autowrap_functions + _TV_OPS_FUNCTIONS)
         self._leaf_names = leaf_names
         self._patches = patches
         self._stack: list[str] = []
         self._namer = _Namer()
         self.node_names: dict[fx.Node, str] = {}
         self.failure: tuple[BaseException, tuple[str, ...]] | None = None
+        self.augmented: dict[fx.Node, Callable[[Any, Any], Any]] = {}
+        """Nodes recorded for ``a += b`` (as ``a + b``), with their in-place operator."""
+        self.swallowed: tuple[BaseException, tuple[str, ...]] | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if module_qualified_name in self._leaf_names or isinstance(m, self._leaf_types):
@@ -183,40 +222,170 @@ class _Tracer(fx.Tracer):
         return node
 
     def to_bool(self, obj: fx.Proxy) -> bool:
-        # fx records ``assert cond`` only for the bytecode of some Python versions;
-        # recognise the assert pattern here for every version.
+        # A branch that only raises is a check (`assert`, `if bad: raise`): record it
+        # as torch._assert and take the other branch, for every Python version.
         frame = inspect.currentframe()
         caller = frame.f_back.f_back if frame and frame.f_back else None
-        if caller is not None and is_assert(caller):
-            self.create_proxy("call_function", torch._assert, (obj, "assert traced by fxmaps"), {})
-            return True
-        return bool(super().to_bool(obj))
+        raising = raising_outcome(caller) if caller is not None else None
+        if caller is None or raising is None:
+            return bool(self._noted(super().to_bool, obj))
+        holds = self.create_proxy("call_function", operator.not_, (obj,), {}) if raising else obj
+        self.create_proxy("call_function", torch._assert, (holds, check_message(caller)), {})
+        return not raising
+
+    def iter(self, obj: fx.Proxy) -> Iterator[Any]:
+        return iter(self._noted(super().iter, obj))
+
+    def _noted(self, method: Callable[[fx.Proxy], Any], obj: fx.Proxy) -> Any:
+        """``method(obj)``, noting the first error it raises with the module stack.
+
+        fx's TraceError is a ValueError: a model's own ``except ValueError`` (or
+        ``except Exception``) can swallow it and trace its fallback branch, a graph
+        that is silently wrong. A noted error fails the trace even then.
+        """
+        try:
+            return method(obj)
+        except Exception as err:
+            if self.swallowed is None:
+                self.swallowed = (err, tuple(self._stack))
+            raise
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
-        with patched_globals(self._patches), _item_assignment():
-            return super().trace(root, concrete_args)
+        with patched_globals(self._patches), _proxy_assignments():
+            graph = super().trace(root, concrete_args)
+        if self.swallowed is not None:
+            self.failure = self.swallowed
+            raise self.swallowed[0]
+        position = {node: i for i, node in enumerate(graph.nodes)} if self.augmented else {}
+        for node, inplace in self.augmented.items():
+            if _observed_after(node, root, position):
+                node.target = inplace
+        for node in graph.nodes:
+            helper = node.op == "call_function" and node.target not in self._wrapped
+            if helper and _is_helper(node.target) and _holds_list((node.args, node.kwargs)):
+                node.target = _with_fresh_lists(node.target)
+        return graph
+
+
+def _is_helper(target: Any) -> bool:
+    """A plain Python function recorded as one call (``torch.fx.wrap``-ed or autowrapped)."""
+    package = getattr(target, "__module__", "").partition(".")[0]
+    return isinstance(target, FunctionType) and package not in ("torch", "operator", "math")
+
+
+def _holds_list(value: Any) -> bool:
+    if isinstance(value, list):
+        return True
+    if isinstance(value, (tuple, dict)):
+        return any(_holds_list(v) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
+@functools.cache
+def _with_fresh_lists(function: FunctionType) -> Callable[..., Any]:
+    """``function`` given fresh copies of its list arguments at every call.
+
+    fx stores list arguments as immutable lists in the graph; the generated code
+    passes fresh list literals, but an ``fx.Interpreter`` (shape propagation) passes
+    those lists, and a helper that updates a list it was given (torchvision's
+    ``_get_window_and_shift_size``, which the model calls with fresh copies) fails.
+    """
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*_fresh(args), **_fresh(kwargs))
+
+    return call
+
+
+def _fresh(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_fresh(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    return value
 
 
 @contextlib.contextmanager
-def _item_assignment() -> Iterator[None]:
-    """Record ``x[index] = value`` on a proxy as an ``operator.setitem`` node.
+def _proxy_assignments() -> Iterator[None]:
+    """Record ``x[index] = value`` and ``x += y`` on proxies, while fxmaps traces.
 
-    fx proxies do not support item assignment, so a model that writes into a
-    tensor could not be traced at all; this holds only while fxmaps traces.
+    fx proxies support neither: item assignment fails, and ``x += y`` falls back to
+    ``x = x + y``, which is wrong when anything else still reads the old ``x`` (an
+    alias, a caller's tensor that a submodule updates in place). Item assignment
+    becomes an ``operator.setitem`` node; an augmented assignment an out-of-place
+    node, made in place after tracing where something reads the tensor it updates.
     """
-    saved = vars(fx.Proxy).get(_SETITEM)
-
-    def setitem(self: fx.Proxy, key: Any, value: Any) -> None:
-        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
-
-    setattr(fx.Proxy, _SETITEM, setitem)
+    methods: dict[str, Callable[..., Any]] = {_SETITEM: _setitem}
+    methods.update({name: _augmented(*ops) for name, ops in _AUGMENTED.items()})
+    saved = {name: vars(fx.Proxy).get(name) for name in methods}
+    for name, method in methods.items():
+        setattr(fx.Proxy, name, method)
     try:
         yield
     finally:
-        if saved is None:
-            delattr(fx.Proxy, _SETITEM)
-        else:
-            setattr(fx.Proxy, _SETITEM, saved)
+        for name, before in saved.items():
+            if before is None:
+                delattr(fx.Proxy, name)
+            else:
+                setattr(fx.Proxy, name, before)
+
+
+def _setitem(self: fx.Proxy, key: Any, value: Any) -> None:
+    self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
+
+def _augmented(
+    plain: Callable[[Any, Any], Any], inplace: Callable[[Any, Any], Any]
+) -> Callable[[fx.Proxy, Any], fx.Proxy]:
+    def method(self: fx.Proxy, other: Any) -> fx.Proxy:
+        proxy = self.tracer.create_proxy("call_function", plain, (self, other), {})
+        if isinstance(self.tracer, _Tracer):
+            self.tracer.augmented[proxy.node] = inplace
+        return proxy
+
+    return method
+
+
+def _observed_after(node: fx.Node, root: nn.Module, position: Mapping[fx.Node, int]) -> bool:
+    """Whether anything reads, after ``node``, the tensor that ``a += b`` updates.
+
+    Follows storage that may be shared: through ops that may return a view or the
+    tensor itself (anything not known to compute a fresh tensor), upwards and
+    downwards. Graph inputs and module attributes are read by their owner later.
+    """
+    start = node.args[0]
+    if not isinstance(start, fx.Node):
+        return False
+    seen = {start}
+    todo = [start]
+    while todo:
+        current = todo.pop()
+        if current.op in ("placeholder", "get_attr"):
+            return True
+        users = [user for user in current.users if user is not node]
+        if any(position[user] > position[node] for user in users):
+            return True
+        related = [user for user in users if _may_alias(user, root)]
+        if _may_alias(current, root):
+            related += current.all_input_nodes
+        for other in related:
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return False
+
+
+def _may_alias(node: fx.Node, root: nn.Module) -> bool:
+    """Whether ``node``'s result may share storage with an input (unknown ops: yes)."""
+    if node.op == "call_module":
+        # A module with weights (conv, linear, norm) computes a new tensor.
+        return next(root.get_submodule(str(node.target)).parameters(), None) is None
+    if node.op == "call_function":
+        return node.target not in _FRESH_FUNCTIONS
+    return node.op == "call_method"
 
 
 def trace(
@@ -245,6 +414,7 @@ def trace(
     leaf_types, leaf_names = _split_leaf_specs(model, leaf_modules)
     concrete, input_names = _concrete_args(model, n_inputs)
     wraps = tuple(autowrap_functions)
+    known = known_untraceable()
     auto_leaves: dict[str, Failure] = {}
     helpers: dict[int, Helper] = {}
 
@@ -259,15 +429,21 @@ def trace(
         try:
             graph, constants = _symbolic_graph(tracer, model, concrete, train)
         except Exception as err:
-            failure = diagnose(err, tracer.failure)
+            failure = diagnose(err, tracer.failure, known.codes)
             if failure.helper is not None and id(failure.helper[0]) not in helpers:
                 helpers[id(failure.helper[0])] = failure.helper
                 continue
             leaf = _leaf_for(failure, auto_leaves)
+            whole = _kept_whole(model, known) if leaf is None else None
+            if whole is not None:
+                return _whole_model(model, input_names, replace(failure, note=whole))
             if leaf is None:
                 raise TraceError(trace_error_message(model, failure)) from err
-            auto_leaves[leaf] = failure
-            auto_leaves.update(_failing_twins(model, leaf, auto_leaves, helpers, new_tracer, train))
+            twins = _registered_twins(model, leaf, failure, auto_leaves, known)
+            if twins is None:
+                twins = {leaf: failure}
+                twins.update(_failing_twins(model, leaf, auto_leaves, helpers, new_tracer, train))
+            auto_leaves.update(twins)
             continue
         graph_module, targets = _graph_module(graph, model, constants)
         user_leaves = (leaf_types, leaf_names)
@@ -275,6 +451,72 @@ def trace(
             graph_module, targets, tracer, input_names, user_leaves, auto_leaves, helpers
         )
     raise TraceError(f"fxmaps gave up tracing {type(model).__name__}: too many retries")
+
+
+def _registered_twins(
+    model: nn.Module,
+    leaf: str,
+    failure: Failure,
+    auto_leaves: Mapping[str, Failure],
+    known: Untraceable,
+) -> dict[str, Failure] | None:
+    """Every instance of the failing module's class, if timm registered it as untraceable.
+
+    timm's registry says the class cannot be traced, so no instance is probed.
+    """
+    cls = type(model.get_submodule(leaf))
+    if cls not in known.classes:
+        return None
+    noted = replace(failure, note=f"timm registers {cls.__name__} as not traceable")
+    return {
+        name: noted
+        for name, module in model.named_modules()
+        if type(module) is cls and (name == leaf or not _inside(name, auto_leaves))
+    }
+
+
+def _kept_whole(model: nn.Module, known: Untraceable) -> str | None:
+    """Why a model that fails in its own ``forward`` is shown as one opaque node, if it is.
+
+    Only torch.nn's own modules (``TransformerEncoderLayer``, ``LSTM``, ...) and
+    classes timm registers as untraceable: code the user cannot change. Any other
+    model gets a ``TraceError`` that says what to change.
+    """
+    cls = type(model).__name__
+    if isinstance(model, known.classes):
+        return f"timm registers {cls} as not traceable; the model is one node"
+    if fx.Tracer.is_leaf_module(fx.Tracer(), model, ""):
+        return f"torch.nn's {cls} is kept whole"
+    return None
+
+
+def _whole_model(model: nn.Module, input_names: tuple[str, ...], failure: Failure) -> Traced:
+    """The model as one call node: inputs -> the model -> output (optional inputs at their
+    defaults)."""
+    cls = type(model).__name__
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls).lower()
+    if not name.isidentifier() or name in _RESERVED or name in input_names:
+        name = f"fxmaps_{name}" if name.isidentifier() else "fxmaps_model"
+    parameters = inspect.signature(model.forward).parameters.values()
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    graph = fx.Graph()
+    inputs = [
+        graph.placeholder(p.name)
+        for p in parameters
+        if p.name in input_names and p.kind in positional
+    ]
+    call = graph.call_module(name, tuple(inputs))
+    output = graph.output(call)
+    names = {node: node.name for node in inputs} | {call: name, output: "output"}
+    return Traced(
+        graph_module=fx.GraphModule({name: model}, graph, cls if cls.isidentifier() else "Traced"),
+        names=names,
+        scopes=dict.fromkeys(names, ()),
+        hidden=frozenset(),
+        opaque=(OpaqueModule(name, cls, failure.reason, failure.location),),
+        autowrapped=(),
+        targets={call: ""},
+    )
 
 
 def _symbolic_graph(
@@ -407,7 +649,7 @@ def _opaque(
     module_type = type(graph_module.get_submodule(str(node.target))).__name__
     if failure is None:
         return OpaqueModule(name, module_type, "listed in leaf_modules", "")
-    return OpaqueModule(name, module_type, short(failure.error), failure.location)
+    return OpaqueModule(name, module_type, failure.reason, failure.location)
 
 
 def _split_leaf_specs(

@@ -6,10 +6,13 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import fxmaps
 from fxmaps import Kind
+from fxmaps.classify.blocks import ROLE_SKIP
+from fxmaps.graph import ATTR_ROLE
 from tests import models as toy
 from tests.conftest import tv_model
 
@@ -208,3 +211,115 @@ def test_residual_merges_in_the_models_own_forward_are_blocks() -> None:
     assert graph["proj"].block == "add"
     assert graph["skip.1"].block == "add_1"  # the shortcut Sequential is no block of its own
     assert graph["downsample"].block is None
+
+
+class _IdentityModuleShortcut(nn.Module):
+    """timm's usual block: ``self.shortcut = nn.Identity()`` when no projection is needed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.shortcut(x)
+
+
+def test_identity_module_shortcut_is_an_identity_skip() -> None:
+    """Found by tests/test_properties.py: an nn.Identity shortcut was 'parameter-free', and
+    its edges were drawn as a projection shortcut."""
+    graph = fxmaps.analyze(_IdentityModuleShortcut())
+    (residual,) = graph.residuals()
+    assert (residual.skip, residual.shortcut, residual.downsample) == (
+        fxmaps.SkipKind.IDENTITY,
+        ("shortcut",),
+        (),
+    )
+    edges = graph.nx.edges
+    assert edges["x", "shortcut"][ATTR_ROLE] == edges["shortcut", "add"][ATTR_ROLE] == ROLE_SKIP
+
+
+class _SharedWeightBranches(nn.Module):
+    """Both branches read one parameter (one ``get_attr`` node): a common ancestor of the
+    add's operands that is not where the data forks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.weight = nn.Parameter(torch.randn(2, 2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.conv(x), self.weight) + F.conv2d(x, self.weight)
+
+
+def test_a_parameter_both_branches_read_is_not_the_fork() -> None:
+    """Found by tests/test_properties.py: the shared weight was taken for the fork, so the
+    main branch lost its first conv and the residual was read as an equal-branch merge."""
+    graph = fxmaps.analyze(_SharedWeightBranches())
+    (residual,) = graph.residuals()
+    assert (residual.fork, residual.main, residual.shortcut, residual.downsample) == (
+        "x",
+        ("conv", "conv2d"),
+        ("conv2d_1",),
+        ("conv2d_1",),
+    )
+
+
+class _ReadsItsWeight(nn.Module):
+    """A conv that reads its own weight (as timm's ``StdConv2d`` does): a ``get_attr`` node."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(2, 2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight)
+
+
+class _SequentialShortcutReadsAWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.shortcut = nn.Sequential(_ReadsItsWeight())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x)) + self.shortcut(x)
+
+
+def test_a_shortcut_sequential_that_reads_a_weight_is_no_sequential_block() -> None:
+    """Found by tests/test_properties.py: the weight's node is on no branch, so the shortcut
+    Sequential seemed to hold a main-path layer and counted as a sequential block."""
+    graph = fxmaps.analyze(_SequentialShortcutReadsAWeight())
+    assert headline(graph) == {
+        "conv": 2,
+        "downsample": 1,
+        "linear": 0,
+        "sequential": 0,
+        "residual": 1,
+    }
+    assert [layer.name for layer in graph.layers("downsample")] == ["shortcut.0.conv2d"]
+
+
+class _RootAddReadsAWeight(nn.Module):
+    """A residual add in the model's own forward; its main Sequential starts by reading a
+    weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_ReadsItsWeight(), nn.Conv2d(2, 2, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + x
+
+
+def test_a_root_residual_block_holds_the_weights_its_branches_read() -> None:
+    """Found by tests/test_properties.py: the weight's node was left out of the block of a
+    residual add in the model's own forward, so the Sequential it opens lost its parent and
+    render_graph(collapse="blocks") drew the block apart, with a cycle."""
+    graph = fxmaps.analyze(_RootAddReadsAWeight())
+    assert [(b.name, b.kind.value, b.parent) for b in graph.blocks()] == [
+        ("add", "residual", None),
+        ("body", "sequential", "add"),
+    ]
+    assert graph.blocks()[0].layers == ("body.0.body_0_weight", "body.0.conv2d", "body.1", "add")

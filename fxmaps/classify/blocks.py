@@ -7,7 +7,7 @@ The branch with more learned layers (convs, linears, attention, weighted ops)
 is the main path; the other is the shortcut, and its convs are downsample
 convs. Equal counts are a multi-branch merge, not a residual. Module names are
 never consulted, so a shortcut called ``shortcut``, ``proj`` or ``skip`` works
-and an empty ``nn.Sequential()`` identity is no downsample.
+and an empty ``nn.Sequential()`` or an ``nn.Identity`` shortcut is an identity skip.
 
 A residual merge must also be local: both branches lie inside the module call
 that performs the add (a block), which tells a ResNet shortcut apart from the
@@ -98,15 +98,16 @@ def analyze_structure(
         learned: Whether a node is a learned layer (counts towards a branch).
     """
     index = {node: i for i, node in enumerate(nodes)}
+    fed = _fed_by_inputs(nodes)
     merges = []
     for node in nodes:
         if kinds[node] is Kind.ADD:
-            merge = _residual_merge(node, index, kinds, scopes, learned, names)
+            merge = _residual_merge(node, index, fed, kinds, scopes, learned, names)
             if merge is not None:
                 merges.append(merge)
     downsample = frozenset(n for m in merges for n in m.shortcut if kinds[n] is Kind.CONV)
     shortcut_nodes = {n for m in merges for n in m.shortcut}
-    blocks, node_block = _blocks(nodes, merges, names, scopes, shortcut_nodes)
+    blocks, node_block = _blocks(nodes, merges, names, scopes, shortcut_nodes, fed)
     residuals = tuple(
         Residual(
             merge=names[m.add],
@@ -131,9 +132,23 @@ def _operands(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
     return None
 
 
+def _fed_by_inputs(nodes: list[fx.Node]) -> set[fx.Node]:
+    """Nodes that the model's inputs flow into: the only ones that can be a fork.
+
+    A parameter (a ``get_attr`` node, or a node computed from parameters alone) that
+    two branches both read is their common ancestor but not where the data forks.
+    """
+    fed: set[fx.Node] = set()
+    for node in nodes:
+        if node.op == "placeholder" or any(p in fed for p in node.all_input_nodes):
+            fed.add(node)
+    return fed
+
+
 def _residual_merge(
     add: fx.Node,
     index: Mapping[fx.Node, int],
+    fed: set[fx.Node],
     kinds: Mapping[fx.Node, Kind],
     scopes: Mapping[fx.Node, tuple[Scope, ...]],
     learned: Callable[[fx.Node], bool],
@@ -142,7 +157,7 @@ def _residual_merge(
     operands = _operands(add)
     if operands is None:
         return None
-    found = _fork(*operands, index)
+    found = _fork(*operands, index, fed)
     if found is None:
         return None
     fork, branch_a, branch_b = found
@@ -167,9 +182,10 @@ def _residual_merge(
 
 
 def _fork(
-    a: fx.Node, b: fx.Node, index: Mapping[fx.Node, int]
+    a: fx.Node, b: fx.Node, index: Mapping[fx.Node, int], fed: set[fx.Node]
 ) -> tuple[fx.Node, list[fx.Node], list[fx.Node]] | None:
-    """The latest common ancestor of ``a`` and ``b``, and each operand's branch."""
+    """The latest common ancestor of ``a`` and ``b`` that the inputs flow into, and each
+    operand's branch."""
     tags: dict[fx.Node, int] = {a: 1}
     tags[b] = tags.get(b, 0) | 2
     heap = [(-index[n], index[n]) for n in tags]
@@ -180,7 +196,7 @@ def _fork(
         _, i = heapq.heappop(heap)
         node = by_index[i]
         tag = tags[node]
-        if tag == 3:
+        if tag == 3 and node in fed:
             branch_a = _branch(node, [n for n in reversed(popped) if tags[n] == 1])
             branch_b = _branch(node, [n for n in reversed(popped) if tags[n] == 2])
             return node, branch_a, branch_b
@@ -227,9 +243,17 @@ def _skip_kind(
 ) -> SkipKind:
     if any(learned(n) for n in shortcut):
         return SkipKind.PROJECTION
-    if all(kinds[n] in _TRANSPARENT for n in shortcut):
+    if all(kinds[n] in _TRANSPARENT or _is_identity_module(n) for n in shortcut):
         return SkipKind.IDENTITY
     return SkipKind.PARAMETER_FREE
+
+
+def _is_identity_module(node: fx.Node) -> bool:
+    """A call of an ``nn.Identity`` (the usual empty shortcut in timm), whose kind is ``other``."""
+    owner = node.graph.owning_module
+    if node.op != "call_module" or owner is None:
+        return False
+    return isinstance(owner.get_submodule(str(node.target)), nn.Identity)
 
 
 def _blocks(
@@ -238,32 +262,36 @@ def _blocks(
     names: Mapping[fx.Node, str],
     scopes: Mapping[fx.Node, tuple[Scope, ...]],
     shortcut_nodes: set[fx.Node],
+    fed: set[fx.Node],
 ) -> tuple[tuple[Block, ...], dict[fx.Node, str]]:
     """Residual blocks (calls that perform a residual add) and main-path sequential calls.
 
     A residual merge in the model's own forward has no module call around it; its
-    block is named after the add and holds the merge's two branches.
+    block is named after the add and holds the merge's two branches, and the parameter
+    nodes those read.
     """
     members: dict[Scope, list[fx.Node]] = {}
     for node in nodes:
         for scope in scopes[node]:
             members.setdefault(scope, []).append(node)
     residual = {m.block for m in merges}
+    main_path = fed - shortcut_nodes  # a parameter's node lies on no path
     kinds: dict[str, BlockKind] = {}
     types: dict[str, str] = {}
     for scope, inside in members.items():
         if scope.name in residual:
             kinds[scope.name] = BlockKind.RESIDUAL
-        elif issubclass(scope.module_type, nn.Sequential) and any(
-            n not in shortcut_nodes for n in inside
-        ):
+        elif issubclass(scope.module_type, nn.Sequential) and any(n in main_path for n in inside):
             kinds[scope.name] = BlockKind.SEQUENTIAL
         else:
             continue
         types[scope.name] = scope.module_type.__name__
     scope_names = {scope.name for scope in members}
     root = [m for m in merges if m.block not in scope_names]
-    root_members = {m.block: {*m.main, *m.shortcut, m.add} for m in root}
+    parameters = [n for n in reversed(nodes) if n not in fed]  # users before what they read
+    root_members = {
+        m.block: _with_parameters({*m.main, *m.shortcut, m.add}, parameters) for m in root
+    }
     root_order = sorted(root_members, key=lambda name: -len(root_members[name]))  # outer first
     for name in root_order:
         kinds[name] = BlockKind.RESIDUAL
@@ -275,6 +303,14 @@ def _blocks(
     }
     node_block = {node: chain[-1] for node, chain in chains.items() if chain}
     return _block_records(nodes, chains, kinds, types, names), node_block
+
+
+def _with_parameters(members: set[fx.Node], parameters: list[fx.Node]) -> set[fx.Node]:
+    """``members`` and the parameter nodes (not fed by the inputs) that members read."""
+    for node in parameters:
+        if any(user in members for user in node.users):
+            members.add(node)
+    return members
 
 
 def _block_records(

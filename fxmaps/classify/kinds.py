@@ -51,7 +51,7 @@ class BlockKind(_StrEnum):
 class SkipKind(_StrEnum):
     """What the shortcut branch of a residual merge holds."""
 
-    IDENTITY = "identity"  # nothing, or only norms, activations, dropout, reshapes
+    IDENTITY = "identity"  # nothing, or only norms, activations, dropout, reshapes, nn.Identity
     PROJECTION = "projection"  # learned layers (its convs are downsample convs)
     PARAMETER_FREE = "parameter-free"  # pooling, padding, slicing: no learned layers
 

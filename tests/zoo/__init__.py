@@ -1,0 +1,1 @@
+"""The zoo survey: every model of the torchvision and timm zoos through the pipeline."""
