@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -253,8 +254,9 @@ class _SharedWeightBranches(nn.Module):
 
 
 def test_a_parameter_both_branches_read_is_not_the_fork() -> None:
-    """Found by tests/test_properties.py: the shared weight was taken for the fork, so the
-    main branch lost its first conv and the residual was read as an equal-branch merge."""
+    """Found while writing tests/test_properties.py (whose reused F.conv parts hit it): the
+    shared weight was taken for the fork, so the main branch lost its first conv and the
+    residual was read as an equal-branch merge."""
     graph = fxmaps.analyze(_SharedWeightBranches())
     (residual,) = graph.residuals()
     assert (residual.fork, residual.main, residual.shortcut, residual.downsample) == (
@@ -323,3 +325,61 @@ def test_a_root_residual_block_holds_the_weights_its_branches_read() -> None:
         ("body", "sequential", "add"),
     ]
     assert graph.blocks()[0].layers == ("body.0.body_0_weight", "body.0.conv2d", "body.1", "add")
+
+
+class _WeightSharedWithARootBlock(nn.Module):
+    """One weight read in a Sequential, then again in a residual add in the model's own
+    forward: the weight's node is in the Sequential, not in the later block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = _ReadsItsWeight()
+        self.body = nn.Sequential(self.reads, nn.Conv2d(2, 2, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return self.reads(y) + y
+
+
+class _WeightSharedOutOfARootBlock(nn.Module):
+    """One weight first read inside a residual block of the model's own forward, then
+    again after it: the block's Sequential still nests in the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = _ReadsItsWeight()
+        self.body = nn.Sequential(self.reads, nn.Conv2d(2, 2, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reads(self.body(x) + x)
+
+
+@pytest.mark.parametrize(
+    ("model", "blocks", "collapsed"),
+    [
+        (
+            _WeightSharedWithARootBlock,
+            [("body", "sequential", None), ("add", "residual", None)],
+            {("x", "body"), ("body", "add"), ("add", "output")},
+        ),
+        (
+            _WeightSharedOutOfARootBlock,
+            [("add", "residual", None), ("body", "sequential", "add")],
+            {("x", "add"), ("add", "reads.conv2d_1"), ("reads.conv2d_1", "output")},
+        ),
+    ],
+    ids=["read-again-in-block", "read-again-after-block"],
+)
+def test_a_shared_weight_does_not_change_how_blocks_nest(
+    model: type[nn.Module],
+    blocks: list[tuple[str, str, str | None]],
+    collapsed: set[tuple[str, str]],
+) -> None:
+    """Found by tests/test_properties.py: a weight read in two blocks made one block the
+    parent of the other, and the collapsed diagram a cycle."""
+    graph = fxmaps.analyze(model())
+    assert [(b.name, b.kind.value, b.parent) for b in graph.blocks()] == blocks
+    assert graph["reads.reads_weight"].block == "body"  # where it is first read
+    source = fxmaps.render_graph(graph, collapse="blocks").source
+    edges = re.findall(r'^\t"?([\w.]+)"? -> "?([\w.]+)"?', source, re.MULTILINE)
+    assert set(edges) == collapsed

@@ -2,7 +2,8 @@
 
 For each add of two tensors, the two operands are walked back together, in
 reverse execution order, until they meet at the *fork*: the latest node both
-depend on. Each operand's *branch* is what lies on paths from the fork to it.
+depend on that the model's inputs flow into (a weight both branches read is no
+fork). Each operand's *branch* is what lies on paths from the fork to it.
 The branch with more learned layers (convs, linears, attention, weighted ops)
 is the main path; the other is the shortcut, and its convs are downsample
 convs. Equal counts are a multi-branch merge, not a residual. Module names are
@@ -302,13 +303,13 @@ def _blocks(
         for node in nodes
     }
     node_block = {node: chain[-1] for node, chain in chains.items() if chain}
-    return _block_records(nodes, chains, kinds, types, names), node_block
+    return _block_records(nodes, chains, kinds, types, names, fed), node_block
 
 
 def _with_parameters(members: set[fx.Node], parameters: list[fx.Node]) -> set[fx.Node]:
-    """``members`` and the parameter nodes (not fed by the inputs) that members read."""
+    """``members`` and the parameter nodes (not fed by the inputs) that only members read."""
     for node in parameters:
-        if any(user in members for user in node.users):
+        if node.users and all(user in members for user in node.users):
             members.add(node)
     return members
 
@@ -319,15 +320,21 @@ def _block_records(
     kinds: Mapping[str, BlockKind],
     types: Mapping[str, str],
     names: Mapping[fx.Node, str],
+    fed: set[fx.Node],
 ) -> tuple[Block, ...]:
-    """One record a block, in order of first node, outer blocks before inner ones."""
+    """One record a block, in order of first node, outer blocks before inner ones.
+
+    Parents come from the nodes the inputs flow into: a parameter shared by two
+    blocks is in the scope where it was first read, which need not nest the same way.
+    """
     layers: dict[str, list[str]] = {name: [] for name in kinds}
     parents: dict[str, str | None] = {}
     for node in nodes:
         chain = chains[node]
         for depth, name in enumerate(chain):
             layers[name].append(names[node])
-            parents.setdefault(name, chain[depth - 1] if depth else None)
+            if node in fed:
+                parents.setdefault(name, chain[depth - 1] if depth else None)
     return tuple(
         Block(name, kinds[name], types[name], tuple(layers[name]), parents[name])
         for name in parents  # first reached first; a parent is reached before its children
