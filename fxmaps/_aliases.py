@@ -30,7 +30,7 @@ from torch import fx, nn
 
 from fxmaps.classify import Kind
 
-__all__ = ["Liveness", "mutated_input", "plan_liveness", "runs_out_of_place"]
+__all__ = ["Liveness", "is_helper", "mutated_input", "plan_liveness", "runs_out_of_place"]
 
 _FRESH_KINDS = frozenset(
     {
@@ -77,12 +77,24 @@ def mutated_input(node: fx.Node, module: nn.Module | None) -> fx.Node | None:
         name = str(node.target)
         inplace = _inplace_name(name)
     elif node.op == "call_function":
+        if is_helper(node):  # may update any tensor it is given, like mvit's `_add_shortcut`
+            return first
         name = getattr(node.target, "__name__", "")
         inplace = node.target in _INPLACE_OPERATORS or _inplace_name(name) or _inplace_flag(node)
     else:
         return None
     target = node.args[0] if node.args else None
     return target if inplace and isinstance(target, fx.Node) else None
+
+
+def is_helper(node: fx.Node) -> bool:
+    """Whether ``node`` calls a Python function kept whole by ``torch.fx.wrap`` (or
+    autowrapped by fxmaps): its body is not in the graph, so it may update its inputs."""
+    target = node.target
+    if node.op != "call_function" or not inspect.isfunction(target):
+        return False
+    module = getattr(target, "__module__", None) or ""
+    return module != "torch" and not module.startswith("torch.")
 
 
 def _inplace_name(name: str) -> bool:
@@ -220,6 +232,8 @@ def _alias_groups(
 
 def _aliased_inputs(node: fx.Node, kind: Kind, mutated: fx.Node | None) -> list[fx.Node]:
     """The inputs whose storage ``node``'s output may share."""
+    if is_helper(node):  # it may return, or update, any of them: one group
+        return list(node.all_input_nodes)
     if mutated is not None:
         return [mutated]
     if node.op in ("placeholder", "get_attr", "output") or kind in _FRESH_KINDS:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fxmaps.classify import Layout
-from fxmaps.errors import OptionError
+from fxmaps.errors import DeviceError, OptionError
 
 __all__ = ["MapOptions", "MapTransform", "map_options"]
 
@@ -54,14 +54,29 @@ def map_options(
 
     Raises:
         OptionError: A value outside what the option accepts; the message lists those.
+        DeviceError: ``device`` is CUDA where there is none.
     """
     return MapOptions(
         channels=_channels_spec(channels),
         reduce=_reduce_spec(reduce),
         dtype=_dtype(dtype),
-        device=None if device is None else str(torch.device(device)),
+        device=_device(device),
         spatial=bool(spatial),
     )
+
+
+def _device(device: torch.device | str | None) -> str | None:
+    if device is None:
+        return None
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise OptionError(
+            f"device={device!r} is not a device; use for example 'cpu', 'cuda' or 'cuda:1'"
+        ) from err
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device={device!r}: there is no CUDA device here; use device='cpu'")
+    return str(target)
 
 
 def _channels_spec(channels: Any) -> tuple[Any, ...] | None:

@@ -32,7 +32,8 @@ from tabulate import tabulate
 from torch import nn
 
 from fxmaps._files import atomic_path
-from fxmaps.analyze import ExampleInput, as_example_inputs, check_module, graph_for_inputs
+from fxmaps._inputs import ExampleInput, as_example_inputs, check_module
+from fxmaps.analyze import graph_for_inputs
 from fxmaps.errors import FxmapsWarning, InputError
 from fxmaps.extract import FeatureExtractor, checked_inputs
 from fxmaps.graph import ModelGraph

@@ -22,33 +22,31 @@ failure during the run is explained by shape propagation, which names the node.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import math
 import operator
-import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import fx, nn
 
 from fxmaps._aliases import plan_liveness
-from fxmaps._transforms import MapOptions, MapTransform, map_options
-from fxmaps.analyze import (
+from fxmaps._inputs import (
     ExampleInput,
     as_example_inputs,
     check_module,
-    graph_for_inputs,
     non_finite_input_note,
     non_finite_maps_note,
     prepare_inputs,
 )
-from fxmaps.classify import Kind, Layout
+from fxmaps._memory import estimate_bytes, memory_limit, memory_message, number
+from fxmaps._transforms import MapOptions, MapTransform, map_options
+from fxmaps.analyze import graph_for_inputs
+from fxmaps.classify import Kind
 from fxmaps.errors import (
     DeviceError,
     FxmapsError,
@@ -62,18 +60,13 @@ from fxmaps.graph import Layer, ModelGraph
 from fxmaps.maps import FeatureMaps
 from fxmaps.select import Selection, select_layers
 from fxmaps.shapes import (
-    MetaFailure,
     all_finite,
     first_non_finite,
-    meta_values,
     preserved_state,
     propagate,
 )
 
-__all__ = ["MEMORY_FRACTION", "FeatureExtractor", "estimate_bytes", "extract"]
-
-MEMORY_FRACTION = 0.5
-"""The default memory limit: this fraction of the memory available where the maps go."""
+__all__ = ["FeatureExtractor", "extract"]
 
 _TRANSFORM_PREFIX = "fxmaps_map_"
 _OUT_OF_PLACE_PREFIX = "fxmaps_out_of_place_"
@@ -131,7 +124,6 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self._graph = graph
         self._layers = select_layers(graph, layers)
-        _check_map_device(device)
         self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
@@ -214,13 +206,13 @@ class FeatureExtractor(nn.Module):
         found = (
             memory_limit(torch.device(self._options.device or batch[0].device))
             if self.max_bytes is None
-            else (self.max_bytes, f"max_bytes={_number(self.max_bytes)}")
+            else (self.max_bytes, f"max_bytes={number(self.max_bytes)}")
         )
         if found is None:
             return
         limit, why = found
         if sum(size for _, size in sizes) > limit:
-            raise MemoryLimitError(_memory_message(sizes, int(batch[0].shape[0]), limit, why))
+            raise MemoryLimitError(memory_message(sizes, int(batch[0].shape[0]), limit, why))
 
 
 def extract(
@@ -241,7 +233,10 @@ def extract(
     :class:`ModelGraph` from :func:`fxmaps.analyze` to reuse it. The extractor
     built for a graph and a selection is cached on the graph, so repeated calls
     do not trace again. The model runs in the mode its graph was traced in
-    (eval by default), without gradients; its modes are restored afterwards.
+    (eval by default), without gradients; its modes and buffers are restored
+    afterwards, so a training-mode graph leaves BatchNorm's running statistics
+    as they were. (A :class:`FeatureExtractor` called directly runs as the model
+    would, updating them in training mode.)
     The options are those of :class:`FeatureExtractor`, ``max_bytes`` included.
 
     The inputs are checked as :func:`fxmaps.analyze` checks them (NumPy arrays
@@ -278,7 +273,6 @@ def extract(
         "channels": channels, "reduce": reduce, "dtype": dtype, "device": device, "spatial": spatial
     }  # fmt: skip
     chosen = select_layers(graph, layers)
-    _check_map_device(device)
     key = ("fxmaps.extract", tuple(layer.name for layer in chosen), map_options(**controls))
     extractor = graph.cached(
         (*key, max_bytes),
@@ -289,7 +283,7 @@ def extract(
     for note in [*notes, bad_input]:
         if note:
             warnings.warn(note, FxmapsWarning, stacklevel=2)
-    with _modes(graph.model, train=graph.train), torch.no_grad():
+    with preserved_state(graph.model, train=graph.train), torch.no_grad():
         maps: FeatureMaps = extractor._run(batch)
         if bad_input is None and not all_finite(list(maps.values())):
             warnings.warn(_non_finite_maps(graph, batch, maps), FxmapsWarning, stacklevel=2)
@@ -320,19 +314,6 @@ def _node_names(graph: ModelGraph) -> dict[fx.Node, str]:
     )
 
 
-def _check_map_device(device: torch.device | str | None) -> None:
-    if device is None:
-        return
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise OptionError(
-            f"device={device!r} is not a device; use for example 'cpu', 'cuda' or 'cuda:1'"
-        ) from err
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device={device!r}: there is no CUDA device here; use device='cpu'")
-
-
 def _explain_failure(
     graph: ModelGraph, batch: tuple[torch.Tensor, ...], err: Exception
 ) -> FxmapsError | None:
@@ -358,153 +339,6 @@ def _non_finite_maps(graph: ModelGraph, batch: tuple[torch.Tensor, ...], maps: F
     with preserved_state(graph.model, train=graph.train):
         first = first_non_finite(graph.graph_module, batch, _node_names(graph))
     return non_finite_maps_note(first, f"the map of {bad[0]!r}{more}")
-
-
-# -- memory -------------------------------------------------------------------------------------
-
-
-def estimate_bytes(
-    graph: ModelGraph,
-    layers: Sequence[Layer],
-    options: MapOptions,
-    inputs: Sequence[torch.Tensor],
-) -> list[tuple[str, int]] | None:
-    """Bytes each chosen map will take for ``inputs``, after the memory controls.
-
-    The shapes are the graph's own output shapes when it was analysed with
-    inputs of the same per-sample shape (scaled to the batch); otherwise they
-    come from running the graph on the meta device (no values are computed and
-    the model is not touched). ``None`` when neither can tell (code that needs
-    real values).
-    """
-    known = _estimate_from_graph(graph, layers, options, inputs)
-    if known is not None:
-        return known
-    nodes = {layer.name: graph.fx_node(layer.name) for layer in layers}
-    try:
-        values = meta_values(graph.graph_module, inputs, nodes.values(), train=graph.train)
-    except MetaFailure:
-        return None
-    sizes = []
-    for layer in layers:
-        value = values.get(nodes[layer.name])
-        if isinstance(value, torch.Tensor):
-            shape, dtype = tuple(value.shape), value.dtype
-            sizes.append((layer.name, _map_bytes(shape, dtype, layer.layout, options)))
-    return sizes
-
-
-def _estimate_from_graph(
-    graph: ModelGraph, layers: Sequence[Layer], options: MapOptions, inputs: Sequence[torch.Tensor]
-) -> list[tuple[str, int]] | None:
-    known = graph.input_shapes
-    given = [tuple(t.shape) for t in inputs]
-    if known is None or len(known) != len(given):
-        return None
-    if any(not isinstance(k, tuple) or k[1:] != g[1:] for k, g in zip(known, given, strict=True)):
-        return None
-    old, new = known[0][0], given[0][0]  # type: ignore[index]
-    dtype = next((p.dtype for p in graph.model.parameters() if p.is_floating_point()), None)
-    sizes = []
-    for layer in layers:
-        shape = layer.out_shape
-        if shape and all(isinstance(d, int) for d in shape):
-            dims = tuple(int(d) for d in shape)  # type: ignore[arg-type]
-            dims = (new, *dims[1:]) if dims[0] == old else dims
-            sizes.append(
-                (layer.name, _map_bytes(dims, dtype or torch.float32, layer.layout, options))
-            )
-    return sizes
-
-
-def _map_bytes(
-    shape: tuple[int, ...], dtype: torch.dtype, layout: Layout, options: MapOptions
-) -> int:
-    """Bytes of one map after ``spatial``, ``channels``, ``reduce`` and ``dtype``."""
-    dims = list(shape)
-    if options.spatial and layout is Layout.CHANNELS_LAST and len(dims) in (3, 4):
-        dims, layout = [dims[0], dims[-1], *dims[1:-1]], Layout.CHANNELS_FIRST
-    axis = len(dims) - 1 if layout is Layout.CHANNELS_LAST else 1
-    if options.channels is not None and len(dims) >= 2:
-        dims[axis] = _kept_channels(dims[axis], options.channels)
-    if options.reduce is not None and len(dims) >= 2:
-        if options.reduce[1] == "channels":
-            dims[axis] = 1
-        elif len(dims) > 2:
-            dims = [dims[0], dims[axis]]
-    return math.prod(dims) * (options.dtype or dtype).itemsize
-
-
-def _kept_channels(size: int, spec: tuple[Any, ...]) -> int:
-    if spec[0] == "slice":
-        return len(range(size)[slice(*spec[1:])])
-    if spec[0] == "top":
-        return min(int(spec[1]), size)
-    return len(spec) - 1
-
-
-def memory_limit(device: torch.device) -> tuple[int, str] | None:
-    """The default limit where maps go, and how it was found; ``None`` when unknown."""
-    available = _available_bytes(device)
-    if available is None:
-        return None
-    share = "half" if MEMORY_FRACTION == 0.5 else f"{MEMORY_FRACTION:.0%}"
-    return int(available * MEMORY_FRACTION), f"{share} of the {_size(available)} free on {device}"
-
-
-def _available_bytes(device: torch.device) -> int | None:
-    """Free memory on ``device``: CUDA's own count, or MemAvailable of /proc/meminfo."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    if device.type != "cpu":
-        return None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
-
-
-def _memory_message(sizes: list[tuple[str, int]], batch: int, limit: float, why: str) -> str:
-    total = sum(size for _, size in sizes)
-    largest = sorted(sizes, key=lambda item: -item[1])[:3]
-    listed = ", ".join(f"{name!r} {_size(size)}" for name, size in largest)
-    return (
-        f"the {len(sizes)} maps asked for would take about {_size(total)} for a batch of "
-        f"{batch}, more than the limit of {_size(limit)} ({why}); the largest: {listed}. "
-        "Keep less with channels='top:16' or slice(0, 16), reduce='mean', "
-        "dtype=torch.float16, fewer layers or a smaller batch; or raise the limit with "
-        "max_bytes= (command line: --max-bytes), max_bytes=math.inf to turn the check off"
-    )
-
-
-@contextlib.contextmanager
-def _modes(model: nn.Module, *, train: bool) -> Iterator[None]:
-    saved = [(m, m.training) for m in model.modules()]
-    try:
-        model.train(train)
-        yield
-    finally:
-        for module, mode in saved:
-            module.training = mode
 
 
 def _version_of(value: Any) -> int:

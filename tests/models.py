@@ -477,6 +477,31 @@ class InplaceOps(nn.Module):
         return flat
 
 
+def add_into(x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """Adds ``shortcut`` into ``x`` in place, like torchvision mvit's ``_add_shortcut``."""
+    x[:, 1:] += shortcut[:, 1:]
+    return x
+
+
+torch.fx.wrap("add_into")
+
+
+class WrappedInplaceHelper(nn.Module):
+    """An ``fx.wrap``-ed helper that updates its input; its result is never used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 1)
+        self.conv3 = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv1(x)
+        b = self.conv2(a)
+        add_into(b, a)  # overwrites conv2's map, through a call fx keeps whole
+        return self.conv3(b)
+
+
 class Sneaky(nn.Module):
     """Overwrites its input in place, with nothing on it that says so."""
 

@@ -28,9 +28,9 @@ from PIL import Image
 from torch import nn
 
 import fxmaps
+from fxmaps._memory import estimate_bytes
 from fxmaps._transforms import map_options
 from fxmaps.cli import main
-from fxmaps.extract import estimate_bytes
 from fxmaps.images import DEFAULT_IMAGE
 from fxmaps.zoo import load_model, load_weights
 from tests import models as toy
@@ -38,7 +38,7 @@ from tests.oracles import hook_outputs
 from tests.test_analyze import _assert_unchanged, _snapshot
 
 HERE = "tests.test_bad_input"
-extract_module = importlib.import_module("fxmaps.extract")  # fxmaps.extract is the function
+memory_module = importlib.import_module("fxmaps._memory")
 
 
 class Tiny(nn.Module):
@@ -401,6 +401,12 @@ CASES: dict[str, Case] = {
         r"device='nowhere:0' is not a device",
         toy.CifarResNet,
     ),
+    "maps-device-option-extractor": Case(
+        _extractor(X, device="bogus"),
+        fxmaps.OptionError,
+        r"device='bogus' is not a device; use for example 'cpu'",
+        toy.CifarResNet,
+    ),
     # 7. an empty selection says which kinds there are
     "empty-list": Case(
         _on_graph(X, layers=[]),
@@ -575,6 +581,13 @@ CASES: dict[str, Case] = {
         _extractor(X, max_bytes=10),
         fxmaps.MemoryLimitError,
         r"more than the limit of 10 B",
+        toy.CifarResNet,
+    ),
+    "memory-limit-report": Case(
+        lambda model, folder: fxmaps.report(model, X[:1], folder / "r.html", max_bytes=1000),
+        fxmaps.MemoryLimitError,
+        r"the 7 maps asked for would take about .* for a batch of 1, more than the limit of "
+        r"1000 B \(max_bytes=1000\)",
         toy.CifarResNet,
     ),
     "memory-limit-negative": Case(
@@ -813,7 +826,7 @@ def test_the_default_limit_is_half_the_free_memory(monkeypatch: pytest.MonkeyPat
     kept = fxmaps.extract(model, X)
     largest = max(kept, key=lambda name: kept[name].numel())
     free = kept.nbytes  # the maps fit in free memory, not in half of it
-    monkeypatch.setattr(extract_module, "_available_bytes", lambda device: free)
+    monkeypatch.setattr(memory_module, "_available_bytes", lambda device: free)
     calls: list[object] = []
     handle = model.register_forward_pre_hook(lambda *args: calls.append(args))
     try:
@@ -940,6 +953,10 @@ COMMANDS: dict[str, Command] = {
         ("report", TOY, *SIZE, "--image", "{tmp}/notes.png", "-o", "{tmp}/r.html"),
         r"is not an image fxmaps can read",
         _write("notes.png", "not pixels"),
+    ),
+    "report-memory": Command(
+        ("report", TOY, *SIZE, "--max-bytes", "1K", "-o", "{tmp}/r.html"),
+        r"more than the limit of 1.0 KiB \(max_bytes=1024\)",
     ),
     "bench-memory": Command(
         ("bench", TOY, *SIZE, "--max-bytes", "1K", "--repeat", "1"),

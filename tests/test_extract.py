@@ -179,6 +179,18 @@ def test_unused_inplace_result_still_runs_when_a_later_node_needs_it() -> None:
         assert torch.equal(maps["conv3"], model.conv3(b + 1))
 
 
+def test_a_wrapped_helper_that_updates_its_input_runs_and_keeps_earlier_maps() -> None:
+    """The helper's result is unused, but it updates ``b`` in place (mvit's ``_add_shortcut``):
+    it must run, and conv2's map must be what conv2 returned."""
+    model = toy.WrappedInplaceHelper().eval()
+    x = torch.randn(2, 3, 6, 6)
+    seen = hook_outputs(model, x)
+    for layers in (["conv3"], ["conv2", "conv3"]):
+        maps = fxmaps.extract(model, x, layers=layers)
+        for name in layers:
+            assert torch.equal(maps[name], seen[name][0]), (layers, name)
+
+
 def test_maps_nothing_overwrites_are_not_copied() -> None:
     graph = fxmaps.analyze(tv_model("resnet50"))
     conv = fxmaps.FeatureExtractor(graph, "conv")
@@ -402,6 +414,23 @@ def test_extract_leaves_the_model_as_it_was() -> None:
     assert [len(m._forward_hooks) for m in model.modules()] == hooks
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+def test_extract_from_a_training_graph_keeps_batchnorm_statistics() -> None:
+    model = toy.CifarResNet().train()
+    graph = fxmaps.analyze(model, train=True)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 3, 16, 16)
+    maps = fxmaps.extract(graph, x, layers=["layer1.0.bn1"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    seen = hook_outputs(model, x)  # a training-mode pass: batch statistics, as extracted
+    assert torch.equal(maps["layer1.0.bn1"], seen["layer1.0.bn1"][0])
+    # Called directly, the extractor runs as the model would and updates them.
+    bn = model.get_submodule("layer1.0.bn1")
+    tracked = int(bn.num_batches_tracked)
+    fxmaps.FeatureExtractor(graph, ["layer1.0.bn1"])(x)
+    assert int(bn.num_batches_tracked) == tracked + 1
 
 
 def test_extractors_are_cached_per_graph_and_selection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -653,3 +653,36 @@ def test_a_trace_error_the_model_catches_still_makes_its_module_opaque() -> None
     assert [o.name for o in graph.opaque] == ["0"]
     for sign in (1, -1):  # both branches, as the model takes them
         _assert_same_output(graph, model, sign * x)
+
+
+def _clamped_window(window: list[int], size: list[int]) -> list[int]:
+    """Shrinks ``window`` in place to ``size`` (torchvision's video Swin does the same)."""
+    for i, side in enumerate(size):
+        if side < window[i]:
+            window[i] = side
+    return window
+
+
+torch.fx.wrap("_clamped_window")
+
+
+class _Windowed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.window = [4, 4]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        window = _clamped_window(self.window.copy(), [x.shape[-2], x.shape[-1]])
+        return F.avg_pool2d(x, window)
+
+
+def test_wrapped_helpers_may_update_the_lists_they_are_given() -> None:
+    # fx keeps `self.window.copy()` as an immutable list in the graph; shape propagation
+    # (an fx.Interpreter) would hand that list to the helper, which updates it.
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), _Windowed()).eval()
+    for size in (3, 8):
+        x = torch.randn(1, 3, size, size)
+        graph = _quiet_analyze(model, x)
+        assert graph["output"].out_shape == tuple(model(x).shape)
+        _assert_same_output(graph, model, x)
+    assert model[1].window == [4, 4]

@@ -248,6 +248,7 @@ def _report(parser: argparse.ArgumentParser) -> None:
                         help="the .html file to write")  # fmt: skip
     parser.add_argument("--max-maps", type=_positive, default=16, metavar="N",
                         help="tiles per layer (default 16)")  # fmt: skip
+    _max_bytes(parser)
 
 
 def _bench(parser: argparse.ArgumentParser) -> None:

@@ -90,7 +90,8 @@ def report(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights)
     write_report(loaded.model, _image(args, loaded), path, layers=args.layers,
                  max_maps=args.max_maps, title=args.model,
-                 image_label=args.image or _DEFAULT_PHOTO, progress=True)  # fmt: skip
+                 image_label=args.image or _DEFAULT_PHOTO, progress=True,
+                 max_bytes=args.max_bytes)  # fmt: skip
     print(f"wrote {path}")
     return 0
 

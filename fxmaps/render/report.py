@@ -79,6 +79,7 @@ def report(
     title: str | None = None,
     image_label: str | None = None,
     progress: bool = False,
+    max_bytes: float | None = None,
 ) -> Path:
     """Write one self-contained HTML report of ``model`` looking at ``image`` to ``path``.
 
@@ -93,6 +94,7 @@ def report(
         image_label: What the page says the input is; by default the file or
             URL, the default photo's credit, or "a tensor".
         progress: Show a progress bar while the maps are drawn.
+        max_bytes: The memory limit for the maps (see :func:`fxmaps.extract`).
 
     Returns:
         The path written.
@@ -100,6 +102,8 @@ def report(
     Raises:
         OutputError: The folder of ``path`` does not exist or is not writable
             (checked before any work).
+        MemoryLimitError: The maps would take more than ``max_bytes`` (by default
+            half the free memory); nothing is written.
 
     Example:
         >>> import tempfile, torch
@@ -115,7 +119,7 @@ def report(
     model = model.model if isinstance(model, ModelGraph) else model
     batch, shown, source = _input(image)
     graph = analyze(model, batch)
-    maps = extract(graph, batch, layers=layers)
+    maps = extract(graph, batch, layers=layers, max_bytes=max_bytes)
     sections = [
         _input_section(shown, image_label or source, batch, graph),
         _census_section(graph),

@@ -65,6 +65,7 @@ class Record:
     analyze_s: float = 0.0
     total_s: float = 0.0
     stage: str = ""
+    """The check that failed: build, analyze, model run, graph output, extract, ..."""
     error: str = ""
     cause: str = ""
     trace: str = ""
@@ -81,14 +82,12 @@ def survey(entry: ZooModel, *, raise_errors: bool = False) -> Record:
     """Build ``entry`` and check it through the pipeline; see the module docstring."""
     record = Record(entry.zoo, entry.name)
     start = time.perf_counter()
-    stage = ["build"]
     try:
-        _run(entry, record, stage)
-        record.ok = True
+        _run(entry, record)
+        record.ok, record.stage = True, ""
     except Exception as err:
         if raise_errors:
             raise
-        record.stage = stage[0]
         record.error = type(err).__name__
         record.cause = _one_line(err)
         record.trace = traceback.format_exc(limit=-12)
@@ -97,11 +96,13 @@ def survey(entry: ZooModel, *, raise_errors: bool = False) -> Record:
     return record
 
 
-def _run(entry: ZooModel, record: Record, stage: list[str]) -> None:
+def _run(entry: ZooModel, record: Record) -> None:
+    """The checks, in order; ``record.stage`` says which one runs (the one that failed)."""
+    record.stage = "build"
     model, x = build_with_input(entry)
     record.input_shape = list(x.shape)
 
-    stage[0] = "analyze"
+    record.stage = "analyze"
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fxmaps.FxmapsWarning)
@@ -111,22 +112,22 @@ def _run(entry: ZooModel, record: Record, stage: list[str]) -> None:
 
     chosen = choose_layers(g)
     record.checked = [layer.name for layer in chosen]
-    stage[0] = "model run"
+    record.stage = "model run"
     targets = {layer.target for layer in chosen if layer.module is not None}
     with _hooked(model, targets) as seen, torch.no_grad():
         expected = model(x.clone())
 
-    stage[0] = "graph output"
+    record.stage = "graph output"
     with torch.no_grad():
         traced = g.graph_module(x.clone())
     _same(traced, expected, "the traced graph's output", "model(x)")
 
-    stage[0] = "extract"
+    record.stage = "extract"
     maps = fxmaps.extract(g, x.clone(), layers=[layer.name for layer in chosen])
-    stage[0] = "extract oracle"
+    record.stage = "extract oracle"
     _check_maps(chosen, maps, seen, _call_index(g))
 
-    stage[0] = "render"
+    record.stage = "render"
     collapsed = render_graph(g, collapse="blocks").source
     record.collapsed_nodes = _node_count(collapsed)
     full = render_graph(g).source
