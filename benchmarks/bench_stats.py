@@ -1,23 +1,26 @@
-"""channel_stats throughput against a plain inference loop, peak memory as data grows, and torchrun.
+"""channel_stats throughput against a plain inference loop, flat peak memory, and torchrun.
 
 1. **Throughput.** Images per second of ``fxmaps.channel_stats`` against a plain loop
    that runs the model over the same DataLoader (same batch size, same workers) and
    keeps nothing. Target: at least 0.85 of the plain loop. Rounds alternate the two,
    after a warm-up; the ratio is the median over rounds of each round's ratio.
-2. **Memory.** Peak resident memory of a child process that runs channel_stats over
-   N and 20·N samples, where 20·N samples' maps would need far more memory than the
-   N-sample run uses: the peak must stay flat.
+2. **Memory.** Peak resident memory (``ru_maxrss``) of a fresh child process per run.
+   A small run's peak is the budget; the second run streams enough samples that all
+   their maps would need ``--factor`` (20) times that budget. Its peak must stay flat.
 3. **Processes.** The same statistics with ``torchrun --nproc_per_node 1`` and ``2``
    (gloo, CPU), wall time of the whole launch.
 
-    python benchmarks/bench_stats.py            # all three
-    python benchmarks/bench_stats.py --quick    # fewer samples and rounds
+    python benchmarks/bench_stats.py                 # all three
+    python benchmarks/bench_stats.py --quick         # fewer samples and rounds
+    python benchmarks/bench_stats.py --threads 1     # steadier on a busy machine
+    python benchmarks/bench_stats.py --only memory   # one part (results not written)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -35,7 +38,8 @@ import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from fxmaps.stats import channel_stats
+import fxmaps
+from fxmaps.stats import ChannelStats, channel_stats
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,101 +103,161 @@ def throughput(samples: int, size: int, batch_size: int, rounds: int) -> dict[st
 
 
 MEMORY_CHILD = """
-import resource, sys, torch, torchvision
+import resource, sys, time
 sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads({threads})
 from benchmarks.bench_stats import Noise, model
 from fxmaps.stats import channel_stats
-net, data = model(), Noise(int(sys.argv[1]), 32)
-channel_stats(net, data, layers="conv", batch_size=32, progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+count = int(sys.argv[1])
+start = time.perf_counter()
+stats = channel_stats(model(), Noise(count, {size}), layers="conv", batch_size={batch},
+                      progress=False)
+assert stats.samples == count
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def memory(samples: int) -> dict[str, Any]:
-    """Peak RSS of a fresh process streaming ``samples`` and ``20 * samples`` images."""
-    code = MEMORY_CHILD.format(root=str(ROOT))
-    net = model()
-    with torch.no_grad():
-        maps_bytes = _conv_map_bytes(net, 32)
-    rows = []
-    for count in (samples, 20 * samples):
+def memory(small: int, factor: int, size: int, batch: int) -> dict[str, Any]:
+    """Peak RSS of fresh processes streaming ``small`` samples, then enough samples
+    that their maps would need ``factor`` times the first run's peak."""
+    code = MEMORY_CHILD.format(root=str(ROOT), threads=torch.get_num_threads(), size=size,
+                               batch=batch)  # fmt: skip
+    per_sample = map_bytes(model(), size)
+
+    def run(count: int) -> dict[str, Any]:
         done = subprocess.run(
             [sys.executable, "-c", code, str(count)], capture_output=True, text=True, check=True
         )
-        peak_mib = int(done.stdout.split()[-1]) / 1024
-        rows.append(
-            {
-                "samples": count,
-                "peak_rss_mib": peak_mib,
-                "all_maps_would_need_mib": count * maps_bytes / 2**20,
-            }
-        )
-    return {"input": "3x32x32", "batch_size": 32, "rows": rows}
+        seconds, peak_kib = done.stdout.split()[-2:]
+        return {
+            "samples": count,
+            "seconds": float(seconds),
+            "peak_rss_mib": int(peak_kib) / 1024,  # ru_maxrss is in KiB on Linux
+            "all_maps_would_need_mib": count * per_sample / 2**20,
+        }
+
+    first = run(small)
+    budget = first["peak_rss_mib"] * 2**20
+    second = run(math.ceil(factor * budget / per_sample))
+    return {
+        "model": "resnet18",
+        "layers": "conv (17 nodes)",
+        "input": f"3x{size}x{size}",
+        "batch_size": batch,
+        "map_bytes_per_sample": per_sample,
+        "factor": factor,
+        "rows": [first, second],
+        "peak_growth": second["peak_rss_mib"] / first["peak_rss_mib"],
+    }
 
 
-def _conv_map_bytes(net: nn.Module, size: int) -> int:
-    total = 0
-
-    def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        total += output.numel() * output.element_size()
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    net(torch.randn(1, 3, size, size))
-    for handle in handles:
-        handle.remove()
-    return total
+def map_bytes(net: nn.Module, size: int) -> int:
+    """Bytes of all the chosen maps (resnet18's 17 convs) of one sample."""
+    maps = fxmaps.extract(net, torch.randn(1, 3, size, size), layers="conv")
+    return sum(m.numel() * m.element_size() for m in maps.values())
 
 
 TORCHRUN_WORKER = """
 import sys
 sys.path.insert(0, {root!r})
+import torch.distributed as dist
 from benchmarks.bench_stats import Noise, model
 from fxmaps.stats import channel_stats
-channel_stats(model(), Noise(int(sys.argv[1]), 64), layers="conv", batch_size=32, progress=False)
+stats = channel_stats(model(), Noise(int(sys.argv[1]), 64), layers="conv", batch_size=32,
+                      progress=False)
+if not dist.is_initialized() or dist.get_rank() == 0:
+    stats.save(sys.argv[2])
 """
 
 
 def processes(samples: int) -> dict[str, Any]:
-    rows = []
+    """The whole ``torchrun`` launch with one and two processes, and whether they agree."""
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         worker = Path(folder) / "worker.py"
         worker.write_text(textwrap.dedent(TORCHRUN_WORKER.format(root=str(ROOT))))
+        saved = []
         for count in (1, 2):
-            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // count))}
+            threads = max(1, torch.get_num_threads() // count)
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            out = Path(folder) / f"stats{count}.pt"
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-            command += ["--nproc_per_node", str(count), str(worker), str(samples)]
+            command += ["--nproc_per_node", str(count), str(worker), str(samples), str(out)]
             start = time.perf_counter()
             subprocess.run(command, env=env, check=True, capture_output=True)
             seconds = time.perf_counter() - start
-            rows.append({"processes": count, "seconds": seconds, "images_per_s": samples / seconds})
-    return {"samples": samples, "input": "3x64x64", "rows": rows}
+            saved.append(ChannelStats.load(out))
+            rows.append(
+                {
+                    "processes": count,
+                    "threads_each": threads,
+                    "seconds": seconds,
+                    "images_per_s": samples / seconds,
+                }
+            )
+    one, two = saved
+    return {
+        "samples": samples,
+        "input": "3x64x64",
+        "batch_size": 32,
+        "rows": rows,
+        "same_top_indices": all(torch.equal(one[n].top_indices, two[n].top_indices) for n in one),
+        "max_mean_difference": max(float((one[n].mean - two[n].mean).abs().max()) for n in one),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples and rounds")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (default: torch's own)"
+    )
+    parser.add_argument(
+        "--only", choices=PARTS, help="run one part and print it; the results are not written"
+    )
+    parser.add_argument("--factor", type=int, default=20, help="memory run: maps / budget")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.threads < 0:
+        parser.error(f"--threads must be 0 (torch's default) or more, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     quick = args.quick
-    result = {
-        "environment": {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "load": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-        "throughput": throughput(256 if quick else 512, 64, 64, 3 if quick else 5),
-        "memory": memory(50 if quick else 100),
-        "processes": processes(256 if quick else 512),
+    parts: dict[str, Callable[[], dict[str, Any]]] = {
+        "throughput": lambda: throughput(256 if quick else 512, 64, 64, 3 if quick else 5),
+        "memory": lambda: memory(256, args.factor, 32, 64),
+        "processes": lambda: processes(256 if quick else 512),
     }
+    command = " ".join(["python", "benchmarks/bench_stats.py", *sys.argv[1:]])
+    result: dict[str, Any] = {"environment": _environment(command)}
+    for name, part in parts.items():
+        if args.only in (None, name):
+            result[name] = part()
+    result["environment"]["load_after"] = os.getloadavg()
+    if args.only:
+        print(json.dumps(result, indent=2))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_stats.json").write_text(json.dumps(result, indent=2))
+    (args.out / "bench_stats.json").write_text(json.dumps(result, indent=2) + "\n")
     table = _markdown(result)
     (args.out / "bench_stats.md").write_text(table)
     print(table)
+
+
+PARTS = ("throughput", "memory", "processes")
+
+
+def _environment(command: str) -> dict[str, Any]:
+    return {
+        "command": command,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _markdown(result: dict[str, Any]) -> str:
@@ -202,40 +266,60 @@ def _markdown(result: dict[str, Any]) -> str:
     lines = [
         "# channel_stats benchmark",
         "",
-        f"torch {env['torch']}, Python {env['python']}, {env['cpus']} CPUs, "
-        f"{env['threads']} threads, load {env['load'][0]:.2f}, {env['date']}.",
+        f"`{env['command']}`: torch {env['torch']}, Python {env['python']}, {env['cpus']} CPUs, "
+        f"{env['threads']} torch threads, load average {env['load'][0]:.2f} at the start and "
+        f"{env['load_after'][0]:.2f} at the end, {env['date']}.",
         "",
         f"## Throughput: {t['model']}, {t['layers']}, {t['samples']} samples of {t['input']}, "
         f"batch {t['batch_size']}",
         "",
-        "| loop | images/s |",
+        "| loop | images/s (median) |",
         "|---|---:|",
         f"| plain inference | {t['images_per_s']['plain']:.0f} |",
         f"| channel_stats | {t['images_per_s']['channel_stats']:.0f} |",
         "",
         f"channel_stats runs at **{t['relative_throughput']:.2f}** of the plain loop "
-        "(median of per-round ratios; target >= 0.85).",
-        "",
-        "## Peak memory while streaming (resnet18 convs, 3x32x32, batch 32)",
-        "",
-        "| samples | peak RSS | all conv maps would need |",
-        "|---:|---:|---:|",
+        f"(median of {len(t['seconds']['plain'])} interleaved rounds' ratios; target >= 0.85).",
     ]
-    for row in result["memory"]["rows"]:
+    m = result["memory"]
+    lines += [
+        "",
+        f"## Peak memory while streaming: {m['model']}, {m['layers']}, {m['input']}, "
+        f"batch {m['batch_size']}",
+        "",
+        f"All chosen maps of one sample take {m['map_bytes_per_sample'] / 1024:.0f} KiB. The "
+        f"first run's peak RSS is the budget; the second streams enough samples that their "
+        f"maps would need {m['factor']}x that budget. Each run is a fresh process.",
+        "",
+        "| samples | all maps would need | peak RSS | seconds |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in m["rows"]:
         lines.append(
-            f"| {row['samples']} | {row['peak_rss_mib']:.0f} MiB "
-            f"| {row['all_maps_would_need_mib']:.0f} MiB |"
+            f"| {row['samples']} | {row['all_maps_would_need_mib']:.0f} MiB "
+            f"| {row['peak_rss_mib']:.0f} MiB | {row['seconds']:.0f} |"
         )
+    lines += ["", f"Peak RSS grew by a factor of **{m['peak_growth']:.3f}**."]
     p = result["processes"]
     lines += [
         "",
-        f"## torchrun, {p['samples']} samples of {p['input']} (whole launch)",
+        f"## torchrun, {p['samples']} samples of {p['input']}, batch {p['batch_size']} "
+        "(whole launch)",
         "",
-        "| processes | seconds | images/s |",
-        "|---:|---:|---:|",
+        "| processes | threads each | seconds | images/s |",
+        "|---:|---:|---:|---:|",
     ]
     for row in p["rows"]:
-        lines.append(f"| {row['processes']} | {row['seconds']:.1f} | {row['images_per_s']:.0f} |")
+        lines.append(
+            f"| {row['processes']} | {row['threads_each']} | {row['seconds']:.1f} "
+            f"| {row['images_per_s']:.0f} |"
+        )
+    same = "identical" if p["same_top_indices"] else "DIFFERENT"
+    lines += [
+        "",
+        f"Top-k indices of 1 and 2 processes: {same}; largest difference of a channel mean: "
+        f"{p['max_mean_difference']:.1e}.",
+    ]
     return "\n".join(lines) + "\n"
 
 

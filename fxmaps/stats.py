@@ -19,13 +19,14 @@ import os
 from collections.abc import Iterator, Mapping, Sized
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fxmaps._files import atomic_path
+from fxmaps._running import Running, Score, Scratch, TopK, best, combine
 from fxmaps.analyze import analyze
 from fxmaps.errors import InputError, OptionError
 from fxmaps.extract import FeatureExtractor
@@ -34,7 +35,6 @@ from fxmaps.select import Selection
 
 __all__ = ["ChannelStats", "LayerStats", "channel_stats", "share_weights"]
 
-Score = Literal["max", "mean"]
 _FORMAT = "fxmaps.channel_stats/1"
 
 
@@ -163,7 +163,9 @@ def channel_stats(
 
     Channels are dimension 1 of each map: ``(N, C, ...)`` for convs, ``(N, C)`` for
     linears. Each batch is reduced in the maps' precision (float32 at least) where
-    the maps are; the running statistics are kept in float64 on the CPU.
+    the maps are, with no copy of them; the running statistics are kept there in
+    float64 and brought to the CPU at the end. Scores of float32 (or narrower) maps
+    are float32 values.
         progress: Show a progress bar (on rank 0 only).
 
     Example:
@@ -194,22 +196,29 @@ def channel_stats(
     loader = DataLoader(
         _Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers
     )
-    running: dict[str, _Running] = {}
+    running: dict[str, Running] = {}
+    scratch = Scratch()
     seen = 0  # samples this rank has taken from its sampler, padding included
     with torch.no_grad():
         for indices, inputs in _progress(loader, progress and world.rank == 0):
-            positions = world.rank + world.size * torch.arange(seen, seen + len(indices))
+            # The sampler pads the end of the last shards with the first samples again:
+            # positions past the dataset's end, always a tail of the batch.
+            keep = _unpadded(size - world.rank - world.size * seen, world.size, len(indices))
             seen += len(indices)
-            keep = positions < size  # the sampler's padding repeats the first samples
-            if not keep.any():
+            if keep == 0:
                 continue
-            maps = extractor(inputs.to(run_on))
+            maps = extractor(inputs[:keep].to(run_on, non_blocking=True))
             for name in extractor.names:
-                values = maps[name].detach()[keep.to(maps[name].device)]
-                state = running.setdefault(name, _Running(int(values.shape[1]), topk))
-                state.update(values, indices[keep], score)
+                values = maps[name].detach()
+                state = running.get(name)
+                if state is None:
+                    state = running[name] = Running(values.shape[1], topk, values.device)
+                state.update(values, indices[:keep], score, scratch)
+            del maps
     merged = {
-        name: world.merge(running.get(name) or _Running(_channels(graph, name), topk))
+        name: world.merge(
+            running[name].cpu() if name in running else Running(_channels(graph, name), topk)
+        )
         for name in extractor.names
     }
     return ChannelStats(merged, samples=size, topk=topk, score=score, graph=graph)
@@ -233,72 +242,6 @@ class _Indexed(Dataset[tuple[int, torch.Tensor]]):
                 "give the dataset a transform that returns tensors (e.g. ToTensor)"
             )
         return index, value
-
-
-class _Running:
-    """One node's running per-channel moments, maxima and top-k, on the CPU in float64."""
-
-    def __init__(self, channels: int, k: int) -> None:
-        self.count = torch.zeros(channels, dtype=torch.float64)
-        self.mean = torch.zeros(channels, dtype=torch.float64)
-        self.m2 = torch.zeros(channels, dtype=torch.float64)
-        self.max = torch.full((channels,), -torch.inf, dtype=torch.float64)
-        self.positive = torch.zeros(channels, dtype=torch.float64)
-        self.top_scores = torch.empty(channels, 0, dtype=torch.float64)
-        self.top_indices = torch.empty(channels, 0, dtype=torch.int64)
-        self.k = k
-
-    def update(self, maps: torch.Tensor, indices: torch.Tensor, score: Score) -> None:
-        # Views and single-pass reductions in the maps' own precision, on their device:
-        # this runs once per batch and node, so it must cost little next to the forward.
-        values = maps.flatten(2) if maps.dim() > 2 else maps.unsqueeze(-1)  # (N, C, positions)
-        if not values.is_floating_point() or values.dtype in (torch.float16, torch.bfloat16):
-            values = values.float()
-        # Reduce along the contiguous positions first; then combine the (N, C) per-sample
-        # moments in float64 (equal counts per sample, so Chan's merge is a plain sum).
-        var, mean = torch.var_mean(values, dim=2, correction=0)
-        positions = values.shape[2]
-        sample_mean, sample_var = mean.double().cpu(), var.double().cpu()
-        batch_mean = sample_mean.mean(dim=0)
-        spread = ((sample_mean - batch_mean) ** 2).sum(dim=0)
-        m2 = positions * (sample_var.sum(dim=0) + spread)
-        count = torch.full_like(batch_mean, float(values.shape[0] * positions))
-        self.count, self.mean, self.m2 = _combine(
-            (self.count, self.mean, self.m2), (count, batch_mean, m2)
-        )
-        peaks = values.amax(dim=2).double().cpu()  # (N, C)
-        self.max = torch.maximum(self.max, peaks.amax(dim=0))
-        self.positive += (values > 0).sum(dim=2).sum(dim=0).double().cpu()
-        scores = peaks if score == "max" else sample_mean
-        batch_indices = indices.to(torch.int64).expand(scores.shape[1], -1)
-        self.top_scores, self.top_indices = _best(
-            torch.cat([self.top_scores, scores.T], dim=1),
-            torch.cat([self.top_indices, batch_indices], dim=1),
-            self.k,
-        )
-
-
-def _combine(
-    a: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    b: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Chan et al.'s merge of (count, mean, M2) moments."""
-    count_a, mean_a, m2_a = a
-    count_b, mean_b, m2_b = b
-    count = count_a + count_b
-    safe = torch.where(count > 0, count, torch.ones_like(count))
-    delta = mean_b - mean_a
-    mean = mean_a + delta * count_b / safe
-    m2 = m2_a + m2_b + delta**2 * count_a * count_b / safe
-    return count, mean, m2
-
-
-def _best(scores: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row, the k highest scores, ties broken by the lower index."""
-    by_index = torch.argsort(indices, dim=1, stable=True)
-    scores, indices = scores.gather(1, by_index), indices.gather(1, by_index)
-    order = torch.argsort(scores, dim=1, descending=True, stable=True)[:, :k]
-    return scores.gather(1, order), indices.gather(1, order)
 
 
 @dataclass(frozen=True)
@@ -341,51 +284,52 @@ class _World:
             return torch.device("cuda", torch.cuda.current_device())
         return None
 
-    def merge(self, running: _Running) -> LayerStats:
+    def merge(self, running: Running) -> LayerStats:
         """All ranks' partial statistics, combined (a collective: every rank calls it)."""
         if self.size > 1:
             running = self._gathered(running)
         count = torch.where(running.count > 0, running.count, torch.ones_like(running.count))
+        top_scores, top_indices = running.top.result()
         return LayerStats(
             mean=running.mean,
             std=(running.m2 / count).sqrt(),
             max=running.max,
             positive=running.positive / count,
-            top_indices=running.top_indices,
-            top_scores=running.top_scores,
+            top_indices=top_indices,
+            top_scores=top_scores,
         )
 
-    def _gathered(self, running: _Running) -> _Running:
+    def _gathered(self, running: Running) -> Running:
         import torch.distributed as dist
 
         device = (
             torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else None
         )
-        channels, k = running.mean.shape[0], running.k
+        channels, k = running.mean.shape[0], running.top.k
+        top_scores, top_indices = running.top.result()
         # Pad each rank's top-k to k columns so every rank sends the same shape.
-        pad = k - running.top_scores.shape[1]
-        scores = torch.cat([running.top_scores, torch.full((channels, pad), -torch.inf)], dim=1)
+        pad = k - top_scores.shape[1]
+        scores = torch.cat([top_scores, torch.full((channels, pad), -torch.inf)], dim=1)
         indices = torch.cat(
-            [running.top_indices, torch.full((channels, pad), torch.iinfo(torch.int64).max)], dim=1
+            [top_indices, torch.full((channels, pad), torch.iinfo(torch.int64).max)], dim=1
         )
         local = [running.count, running.mean, running.m2, running.max, running.positive, scores]
         parts = [self._all_gather(t.to(torch.float64), device) for t in local]
         index_parts = self._all_gather(indices, device)
-        merged = _Running(channels, k)
+        merged = Running(channels, k)
         for rank in range(self.size):  # in rank order, so every run merges the same way
             moments = (parts[0][rank], parts[1][rank], parts[2][rank])
-            merged.count, merged.mean, merged.m2 = _combine(
+            merged.count, merged.mean, merged.m2 = combine(
                 (merged.count, merged.mean, merged.m2), moments
             )
             merged.max = torch.maximum(merged.max, parts[3][rank])
             merged.positive += parts[4][rank]
         all_scores = torch.cat(parts[5], dim=1)
         all_indices = torch.cat(index_parts, dim=1)
-        merged.top_scores, merged.top_indices = _best(all_scores, all_indices, k)
-        real = merged.top_indices != torch.iinfo(torch.int64).max
+        best_scores, best_indices = best(all_scores, all_indices, k)
+        real = best_indices != torch.iinfo(torch.int64).max
         keep = int(real.sum(dim=1).min())  # fewer samples than k: drop the padding
-        merged.top_scores = merged.top_scores[:, :keep]
-        merged.top_indices = merged.top_indices[:, :keep]
+        merged.top = TopK.of(best_scores[:, :keep], best_indices[:, :keep], k)
         dist.barrier()
         return merged
 
@@ -415,6 +359,12 @@ def share_weights(model: nn.Module) -> int:
                 dist.broadcast(shared, src=0)
                 tensor.copy_(shared)
     return world.rank
+
+
+def _unpadded(left: int, world: int, batch: int) -> int:
+    """How many of a batch's samples are real, when its first one is ``left`` positions
+    (in steps of ``world``) before the end of the dataset: ``ceil(left / world)``."""
+    return max(0, min(batch, -(-left // world)))
 
 
 def _channels(graph: ModelGraph, name: str) -> int:

@@ -428,7 +428,8 @@ def test_extract_from_a_training_graph_keeps_batchnorm_statistics() -> None:
     assert torch.equal(maps["layer1.0.bn1"], seen["layer1.0.bn1"][0])
     # Called directly, the extractor runs as the model would and updates them.
     bn = model.get_submodule("layer1.0.bn1")
-    assert isinstance(bn, nn.BatchNorm2d) and bn.num_batches_tracked is not None
+    assert isinstance(bn, nn.BatchNorm2d)
+    assert bn.num_batches_tracked is not None
     tracked = int(bn.num_batches_tracked)
     fxmaps.FeatureExtractor(graph, ["layer1.0.bn1"])(x)
     assert int(bn.num_batches_tracked) == tracked + 1

@@ -29,6 +29,7 @@ ORDER = [
     "_memory",
     "extract",
     "bench",
+    "_running",
     "stats",
     "images",
     "datasets",

@@ -94,6 +94,42 @@ def test_mean_scores_and_bare_tensor_datasets() -> None:
     assert torch.equal(stats["3"].top_indices, expected_top(scores, 3))
 
 
+def test_float64_models_match_the_oracle_too() -> None:
+    """float64 maps take the stable-sort path of the top-k; statistics stay exact."""
+    model, data = build()
+    model = model.double()
+    images = data.tensors[0].double()
+    stats = channel_stats(model, TensorDataset(images), layers=LAYERS, batch_size=8, topk=5)
+    maps = all_maps(model, images)
+    for name in LAYERS:
+        full = maps[name]
+        per_channel = full.transpose(0, 1).flatten(1)
+        torch.testing.assert_close(stats[name].mean, per_channel.mean(dim=1))
+        torch.testing.assert_close(stats[name].std, per_channel.std(dim=1, correction=0))
+        scores = full.flatten(2).amax(dim=2) if full.dim() > 2 else full
+        assert torch.equal(stats[name].top_indices, expected_top(scores, 5))
+        assert torch.equal(stats[name].top_scores, scores.T.gather(1, stats[name].top_indices))
+
+
+def test_top_k_ranks_special_values_and_ties_like_a_stable_sort() -> None:
+    """The int64 keys of float32 scores order as torch.sort does: NaN first, -0.0 == 0.0,
+    subnormals and infinities in place, ties to the lower index; batch by batch."""
+    from fxmaps._running import TopK
+
+    special = [0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 2.5, -2.5, 3e38, -3e38]
+    special += [float("inf"), float("-inf"), float("nan"), -float("nan")]
+    generator = torch.Generator().manual_seed(0)
+    choice = torch.randint(len(special), (6, 50), generator=generator)
+    scores = torch.tensor(special, dtype=torch.float32)[choice]  # many ties
+    top = TopK(6, 7)
+    for start in range(0, 50, 8):
+        top.add(scores[:, start : start + 8], torch.arange(start, min(start + 8, 50)))
+    got_scores, got_indices = top.result()
+    stable = torch.sort(scores.double(), dim=1, descending=True, stable=True)
+    assert torch.equal(got_indices, stable.indices[:, :7])
+    torch.testing.assert_close(got_scores, stable.values[:, :7], equal_nan=True)
+
+
 def test_dead_channels_are_listed() -> None:
     model, data = build()
     stats = channel_stats(model, data, layers=["1"], progress=False)
