@@ -50,6 +50,10 @@ def main() -> None:
         digits(work / "digits")
         for picture in ("conv1_filters", "conv1_maps", "conv2_maps"):
             store(work / "digits" / f"simplecnn_{picture}.png", f"simplecnn_{picture}.png")
+        top = example("digits_top_images.py")["digits_top_images"]
+        assert callable(top)
+        top(work / "top")
+        store(work / "top" / "conv2_top_digits.png", "simplecnn_conv2_top_digits.png")
         model = fxmaps.analyze(torchvision.models.resnet18().eval(), fxmaps.load_image())
         svg = fxmaps.save_graph(
             fxmaps.render_graph(model, collapse="blocks"), work / "resnet18_blocks.svg"
