@@ -9,6 +9,7 @@ parallel update). The top-k keeps float32 scores as unique int64 keys, so one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -32,44 +33,69 @@ class Running:
         self.count, self.mean, self.m2, self.positive = zeros(), zeros(), zeros(), zeros()
         self.max = torch.full((channels,), -torch.inf, dtype=torch.float64, device=device)
         self.top = TopK(channels, k, device)
+        self._positions: torch.Tensor | None = None  # per channel, positions per sample
 
     def update(
-        self, maps: torch.Tensor, indices: torch.Tensor, score: Score, scratch: Scratch
+        self,
+        maps: Sequence[torch.Tensor],
+        indices: torch.Tensor,
+        score: Score,
+        scratch: Scratch,
     ) -> None:
-        """Add a batch of maps; ``indices`` (their dataset indices, on the CPU) must
-        increase and be above every index added before, as an unshuffled sampler gives."""
-        values = maps.flatten(2) if maps.dim() > 2 else maps.unsqueeze(-1)  # (N, C, positions)
-        if not values.is_floating_point() or values.dtype in (torch.float16, torch.bfloat16):
-            values = values.float()
-        # Four vectorised passes over each map, in its own precision and on its device; only
-        # the (N, C) results are combined in float64. This runs once per batch and node, so
-        # it must cost little next to the forward pass.
-        samples, _, positions = values.shape
-        ones = torch.ones(positions, dtype=values.dtype, device=values.device)
-        sums = values @ ones  # (N, C); a matrix-vector product is the fastest sum for any size
-        peaks = values.amax(dim=2)
-        norms = torch.linalg.vector_norm(values, dim=2)  # square roots of the sums of squares
-        positive = torch.gt(values, 0, out=scratch.like(values)) @ ones  # exact counts
-        # One conversion to float64 and one sum over the samples for three of them.
-        reduced = torch.stack([sums, norms, positive, peaks]).double()  # (4, N, C)
+        """Add a batch of the maps of one node or several, their channels side by side in
+        this state, in the same order every time; ``indices`` (their dataset indices, on
+        the CPU) must increase and be above every index added before, as an unshuffled
+        sampler gives."""
+        flat = [_flat(m) for m in maps]
+        # Four vectorised passes over each map, in its own precision and on its device;
+        # then the (N, C) results of all nodes are combined together in float64, with as
+        # few small ops as one node would need. This runs once per batch, so it must cost
+        # little next to the forward pass.
+        device = flat[0].device  # of the first map, where this state lives
+        parts = [_reduce(values, scratch).to(device) for values in flat]
+        reduced_in = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)  # (4, N, C)
+        if self._positions is None:
+            self._positions = torch.cat(
+                [torch.full((v.shape[1],), float(v.shape[2]), device=device) for v in flat]
+            ).double()
+        positions = self._positions
+        samples = flat[0].shape[0]
+        sums, peaks = reduced_in[0], reduced_in[3]
+        reduced = reduced_in.double()  # one conversion to float64 for all of them
         reduced[1].square_()
         totals = reduced[:3].sum(dim=1)  # (3, C)
-        batch_mean = totals[0] / (samples * positions)
-        m2 = totals[1] - samples * positions * batch_mean.square()
+        count = samples * positions
+        batch_mean = totals[0] / count
+        m2 = totals[1] - count * batch_mean.square()
         # The sums of squares are accurate to the maps' precision (float32 at worst), so
         # M2 is, times sum(x²) / M2; where that ratio is high (|mean| > ~4 std), the
         # channel's values are centred and summed again.
         unsure = torch.nonzero(totals[1] > _TRUSTED_RATIO * m2).flatten()
         if len(unsure):
-            m2[unsure] = _m2(values.index_select(1, unsure), sums[:, unsure], batch_mean[unsure])
-        count = torch.full_like(batch_mean, float(samples * positions))
+            _recentre(m2, unsure, flat, sums, batch_mean)
         self.count, self.mean, self.m2 = combine(
             (self.count, self.mean, self.m2), (count, batch_mean, m2)
         )
         self.max = torch.maximum(self.max, reduced[3].amax(dim=0))
         self.positive += totals[2]
         # Float32 scores for maps of float32 or less: TopK ranks those fastest.
-        self.top.add((peaks if score == "max" else sums / positions).T, indices)
+        scores = peaks if score == "max" else sums / positions.to(sums.dtype)
+        self.top.add(scores.T, indices)
+
+    def split(self, channels: Sequence[int]) -> list[Running]:
+        """The states of the nodes whose channels (so many each) lie side by side here."""
+        scores, indices = self.top.result()
+        states = []
+        start = 0
+        for size in channels:
+            rows = slice(start, start + size)
+            state = Running(0, self.top.k)
+            for name in ("count", "mean", "m2", "positive", "max"):
+                setattr(state, name, getattr(self, name)[rows])
+            state.top = TopK.of(scores[rows], indices[rows], self.top.k)
+            states.append(state)
+            start += size
+        return states
 
     def cpu(self) -> Running:
         """This state on the CPU."""
@@ -79,6 +105,64 @@ class Running:
         scores, indices = self.top.result()
         moved.top = TopK.of(scores.cpu(), indices.cpu(), self.top.k)
         return moved
+
+
+def _flat(maps: torch.Tensor) -> torch.Tensor:
+    """``(N, C, positions)`` values of ``(N, C, ...)`` maps, float32 at least."""
+    values = maps.flatten(2) if maps.dim() > 2 else maps.unsqueeze(-1)
+    if not values.is_floating_point() or values.dtype in (torch.float16, torch.bfloat16):
+        values = values.float()
+    return values
+
+
+def _recentre(
+    m2: torch.Tensor,
+    unsure: torch.Tensor,
+    flat: Sequence[torch.Tensor],
+    sums: torch.Tensor,
+    mean: torch.Tensor,
+) -> None:
+    """Set ``m2`` of the ``unsure`` channels (of all maps, side by side) from their
+    values centred on their means."""
+    start = 0
+    for values in flat:
+        end = start + values.shape[1]
+        mine = unsure[(unsure >= start) & (unsure < end)]
+        if len(mine):
+            local = (mine - start).to(values.device)
+            centred = _m2(
+                values.index_select(1, local),
+                sums[:, mine].to(values.device),
+                mean[mine].to(values.device),
+            )
+            m2[mine] = centred.to(m2.device)
+        start = end
+
+
+def _reduce(values: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+    """``(4, N, C)``: per sample and channel of ``(N, C, P)`` values, their sum, the square
+    root of their sum of squares, how many are above zero, and their maximum.
+
+    A few samples at a time, as many as fill :data:`_CHUNK_BYTES`: the first pass over
+    them brings them into the cache, and the other three read them from there.
+    """
+    samples, channels, positions = values.shape
+    out = torch.empty(4, samples, channels, dtype=values.dtype, device=values.device)
+    ones = torch.ones(positions, dtype=values.dtype, device=values.device)
+    per_sample = channels * positions * values.element_size()
+    step = samples if values.device.type != "cpu" else max(1, _CHUNK_BYTES // per_sample)
+    for start in range(0, samples, step):
+        part = values[start : start + step]
+        rows = slice(start, start + part.shape[0])
+        torch.matmul(part, ones, out=out[0, rows])  # the fastest sum, for any size
+        torch.linalg.vector_norm(part, dim=2, out=out[1, rows])
+        torch.matmul(torch.gt(part, 0, out=scratch.like(part)), ones, out=out[2, rows])
+        torch.amax(part, dim=2, out=out[3, rows])
+    return out
+
+
+_CHUNK_BYTES = 1 << 20
+"""Bytes of maps reduced at a time on the CPU: well inside a core's L2 cache."""
 
 
 class TopK:

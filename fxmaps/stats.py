@@ -196,7 +196,8 @@ def channel_stats(
     loader = DataLoader(
         _Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers
     )
-    running: dict[str, Running] = {}
+    running: Running | None = None  # every chosen node's channels, side by side
+    channels: list[int] = []
     scratch = Scratch()
     seen = 0  # samples this rank has taken from its sampler, padding included
     with torch.no_grad():
@@ -208,19 +209,18 @@ def channel_stats(
             if keep == 0:
                 continue
             maps = extractor(inputs[:keep].to(run_on, non_blocking=True))
-            for name in extractor.names:
-                values = maps[name].detach()
-                state = running.get(name)
-                if state is None:
-                    state = running[name] = Running(values.shape[1], topk, values.device)
-                state.update(values, indices[:keep], score, scratch)
+            values = [maps[name].detach() for name in extractor.names]
             del maps
-    merged = {
-        name: world.merge(
-            running[name].cpu() if name in running else Running(_channels(graph, name), topk)
-        )
-        for name in extractor.names
-    }
+            if running is None:
+                channels = [int(v.shape[1]) for v in values]
+                running = Running(sum(channels), topk, values[0].device)
+            running.update(values, indices[:keep], score, scratch)
+            del values
+    if running is None:  # this rank saw no sample (more ranks than samples)
+        states = [Running(_channels(graph, name), topk) for name in extractor.names]
+    else:
+        states = running.cpu().split(channels)
+    merged = {name: world.merge(state) for name, state in zip(extractor.names, states, strict=True)}
     return ChannelStats(merged, samples=size, topk=topk, score=score, graph=graph)
 
 

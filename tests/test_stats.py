@@ -130,6 +130,31 @@ def test_top_k_ranks_special_values_and_ties_like_a_stable_sort() -> None:
     torch.testing.assert_close(got_scores, stable.values[:, :7], equal_nan=True)
 
 
+def test_nodes_side_by_side_with_means_far_above_their_spread() -> None:
+    """One running state holds several nodes' channels; a channel whose mean dwarfs its
+    spread (its variance summed again, centred) may be in any of them."""
+    from fxmaps._running import Running, Scratch
+
+    torch.manual_seed(0)
+    first = torch.randn(10, 3, 4, 4)
+    second = torch.randn(10, 4, 2, 2)
+    second[:, 2] += 50.0
+    state, scratch = Running(7, 3), Scratch()
+    for rows in (slice(0, 6), slice(6, 10)):
+        indices = torch.arange(10)[rows]
+        state.update([first[rows], second[rows]], indices, "max", scratch)
+    for part, maps in zip(state.split([3, 4]), (first, second), strict=True):
+        per_channel = maps.double().transpose(0, 1).flatten(1)
+        torch.testing.assert_close(part.mean, per_channel.mean(dim=1))
+        std = (part.m2 / part.count).sqrt()
+        torch.testing.assert_close(std, per_channel.std(dim=1, correction=0), rtol=1e-5, atol=0)
+        torch.testing.assert_close(part.max, per_channel.amax(dim=1))
+        scores, indices = part.top.result()
+        peaks = maps.flatten(2).amax(dim=2)
+        assert torch.equal(indices, expected_top(peaks, 3))
+        assert torch.equal(scores, peaks.T.gather(1, indices).double())
+
+
 def test_dead_channels_are_listed() -> None:
     model, data = build()
     stats = channel_stats(model, data, layers=["1"], progress=False)
