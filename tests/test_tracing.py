@@ -100,14 +100,7 @@ def test_untraceable_submodule_becomes_opaque_with_a_warning() -> None:
 
 def test_failing_instances_of_one_class_cost_two_traces(monkeypatch: pytest.MonkeyPatch) -> None:
     model = toy.ManyGates()
-    roots: list[str] = []
-    original = fxmaps.tracing._Tracer.trace
-
-    def counting(self: fxmaps.tracing._Tracer, root: nn.Module, **kwargs: object) -> object:
-        roots.append(type(root).__name__)
-        return original(self, root, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fxmaps.tracing._Tracer, "trace", counting)
+    roots = _roots_traced(monkeypatch)
     with pytest.warns(fxmaps.FxmapsWarning, match="12 module"):
         graph = fxmaps.analyze(model, torch.randn(1, 2, 4, 4))
     assert [o.name for o in graph.opaque] == [f"blocks.{i}" for i in range(13) if i != 5]
