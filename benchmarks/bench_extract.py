@@ -27,7 +27,7 @@ import torchvision
 from tabulate import tabulate
 
 import fxmaps
-from fxmaps.bench import FORWARD, FXMAPS, HOOKS
+from fxmaps.bench.extraction import FORWARD, FXMAPS, HOOKS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

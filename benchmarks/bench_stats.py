@@ -39,8 +39,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import fxmaps
-from fxmaps.extract import FeatureExtractor
-from fxmaps.stats import ChannelStats, channel_stats
+from fxmaps.extract.extractor import FeatureExtractor
+from fxmaps.stats.channels import ChannelStats, channel_stats
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads({threads})
 from benchmarks.bench_stats import Noise, model
-from fxmaps.stats import channel_stats
+from fxmaps.stats.channels import channel_stats
 count = int(sys.argv[1])
 start = time.perf_counter()
 stats = channel_stats(model(), Noise(count, {size}), layers="conv", batch_size={batch},
@@ -170,7 +170,7 @@ import sys
 sys.path.insert(0, {root!r})
 import torch.distributed as dist
 from benchmarks.bench_stats import Noise, model
-from fxmaps.stats import channel_stats
+from fxmaps.stats.channels import channel_stats
 stats = channel_stats(model(), Noise(int(sys.argv[1]), 64), layers="conv", batch_size=32,
                       progress=False)
 if not dist.is_initialized() or dist.get_rank() == 0:

@@ -19,7 +19,7 @@ from typing import Any
 from torch.utils.data import TensorDataset
 
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
-from fxmaps.stats import ChannelStats, channel_stats
+from fxmaps.stats.channels import ChannelStats, channel_stats
 
 
 def digits_top_images(output: Path, *, epochs: int = 8) -> tuple[ChannelStats, list[Path]]:

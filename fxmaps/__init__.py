@@ -4,7 +4,6 @@ Trace any PyTorch model with torch.fx, classify its graph (convs, downsample
 convs, residual and sequential blocks, ...), and look at the result.
 """
 
-from fxmaps.analyze import analyze
 from fxmaps.bench import ExtractionBenchmark, benchmark_extraction
 from fxmaps.classify import (
     Block,
@@ -32,17 +31,16 @@ from fxmaps.errors import (
     ShapeError,
     TraceError,
 )
-from fxmaps.extract import FeatureExtractor, extract
-from fxmaps.graph import Layer, ModelGraph, format_shape
-from fxmaps.images import load_image
-from fxmaps.maps import FeatureMaps
+from fxmaps.extract import FeatureExtractor, FeatureMaps, extract
+from fxmaps.graph import Layer, ModelGraph, analyze, format_shape
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
-from fxmaps.render.report import report
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
+from fxmaps.report import report
+from fxmaps.sources import load_image
 from fxmaps.stats import ChannelStats, LayerStats, channel_stats
-from fxmaps.tracing import OpaqueModule
+from fxmaps.trace import OpaqueModule
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import fxmaps
-from fxmaps.shapes import shape_of
+from fxmaps.trace.shapes import shape_of
 from tests import models as toy
 from tests.conftest import tv_model
 from tests.oracles import hook_outputs

@@ -28,17 +28,17 @@ from PIL import Image
 from torch import nn
 
 import fxmaps
-from fxmaps._memory import estimate_bytes
-from fxmaps._transforms import map_options
 from fxmaps.cli import main
-from fxmaps.images import DEFAULT_IMAGE
-from fxmaps.zoo import load_model, load_weights
+from fxmaps.extract.memory import estimate_bytes
+from fxmaps.extract.transforms import map_options
+from fxmaps.sources.images import DEFAULT_IMAGE
+from fxmaps.sources.models import load_model, load_weights
 from tests import models as toy
 from tests.oracles import hook_outputs
 from tests.test_analyze import _assert_unchanged, _snapshot
 
 HERE = "tests.test_bad_input"
-memory_module = importlib.import_module("fxmaps._memory")
+memory_module = importlib.import_module("fxmaps.extract.memory")
 
 
 class Tiny(nn.Module):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import fxmaps
-from fxmaps.bench import FORWARD, FXMAPS, HOOKS
+from fxmaps.bench.extraction import FORWARD, FXMAPS, HOOKS
 from tests import models as toy
 
 

@@ -13,7 +13,7 @@ from torch import nn
 import fxmaps
 from fxmaps import Kind
 from fxmaps.classify.blocks import ROLE_SKIP
-from fxmaps.graph import ATTR_ROLE
+from fxmaps.graph.model_graph import ATTR_ROLE
 from tests import models as toy
 from tests.conftest import tv_model
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 import fxmaps
-from fxmaps.datasets import Digits, ImageFiles, image_dataset
-from fxmaps.images import DEFAULT_IMAGE
+from fxmaps.sources.datasets import Digits, ImageFiles, image_dataset
+from fxmaps.sources.images import DEFAULT_IMAGE
 
 
 def test_digits_are_shaped_for_the_model() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import fxmaps
-from fxmaps._files import atomic_path, output_file, output_folder
+from fxmaps.files import atomic_path, output_file, output_folder
 
 
 def write_then_fail(target: Path, content: bytes) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fxmaps
-from fxmaps.graph import ATTR_KIND, ATTR_LAYER, ATTR_ROLE
+from fxmaps.graph.model_graph import ATTR_KIND, ATTR_LAYER, ATTR_ROLE
 from tests import models as toy
 from tests.conftest import tv_model
 

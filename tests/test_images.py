@@ -15,7 +15,7 @@ import torchvision
 from PIL import Image
 
 import fxmaps
-from fxmaps.images import DEFAULT_IMAGE, IMAGENET_MEAN, IMAGENET_STD, read_image
+from fxmaps.sources.images import DEFAULT_IMAGE, IMAGENET_MEAN, IMAGENET_STD, read_image
 
 
 def test_default_photo() -> None:

@@ -26,8 +26,8 @@ from torch import nn
 import fxmaps
 from fxmaps.classify import Kind, Layout
 from fxmaps.errors import FxmapsWarning, InputError, NodeNotFoundError, OptionError
-from fxmaps.graph import Layer
-from fxmaps.maps import FeatureMaps
+from fxmaps.extract.maps import FeatureMaps
+from fxmaps.graph.model_graph import Layer
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
 from tests import models as toy
 

@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle
 
 import fxmaps
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
-from fxmaps.stats import ChannelStats, channel_stats
+from fxmaps.stats.channels import ChannelStats, channel_stats
 from tests.test_stats import build
 
 CELL, PAD = 96, 4

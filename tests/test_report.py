@@ -26,9 +26,9 @@ from torch import nn
 import fxmaps
 from fxmaps.classify import Kind
 from fxmaps.errors import FxmapsWarning, OutputError
-from fxmaps.graph import SUMMARY_HEADERS
-from fxmaps.render import report as report_module
+from fxmaps.graph.model_graph import SUMMARY_HEADERS
 from fxmaps.render.graph import KIND_COLORS
+from fxmaps.report import page as report_module
 from tests import models as toy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 import fxmaps
-from fxmaps.stats import ChannelStats, channel_stats
+from fxmaps.stats.channels import ChannelStats, channel_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 37  # uneven: 19 + 18 on two ranks, and a short last batch
@@ -114,7 +114,7 @@ def test_float64_models_match_the_oracle_too() -> None:
 def test_top_k_ranks_special_values_and_ties_like_a_stable_sort() -> None:
     """The int64 keys of float32 scores order as torch.sort does: NaN first, -0.0 == 0.0,
     subnormals and infinities in place, ties to the lower index; batch by batch."""
-    from fxmaps._running import TopK
+    from fxmaps.stats.running import TopK
 
     special = [0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 2.5, -2.5, 3e38, -3e38]
     special += [float("inf"), float("-inf"), float("nan"), -float("nan")]
@@ -133,7 +133,7 @@ def test_top_k_ranks_special_values_and_ties_like_a_stable_sort() -> None:
 def test_nodes_side_by_side_with_means_far_above_their_spread() -> None:
     """One running state holds several nodes' channels; a channel whose mean dwarfs its
     spread (its variance summed again, centred) may be in any of them."""
-    from fxmaps._running import Running, Scratch
+    from fxmaps.stats.running import Running, Scratch
 
     torch.manual_seed(0)
     first = torch.randn(10, 3, 4, 4)
@@ -212,7 +212,7 @@ def test_bad_datasets_and_options() -> None:
 WORKER = """
 import sys
 import torch.distributed as dist
-from fxmaps.stats import channel_stats
+from fxmaps.stats.channels import channel_stats
 from tests.test_stats import LAYERS, build
 
 model, data = build()
@@ -224,7 +224,7 @@ if dist.get_rank() == 0:
 # Different weights on the two ranks are refused, until rank 0's are shared.
 import torch
 from fxmaps.errors import InputError
-from fxmaps.stats import share_weights
+from fxmaps.stats.channels import share_weights
 
 torch.manual_seed(dist.get_rank())
 other = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3))
@@ -282,7 +282,7 @@ class SimpleCNN(nn.Module):
 
 def test_the_stats_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fxmaps.cli import main
-    from fxmaps.datasets import Digits
+    from fxmaps.sources.datasets import Digits
 
     (tmp_path / "net.py").write_text(SIMPLE_CNN)
     out = tmp_path / "stats"
@@ -294,7 +294,7 @@ def test_the_stats_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert names == ["channel_stats.png", "conv1_top.png", "conv2_top.png", "stats.pt"]
     saved = ChannelStats.load(out / "stats.pt")
     assert saved.topk == 3
-    model = fxmaps.zoo.load_model(spec).model
+    model = fxmaps.sources.load_model(spec).model
     digits = Digits((1, 28, 28))
     maps = fxmaps.extract(model, digits.images, layers=["conv2"])
     scores = maps["conv2"].double().flatten(2).amax(dim=2)

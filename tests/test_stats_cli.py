@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fxmaps.stats import ChannelStats
+from fxmaps.stats.channels import ChannelStats
 from tests.test_stats import ROOT, SIMPLE_CNN
 
 pytestmark = pytest.mark.skipif(

@@ -542,13 +542,13 @@ def timm_registry() -> Iterator[Any]:
 
 def _roots_traced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     roots: list[str] = []
-    original = fxmaps.tracing._Tracer.trace
+    original = fxmaps.trace.tracer._Tracer.trace
 
-    def counting(self: fxmaps.tracing._Tracer, root: nn.Module, **kwargs: object) -> object:
+    def counting(self: fxmaps.trace.tracer._Tracer, root: nn.Module, **kwargs: object) -> object:
         roots.append(type(root).__name__)
         return original(self, root, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fxmaps.tracing._Tracer, "trace", counting)
+    monkeypatch.setattr(fxmaps.trace.tracer._Tracer, "trace", counting)
     return roots
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from torch import fx, nn
 
 from fxmaps.classify.kinds import BlockKind, Kind, SkipKind
-from fxmaps.tracing import Scope
+from fxmaps.trace.tracer import Scope
 
 __all__ = ["ROLE_SHORTCUT", "ROLE_SKIP", "Block", "Residual", "Structure", "analyze_structure"]
 

@@ -19,25 +19,25 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torchvision
 
-from fxmaps._files import atomic_path, output_file, output_folder
-from fxmaps.analyze import analyze
-from fxmaps.bench import benchmark_extraction
-from fxmaps.datasets import image_dataset
+from fxmaps.bench.extraction import benchmark_extraction
 from fxmaps.errors import DeviceError, OptionError, OutputError
-from fxmaps.extract import extract
-from fxmaps.images import load_image
+from fxmaps.extract.extractor import extract
+from fxmaps.files import atomic_path, output_file, output_folder
+from fxmaps.graph.analyze import analyze
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import plot_feature_maps
-from fxmaps.render.report import report as write_report
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
-from fxmaps.stats import channel_stats, share_weights
-from fxmaps.zoo import LoadedModel, load_model
+from fxmaps.report.page import report as write_report
+from fxmaps.sources.datasets import image_dataset
+from fxmaps.sources.images import load_image
+from fxmaps.sources.models import LoadedModel, load_model
+from fxmaps.stats.channels import channel_stats, share_weights
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from fxmaps.maps import FeatureMaps
+    from fxmaps.extract.maps import FeatureMaps
 
 __all__ = ["bench", "demo", "filters", "graph", "maps", "report", "stats", "summary"]
 

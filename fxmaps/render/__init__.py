@@ -1,4 +1,4 @@
-"""Rendering: the annotated graph (graphviz), feature maps and filters (matplotlib), reports.
+"""Drawing: the annotated graph (graphviz), feature maps and filters (matplotlib), tables.
 
 Heavy imports (matplotlib, graphviz) happen inside the functions that need them,
 so ``import fxmaps`` stays light.

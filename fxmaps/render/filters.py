@@ -31,9 +31,9 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from fxmaps.errors import InputError, OptionError
-from fxmaps.graph import Layer, format_shape
-from fxmaps.render import _canvas as canvas
-from fxmaps.render._canvas import Array
+from fxmaps.graph.model_graph import Layer, format_shape
+from fxmaps.render import canvas
+from fxmaps.render.canvas import Array
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -26,12 +26,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from fxmaps._files import atomic_path, output_file
 from fxmaps.classify import BlockKind, Kind
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
 from fxmaps.errors import FxmapsWarning, GraphvizNotFoundError, OptionError
-from fxmaps.graph import ROLE_DATA, Layer, ModelGraph
-from fxmaps.render._graph_plan import DrawnNode, GraphPlan, Highlight, check_collapse, plan_graph
+from fxmaps.files import atomic_path, output_file
+from fxmaps.graph.model_graph import ROLE_DATA, Layer, ModelGraph
+from fxmaps.render.plan import DrawnNode, GraphPlan, Highlight, check_collapse, plan_graph
 
 if TYPE_CHECKING:
     import graphviz

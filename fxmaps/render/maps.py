@@ -35,13 +35,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from fxmaps._transforms import to_spatial
 from fxmaps.classify import Layout
 from fxmaps.errors import FxmapsWarning, InputError, OptionError
-from fxmaps.graph import format_shape
-from fxmaps.maps import FeatureMaps
-from fxmaps.render import _canvas as canvas
-from fxmaps.render._canvas import Array, MapLike
+from fxmaps.extract.maps import FeatureMaps
+from fxmaps.extract.transforms import to_spatial
+from fxmaps.graph.model_graph import format_shape
+from fxmaps.render import canvas
+from fxmaps.render.canvas import Array, MapLike
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fxmaps.errors import InputError, OptionError
-from fxmaps.extract import FeatureExtractor
-from fxmaps.graph import ModelGraph
-from fxmaps.render import _canvas as canvas
-from fxmaps.stats import ChannelStats
+from fxmaps.extract.extractor import FeatureExtractor
+from fxmaps.graph.model_graph import ModelGraph
+from fxmaps.render import canvas
+from fxmaps.stats.channels import ChannelStats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

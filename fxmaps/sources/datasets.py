@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fxmaps.errors import InputError
-from fxmaps.images import load_image
+from fxmaps.sources.images import load_image
 
 __all__ = ["Digits", "ImageFiles", "image_dataset"]
 

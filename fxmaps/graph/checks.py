@@ -21,8 +21,8 @@ from torchvision.models import WeightsEnum, get_model_weights, list_models
 
 from fxmaps.classify import Kind, kind_of_node
 from fxmaps.errors import DeviceError, InputError, ShapeError
-from fxmaps.graph import ModelGraph
-from fxmaps.shapes import (
+from fxmaps.graph.model_graph import ModelGraph
+from fxmaps.trace.shapes import (
     all_finite,
 )
 

@@ -41,7 +41,7 @@ __all__ = [
 
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _FX_DIR = str(Path(fx.__file__).parent)
-_FXMAPS_DIR = str(Path(__file__).parent)
+_FXMAPS_DIR = str(Path(__file__).parent.parent)
 
 Helper = tuple[FunctionType, dict[str, Any]]
 """A helper function to autowrap, and the globals of the function that called it."""

@@ -19,8 +19,8 @@ from torch.nn.parameter import UninitializedParameter
 
 from fxmaps.classify import Block, BlockKind, Kind, Layout, Residual
 from fxmaps.errors import NodeNotFoundError, OptionError, close_matches
-from fxmaps.shapes import ShapeTree
-from fxmaps.tracing import OpaqueModule
+from fxmaps.trace.shapes import ShapeTree
+from fxmaps.trace.tracer import OpaqueModule
 
 __all__ = [
     "ATTR_BLOCK",

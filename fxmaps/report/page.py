@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from fxmaps._files import atomic_path, output_file
-from fxmaps.analyze import analyze
 from fxmaps.errors import FxmapsWarning, GraphvizNotFoundError
-from fxmaps.extract import extract
-from fxmaps.graph import SUMMARY_HEADERS, ModelGraph, format_shape
-from fxmaps.images import load_image, read_image
-from fxmaps.maps import FeatureMaps
+from fxmaps.extract.extractor import extract
+from fxmaps.extract.maps import FeatureMaps
+from fxmaps.files import atomic_path, output_file
+from fxmaps.graph.analyze import analyze
+from fxmaps.graph.model_graph import SUMMARY_HEADERS, ModelGraph, format_shape
+from fxmaps.graph.select import Selection
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph
 from fxmaps.render.maps import plot_feature_maps
-from fxmaps.select import Selection
+from fxmaps.sources.images import load_image, read_image
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

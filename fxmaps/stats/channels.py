@@ -25,13 +25,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from fxmaps._files import atomic_path
-from fxmaps._running import Running, Score, Scratch, TopK, best, combine
-from fxmaps.analyze import analyze
 from fxmaps.errors import InputError, OptionError
-from fxmaps.extract import FeatureExtractor
-from fxmaps.graph import ModelGraph
-from fxmaps.select import Selection
+from fxmaps.extract.extractor import FeatureExtractor
+from fxmaps.files import atomic_path
+from fxmaps.graph.analyze import analyze
+from fxmaps.graph.model_graph import ModelGraph
+from fxmaps.graph.select import Selection
+from fxmaps.stats.running import Running, Score, Scratch, TopK, best, combine
 
 __all__ = ["ChannelStats", "LayerStats", "channel_stats", "share_weights"]
 

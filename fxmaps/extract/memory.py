@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from fxmaps._transforms import MapOptions
 from fxmaps.classify import Layout
-from fxmaps.graph import Layer, ModelGraph
-from fxmaps.shapes import MetaFailure, meta_values
+from fxmaps.extract.transforms import MapOptions
+from fxmaps.graph.model_graph import Layer, ModelGraph
+from fxmaps.trace.shapes import MetaFailure, meta_values
 
 __all__ = ["MEMORY_FRACTION", "estimate_bytes", "memory_limit", "memory_message", "number"]
 

@@ -34,18 +34,6 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from fxmaps._aliases import plan_liveness
-from fxmaps._inputs import (
-    ExampleInput,
-    as_example_inputs,
-    check_module,
-    non_finite_input_note,
-    non_finite_maps_note,
-    prepare_inputs,
-)
-from fxmaps._memory import estimate_bytes, memory_limit, memory_message, number
-from fxmaps._transforms import MapOptions, MapTransform, map_options
-from fxmaps.analyze import graph_for_inputs
 from fxmaps.classify import Kind
 from fxmaps.errors import (
     DeviceError,
@@ -56,10 +44,22 @@ from fxmaps.errors import (
     OptionError,
     ShapeError,
 )
-from fxmaps.graph import Layer, ModelGraph
-from fxmaps.maps import FeatureMaps
-from fxmaps.select import Selection, select_layers
-from fxmaps.shapes import (
+from fxmaps.extract.aliases import plan_liveness
+from fxmaps.extract.maps import FeatureMaps
+from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, number
+from fxmaps.extract.transforms import MapOptions, MapTransform, map_options
+from fxmaps.graph.analyze import graph_for_inputs
+from fxmaps.graph.checks import (
+    ExampleInput,
+    as_example_inputs,
+    check_module,
+    non_finite_input_note,
+    non_finite_maps_note,
+    prepare_inputs,
+)
+from fxmaps.graph.model_graph import Layer, ModelGraph
+from fxmaps.graph.select import Selection, select_layers
+from fxmaps.trace.shapes import (
     all_finite,
     first_non_finite,
     preserved_state,

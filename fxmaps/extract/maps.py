@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from fxmaps._files import atomic_path, output_file
 from fxmaps.classify import Kind, Layout
 from fxmaps.errors import FxmapsError, InputError, NodeNotFoundError, close_matches
-from fxmaps.graph import Layer, format_shape
+from fxmaps.files import atomic_path, output_file
+from fxmaps.graph.model_graph import Layer, format_shape
 
 __all__ = ["FeatureMaps"]
 

@@ -16,7 +16,7 @@ from typing import TypeAlias
 
 from fxmaps.classify import Kind
 from fxmaps.errors import InputError, NodeNotFoundError, OptionError, close_matches
-from fxmaps.graph import Layer, ModelGraph
+from fxmaps.graph.model_graph import Layer, ModelGraph
 
 __all__ = ["Selection", "select_layers"]
 

@@ -11,7 +11,9 @@ import torch
 from torch import fx, nn
 from torch.nn.parameter import UninitializedParameter
 
-from fxmaps._inputs import (
+from fxmaps.classify import Kind, Structure, analyze_structure, infer_layouts, kind_of_node
+from fxmaps.errors import FxmapsWarning, InputError
+from fxmaps.graph.checks import (
     ExampleInput,
     as_example_inputs,
     check_module,
@@ -19,17 +21,15 @@ from fxmaps._inputs import (
     non_finite_maps_note,
     prepare_inputs,
 )
-from fxmaps.classify import Kind, Structure, analyze_structure, infer_layouts, kind_of_node
-from fxmaps.errors import FxmapsWarning, InputError
-from fxmaps.graph import ROLE_DATA, Layer, ModelGraph, count_parameters
-from fxmaps.shapes import (
+from fxmaps.graph.model_graph import ROLE_DATA, Layer, ModelGraph, count_parameters
+from fxmaps.trace.shapes import (
     ShapeTree,
     first_non_finite,
     preserved_state,
     propagate,
     shape_of,
 )
-from fxmaps.tracing import LeafSpec, Traced, trace
+from fxmaps.trace.tracer import LeafSpec, Traced, trace
 
 __all__ = ["analyze", "graph_for_inputs"]
 _LEARNED = frozenset({Kind.CONV, Kind.LINEAR, Kind.ATTENTION, Kind.RECURRENT, Kind.EMBEDDING})

@@ -38,7 +38,8 @@ import torch
 import torchvision.ops
 from torch import fx, nn
 
-from fxmaps._failures import (
+from fxmaps.errors import InputError, TraceError
+from fxmaps.trace.diagnose import (
     Failure,
     Helper,
     Patch,
@@ -51,7 +52,6 @@ from fxmaps._failures import (
     raising_outcome,
     trace_error_message,
 )
-from fxmaps.errors import InputError, TraceError
 
 __all__ = ["LeafSpec", "OpaqueModule", "Scope", "Traced", "trace"]
 
