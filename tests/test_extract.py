@@ -12,6 +12,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 import fxmaps
 from fxmaps import Kind
+from fxmaps.extract import extractor as extractor_module
+from fxmaps.extract import rewrite
 from tests import models as toy
 from tests.conftest import tv_model
 from tests.oracles import hook_outputs
@@ -438,13 +440,13 @@ def test_extract_from_a_training_graph_keeps_batchnorm_statistics() -> None:
 def test_extractors_are_cached_per_graph_and_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     graph = fxmaps.analyze(toy.CifarResNet())
     builds: list[int] = []
-    original = fxmaps.extract.__globals__["_build"]
+    original = rewrite.build_extraction
 
     def counting(*args: object) -> object:
         builds.append(1)
-        return original(*args)
+        return original(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setitem(fxmaps.extract.__globals__, "_build", counting)
+    monkeypatch.setattr(extractor_module, "build_extraction", counting)
     x = torch.randn(1, 3, 16, 16)
     for _ in range(3):
         fxmaps.extract(graph, x, layers="conv")

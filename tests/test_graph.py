@@ -59,8 +59,14 @@ def test_layers_filter_by_kinds(resnet18_graph: fxmaps.ModelGraph) -> None:
     both = resnet18_graph.layers(["conv", fxmaps.Kind.DOWNSAMPLE])
     assert {layer.kind for layer in both} == {fxmaps.Kind.CONV, fxmaps.Kind.DOWNSAMPLE}
     assert len(both) == 20
-    with pytest.raises(fxmaps.OptionError, match=r"unknown kind in 'convs'; kinds are: conv"):
+    with pytest.raises(
+        fxmaps.NodeNotFoundError, match=r"'convs'.* not a kind either; kinds are: .*conv"
+    ):
         resnet18_graph.layers("convs")
+    assert resnet18_graph.layers("layer1.*.conv1") == resnet18_graph.layers(
+        lambda layer: layer.name in ("layer1.0.conv1", "layer1.1.conv1")
+    )
+    assert resnet18_graph.layers("attention") == []  # a kind the model has no node of
 
 
 def test_unknown_name_suggests_close_matches(resnet18_graph: fxmaps.ModelGraph) -> None:

@@ -20,7 +20,8 @@ import torch
 import fxmaps
 from fxmaps import Kind, ModelGraph
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
-from fxmaps.graph.model_graph import ATTR_ROLE, ROLE_DATA, Layer
+from fxmaps.graph import Layer
+from fxmaps.graph.model_graph import ATTR_ROLE, ROLE_DATA
 from fxmaps.render.graph import render_graph, save_graph
 from tests import models as toy
 from tests.conftest import tv_model

@@ -27,7 +27,7 @@ import fxmaps
 from fxmaps.classify import Kind, Layout
 from fxmaps.errors import FxmapsWarning, InputError, NodeNotFoundError, OptionError
 from fxmaps.extract.maps import FeatureMaps
-from fxmaps.graph.model_graph import Layer
+from fxmaps.graph import Layer
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
 from tests import models as toy
 

@@ -26,8 +26,8 @@ from torch import nn
 import fxmaps
 from fxmaps.classify import Kind
 from fxmaps.errors import FxmapsWarning, OutputError
-from fxmaps.graph.model_graph import SUMMARY_HEADERS
 from fxmaps.render.graph import KIND_COLORS
+from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.report import page as report_module
 from tests import models as toy
 

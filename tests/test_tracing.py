@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.models.feature_extraction import get_graph_node_names
 
 import fxmaps
+from fxmaps.trace.symbolic import SymbolicTracer
 from tests import models as toy
 from tests.conftest import tv_model
 from tests.oracles import hook_outputs
@@ -542,13 +543,13 @@ def timm_registry() -> Iterator[Any]:
 
 def _roots_traced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     roots: list[str] = []
-    original = fxmaps.trace.tracer._Tracer.trace
+    original = SymbolicTracer.trace
 
-    def counting(self: fxmaps.trace.tracer._Tracer, root: nn.Module, **kwargs: object) -> object:
+    def counting(self: SymbolicTracer, root: nn.Module, **kwargs: object) -> object:
         roots.append(type(root).__name__)
         return original(self, root, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fxmaps.trace.tracer._Tracer, "trace", counting)
+    monkeypatch.setattr(SymbolicTracer, "trace", counting)
     return roots
 
 

@@ -34,10 +34,8 @@ from torch import nn
 from fxmaps.errors import FxmapsWarning, InputError
 from fxmaps.extract.extractor import FeatureExtractor, checked_inputs
 from fxmaps.files import atomic_path
-from fxmaps.graph.analyze import graph_for_inputs
+from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, select_layers
 from fxmaps.graph.checks import ExampleInput, as_example_inputs, check_module
-from fxmaps.graph.model_graph import ModelGraph
-from fxmaps.graph.select import Selection, select_layers
 
 __all__ = ["ExtractionBenchmark", "Timing", "benchmark_extraction"]
 

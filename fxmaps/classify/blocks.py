@@ -21,13 +21,12 @@ whole pass is linear in the size of the branches, with no all-pairs searches.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from torch import fx, nn
 
-from fxmaps.classify.kinds import BlockKind, Kind, SkipKind
-from fxmaps.trace.tracer import Scope
+from fxmaps.facts import BlockKind, Kind, Scope, SkipKind, facts, note
 
 __all__ = ["ROLE_SHORTCUT", "ROLE_SKIP", "Block", "Residual", "Structure", "analyze_structure"]
 
@@ -62,13 +61,12 @@ class Block:
 
 @dataclass(frozen=True)
 class Structure:
-    """What structural analysis found, keyed by fx node where the graph needs it."""
+    """What structural analysis found beyond the nodes' own facts: the merges, the blocks,
+    and the role of each edge along a shortcut, keyed by ``(source, target)`` names."""
 
     residuals: tuple[Residual, ...]
     blocks: tuple[Block, ...]
-    downsample: frozenset[fx.Node]
-    node_block: Mapping[fx.Node, str]
-    edge_roles: Mapping[tuple[fx.Node, fx.Node], str]
+    edge_roles: Mapping[tuple[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -82,46 +80,58 @@ class _Merge:
     block: str
 
 
-def analyze_structure(
-    nodes: list[fx.Node],
-    kinds: Mapping[fx.Node, Kind],
-    names: Mapping[fx.Node, str],
-    scopes: Mapping[fx.Node, tuple[Scope, ...]],
-    learned: Callable[[fx.Node], bool],
-) -> Structure:
+def analyze_structure(nodes: list[fx.Node]) -> Structure:
     """Find residual merges, downsample convs and blocks in a traced graph.
 
+    Reads each node's kind, name, scopes and parameter count from its facts; writes
+    ``kind=downsample`` for shortcut convs and each node's innermost ``block``.
+
     Args:
-        nodes: The graph's nodes in execution order.
-        kinds: Each node's kind before residual analysis.
-        names: Each node's public name.
-        scopes: Each node's enclosing module calls, outermost first.
-        learned: Whether a node is a learned layer (counts towards a branch).
+        nodes: The graph's visible nodes in execution order.
     """
     index = {node: i for i, node in enumerate(nodes)}
     fed = _fed_by_inputs(nodes)
     merges = []
     for node in nodes:
-        if kinds[node] is Kind.ADD:
-            merge = _residual_merge(node, index, fed, kinds, scopes, learned, names)
+        if facts(node).kind is Kind.ADD:
+            merge = _residual_merge(node, index, fed)
             if merge is not None:
                 merges.append(merge)
-    downsample = frozenset(n for m in merges for n in m.shortcut if kinds[n] is Kind.CONV)
+    downsample = {n for m in merges for n in m.shortcut if facts(n).kind is Kind.CONV}
+    for node in downsample:
+        note(node, kind=Kind.DOWNSAMPLE)
     shortcut_nodes = {n for m in merges for n in m.shortcut}
-    blocks, node_block = _blocks(nodes, merges, names, scopes, shortcut_nodes, fed)
+    blocks = _blocks(nodes, merges, shortcut_nodes, fed)
     residuals = tuple(
         Residual(
-            merge=names[m.add],
+            merge=_name(m.add),
             block=m.block,
-            fork=names[m.fork],
+            fork=_name(m.fork),
             skip=m.skip,
-            main=tuple(names[n] for n in m.main),
-            shortcut=tuple(names[n] for n in m.shortcut),
-            downsample=tuple(names[n] for n in m.shortcut if n in downsample),
+            main=tuple(_name(n) for n in m.main),
+            shortcut=tuple(_name(n) for n in m.shortcut),
+            downsample=tuple(_name(n) for n in m.shortcut if n in downsample),
         )
         for m in merges
     )
-    return Structure(residuals, blocks, downsample, node_block, _edge_roles(merges))
+    return Structure(residuals, blocks, _edge_roles(merges))
+
+
+_LEARNED = frozenset({Kind.CONV, Kind.LINEAR, Kind.ATTENTION, Kind.RECURRENT, Kind.EMBEDDING})
+
+
+def _learned(node: fx.Node) -> bool:
+    """A learned layer: counts towards a branch's weight (weighted ``other`` ops included)."""
+    found = facts(node)
+    return found.kind in _LEARNED or (found.kind is Kind.OTHER and found.params > 0)
+
+
+def _name(node: fx.Node) -> str:
+    return facts(node).name
+
+
+def _scopes(node: fx.Node) -> tuple[Scope, ...]:
+    return facts(node).scopes
 
 
 def _operands(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
@@ -146,15 +156,7 @@ def _fed_by_inputs(nodes: list[fx.Node]) -> set[fx.Node]:
     return fed
 
 
-def _residual_merge(
-    add: fx.Node,
-    index: Mapping[fx.Node, int],
-    fed: set[fx.Node],
-    kinds: Mapping[fx.Node, Kind],
-    scopes: Mapping[fx.Node, tuple[Scope, ...]],
-    learned: Callable[[fx.Node], bool],
-    names: Mapping[fx.Node, str],
-) -> _Merge | None:
+def _residual_merge(add: fx.Node, index: Mapping[fx.Node, int], fed: set[fx.Node]) -> _Merge | None:
     operands = _operands(add)
     if operands is None:
         return None
@@ -162,12 +164,12 @@ def _residual_merge(
     if found is None:
         return None
     fork, branch_a, branch_b = found
-    weight_a = sum(1 for n in branch_a if learned(n))
-    weight_b = sum(1 for n in branch_b if learned(n))
+    weight_a = sum(1 for n in branch_a if _learned(n))
+    weight_b = sum(1 for n in branch_b if _learned(n))
     if weight_a == weight_b:
         return None  # a multi-branch merge (or no learned layers at all)
-    scope = scopes[add]
-    if not all(_inside(scopes[n], scope) for n in (*branch_a, *branch_b)):
+    scope = _scopes(add)
+    if not all(_inside(_scopes(n), scope) for n in (*branch_a, *branch_b)):
         return None  # a long-range merge, not a block's residual
     main, shortcut = (branch_a, branch_b) if weight_a > weight_b else (branch_b, branch_a)
     shortcut_operand = operands[1] if weight_a > weight_b else operands[0]
@@ -177,8 +179,8 @@ def _residual_merge(
         main=main,
         shortcut=shortcut,
         shortcut_operand=shortcut_operand,
-        skip=_skip_kind(shortcut, kinds, learned),
-        block=scope[-1].name if scope else names[add],
+        skip=_skip_kind(shortcut),
+        block=scope[-1].name if scope else _name(add),
     )
 
 
@@ -212,17 +214,17 @@ def _fork(
     return None
 
 
-def _edge_roles(merges: list[_Merge]) -> dict[tuple[fx.Node, fx.Node], str]:
+def _edge_roles(merges: list[_Merge]) -> dict[tuple[str, str], str]:
     """Edges along each shortcut: ``skip`` for identity skips, ``shortcut`` otherwise."""
-    roles: dict[tuple[fx.Node, fx.Node], str] = {}
+    roles: dict[tuple[str, str], str] = {}
     for merge in merges:
         role = ROLE_SKIP if merge.skip is SkipKind.IDENTITY else ROLE_SHORTCUT
         allowed = {merge.fork, *merge.shortcut}
         for node in merge.shortcut:
             for parent in node.all_input_nodes:
                 if parent in allowed:
-                    roles[(parent, node)] = role
-        roles[(merge.shortcut_operand, merge.add)] = role
+                    roles[(_name(parent), _name(node))] = role
+        roles[(_name(merge.shortcut_operand), _name(merge.add))] = role
     return roles
 
 
@@ -239,12 +241,10 @@ def _inside(inner: tuple[Scope, ...], outer: tuple[Scope, ...]) -> bool:
     return inner[: len(outer)] == outer
 
 
-def _skip_kind(
-    shortcut: list[fx.Node], kinds: Mapping[fx.Node, Kind], learned: Callable[[fx.Node], bool]
-) -> SkipKind:
-    if any(learned(n) for n in shortcut):
+def _skip_kind(shortcut: list[fx.Node]) -> SkipKind:
+    if any(_learned(n) for n in shortcut):
         return SkipKind.PROJECTION
-    if all(kinds[n] in _TRANSPARENT or _is_identity_module(n) for n in shortcut):
+    if all(facts(n).kind in _TRANSPARENT or _is_identity_module(n) for n in shortcut):
         return SkipKind.IDENTITY
     return SkipKind.PARAMETER_FREE
 
@@ -258,22 +258,17 @@ def _is_identity_module(node: fx.Node) -> bool:
 
 
 def _blocks(
-    nodes: list[fx.Node],
-    merges: list[_Merge],
-    names: Mapping[fx.Node, str],
-    scopes: Mapping[fx.Node, tuple[Scope, ...]],
-    shortcut_nodes: set[fx.Node],
-    fed: set[fx.Node],
-) -> tuple[tuple[Block, ...], dict[fx.Node, str]]:
+    nodes: list[fx.Node], merges: list[_Merge], shortcut_nodes: set[fx.Node], fed: set[fx.Node]
+) -> tuple[Block, ...]:
     """Residual blocks (calls that perform a residual add) and main-path sequential calls.
 
     A residual merge in the model's own forward has no module call around it; its
     block is named after the add and holds the merge's two branches, and the parameter
-    nodes those read.
+    nodes those read. Each node's innermost block is written into its facts.
     """
     members: dict[Scope, list[fx.Node]] = {}
     for node in nodes:
-        for scope in scopes[node]:
+        for scope in _scopes(node):
             members.setdefault(scope, []).append(node)
     residual = {m.block for m in merges}
     main_path = fed - shortcut_nodes  # a parameter's node lies on no path
@@ -299,11 +294,12 @@ def _blocks(
         types[name] = "add"
     chains = {
         node: [b for b in root_order if node in root_members[b]]
-        + [s.name for s in scopes[node] if s.name in kinds]
+        + [s.name for s in _scopes(node) if s.name in kinds]
         for node in nodes
     }
-    node_block = {node: chain[-1] for node, chain in chains.items() if chain}
-    return _block_records(nodes, chains, kinds, types, names, fed), node_block
+    for node, chain in chains.items():
+        note(node, block=chain[-1] if chain else None)
+    return _block_records(nodes, chains, kinds, types, fed)
 
 
 def _with_parameters(members: set[fx.Node], parameters: list[fx.Node]) -> set[fx.Node]:
@@ -319,7 +315,6 @@ def _block_records(
     chains: Mapping[fx.Node, list[str]],
     kinds: Mapping[str, BlockKind],
     types: Mapping[str, str],
-    names: Mapping[fx.Node, str],
     fed: set[fx.Node],
 ) -> tuple[Block, ...]:
     """One record a block, in order of first node, outer blocks before inner ones.
@@ -332,7 +327,7 @@ def _block_records(
     for node in nodes:
         chain = chains[node]
         for depth, name in enumerate(chain):
-            layers[name].append(names[node])
+            layers[name].append(_name(node))
             if node in fed:
                 parents.setdefault(name, chain[depth - 1] if depth else None)
     return tuple(

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from fxmaps.classify.kinds import Kind, Layout
+from fxmaps.facts import Kind, Layout, facts, note
 
-__all__ = ["infer_layouts"]
+__all__ = ["note_layouts"]
 
 _FIRST = frozenset({Kind.CONV, Kind.DOWNSAMPLE, Kind.POOL, Kind.UPSAMPLE})
 _LAST = frozenset({Kind.LINEAR, Kind.EMBEDDING, Kind.ATTENTION, Kind.RECURRENT})
@@ -26,27 +26,20 @@ _PERMUTES = frozenset({torch.permute, "permute"})
 _TRANSPOSES = frozenset({torch.transpose, torch.swapaxes, "transpose", "swapaxes"})
 
 
-def infer_layouts(
-    nodes: Sequence[fx.Node],
-    kinds: Mapping[fx.Node, Kind],
-    modules: Mapping[fx.Node, nn.Module],
-    ranks: Mapping[fx.Node, int] | None = None,
-) -> dict[fx.Node, Layout]:
-    """The layout of every node, in one pass in execution order."""
+def note_layouts(module: fx.GraphModule, nodes: Sequence[fx.Node]) -> None:
+    """Write the layout of each of ``nodes`` into its facts, in one pass in execution order.
+
+    Reads each node's kind and, when known, its output rank from its facts.
+    """
     layouts: dict[fx.Node, Layout] = {}
     for node in nodes:
-        inherited = _inherited(node, layouts)
-        layouts[node] = _layout(node, kinds[node], modules.get(node), inherited, ranks or {})
-    return layouts
+        called = module.get_submodule(str(node.target)) if node.op == "call_module" else None
+        layouts[node] = _layout(node, called, _inherited(node, layouts))
+        note(node, layout=layouts[node])
 
 
-def _layout(
-    node: fx.Node,
-    kind: Kind,
-    module: nn.Module | None,
-    inherited: Layout,
-    ranks: Mapping[fx.Node, int],
-) -> Layout:
+def _layout(node: fx.Node, module: nn.Module | None, inherited: Layout) -> Layout:
+    kind = facts(node).kind
     if node.op == "placeholder":
         return Layout.CHANNELS_FIRST
     if node.op == "get_attr":
@@ -59,10 +52,15 @@ def _layout(
     if dims is not None:
         return _moved(inherited, dims)
     if _is_transpose(node):
-        return _transposed(node, inherited, ranks.get(node))
+        return _transposed(node, inherited, _rank(node))
     if kind is Kind.NORM and inherited is Layout.UNKNOWN:
         return Layout.CHANNELS_LAST  # LayerNorm and RMSNorm normalise the last axes
     return inherited
+
+
+def _rank(node: fx.Node) -> int | None:
+    shape = facts(node).shape
+    return len(shape) if shape and all(isinstance(d, int) for d in shape) else None
 
 
 def _inherited(node: fx.Node, layouts: Mapping[fx.Node, Layout]) -> Layout:

@@ -23,7 +23,7 @@ from fxmaps.bench.extraction import benchmark_extraction
 from fxmaps.errors import DeviceError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
 from fxmaps.files import atomic_path, output_file, output_folder
-from fxmaps.graph.analyze import analyze
+from fxmaps.graph import analyze
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import plot_feature_maps

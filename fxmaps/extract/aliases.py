@@ -20,109 +20,15 @@ dropout all may return a tensor sharing storage). This module finds:
 
 from __future__ import annotations
 
-import inspect
-import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import fx, nn
 
-from fxmaps.classify import Kind
+from fxmaps.facts import facts
+from fxmaps.trace.aliasing import fresh_result, is_helper, mutated_input, runs_out_of_place
 
-__all__ = ["Liveness", "is_helper", "mutated_input", "plan_liveness", "runs_out_of_place"]
-
-_FRESH_KINDS = frozenset(
-    {
-        Kind.CONV, Kind.DOWNSAMPLE, Kind.LINEAR, Kind.NORM, Kind.ACTIVATION, Kind.POOL,
-        Kind.ADD, Kind.CONCAT, Kind.ATTENTION, Kind.UPSAMPLE, Kind.EMBEDDING, Kind.RECURRENT,
-    }
-)  # fmt: skip
-_FRESH_FUNCTIONS = frozenset(
-    {
-        operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
-        operator.pow, operator.neg, operator.matmul, operator.mod, torch.add, torch.sub,
-        torch.mul, torch.div, torch.matmul, torch.bmm, torch.einsum, torch.where, torch.sum,
-        torch.mean, torch.exp, torch.sqrt, torch.rsqrt, torch.abs, torch.clamp, torch.roll,
-        torch.clone, torch.zeros_like, torch.ones_like, torch.cumsum, torch.softmax,
-    }
-)  # fmt: skip
-_FRESH_METHODS = frozenset(
-    {
-        "add", "sub", "mul", "div", "matmul", "pow", "neg", "sum", "mean", "exp", "sqrt",
-        "rsqrt", "abs", "clamp", "clone", "softmax", "sigmoid", "tanh", "relu", "norm", "amax",
-        "max", "min", "std", "var", "roll", "cumsum", "__add__", "__mul__", "__sub__",
-        "__truediv__", "__matmul__",
-    }
-)  # fmt: skip
-_INPLACE_OPERATORS = frozenset(
-    {
-        operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
-        operator.ipow, operator.imod, operator.imatmul, operator.iand, operator.ior,
-        operator.ixor, operator.ilshift, operator.irshift, operator.setitem,
-    }
-)  # fmt: skip
-_INPLACE_DUNDERS = frozenset(
-    {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__ipow__",
-     "__imod__", "__iand__", "__ior__", "__ixor__", "__setitem__"}
-)  # fmt: skip
-
-
-def mutated_input(node: fx.Node, module: nn.Module | None) -> fx.Node | None:
-    """The node whose tensor ``node`` overwrites in place, or ``None``."""
-    first = next(iter(node.all_input_nodes), None)
-    if node.op == "call_module":
-        return first if getattr(module, "inplace", False) is True else None
-    if node.op == "call_method":
-        name = str(node.target)
-        inplace = _inplace_name(name)
-    elif node.op == "call_function":
-        if is_helper(node):  # may update any tensor it is given, like mvit's `_add_shortcut`
-            return first
-        name = getattr(node.target, "__name__", "")
-        inplace = node.target in _INPLACE_OPERATORS or _inplace_name(name) or _inplace_flag(node)
-    else:
-        return None
-    target = node.args[0] if node.args else None
-    return target if inplace and isinstance(target, fx.Node) else None
-
-
-def is_helper(node: fx.Node) -> bool:
-    """Whether ``node`` calls a Python function kept whole by ``torch.fx.wrap`` (or
-    autowrapped by fxmaps): its body is not in the graph, so it may update its inputs."""
-    target = node.target
-    if node.op != "call_function" or not inspect.isfunction(target):
-        return False
-    module = getattr(target, "__module__", None) or ""
-    return module != "torch" and not module.startswith("torch.")
-
-
-def _inplace_name(name: str) -> bool:
-    return (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_DUNDERS
-
-
-def _inplace_flag(node: fx.Node) -> bool:
-    """``inplace=True`` given by keyword or by position (``F.relu(x, True)``)."""
-    if node.kwargs.get("inplace") is True:
-        return True
-    try:
-        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return bound.arguments.get("inplace") is True
-
-
-def runs_out_of_place(node: fx.Node, module: nn.Module | None) -> bool:
-    """Whether an in-place ``node`` has an out-of-place twin that computes the same values."""
-    if node.op == "call_module":  # activations only: a copy's `training` flag would go stale
-        is_activation = type(module).__module__ == "torch.nn.modules.activation"
-        return is_activation and isinstance(getattr(module, "inplace", None), bool)
-    if node.op == "call_method":
-        name = str(node.target)
-        return (
-            _inplace_name(name) and not name.startswith("__") and hasattr(torch.Tensor, name[:-1])
-        )
-    return node.op == "call_function" and _inplace_flag(node)
+__all__ = ["Liveness", "plan_liveness"]
 
 
 @dataclass(frozen=True)
@@ -136,21 +42,22 @@ class Liveness:
 
 
 def plan_liveness(
+    module: fx.GraphModule,
     nodes: Sequence[fx.Node],
     requested: Iterable[fx.Node],
-    kinds: Mapping[fx.Node, Kind],
-    modules: Mapping[fx.Node, nn.Module],
     read_at_end: Iterable[fx.Node] = (),
 ) -> Liveness:
     """Live nodes and snapshots for returning ``requested`` (see the module docstring).
 
     ``requested`` maps are taken when produced; ``read_at_end`` values (what the
     model returns) are taken after every op, so in-place ops on them must run.
+    Kinds are read from the nodes' facts.
     """
     requested = set(requested)
     at_end = set(read_at_end)
+    modules = {n: module.get_submodule(str(n.target)) for n in nodes if n.op == "call_module"}
     mutates = {n: m for n in nodes if (m := mutated_input(n, modules.get(n))) is not None}
-    group = _alias_groups(nodes, kinds, mutates)
+    group = _alias_groups(nodes, modules, mutates)
     live: set[fx.Node] = requested | at_end
     read_later = {group[n] for n in at_end}  # alias groups read by live nodes further on
     for node in reversed(nodes):
@@ -209,7 +116,7 @@ def _out_of_place(
 
 def _alias_groups(
     nodes: Sequence[fx.Node],
-    kinds: Mapping[fx.Node, Kind],
+    modules: Mapping[fx.Node, nn.Module],
     mutates: Mapping[fx.Node, fx.Node],
 ) -> dict[fx.Node, fx.Node]:
     """Each node's alias group, as the group's first node (union-find, path-halving)."""
@@ -223,23 +130,21 @@ def _alias_groups(
 
     for node in nodes:
         parent[node] = node
-        for source in _aliased_inputs(node, kinds[node], mutates.get(node)):
+        for source in _aliased_inputs(node, modules.get(node), mutates.get(node)):
             a, b = find(source), find(node)
             if a is not b:
                 parent[b] = a
     return {node: find(node) for node in nodes}
 
 
-def _aliased_inputs(node: fx.Node, kind: Kind, mutated: fx.Node | None) -> list[fx.Node]:
+def _aliased_inputs(
+    node: fx.Node, module: nn.Module | None, mutated: fx.Node | None
+) -> list[fx.Node]:
     """The inputs whose storage ``node``'s output may share."""
     if is_helper(node):  # it may return, or update, any of them: one group
         return list(node.all_input_nodes)
     if mutated is not None:
         return [mutated]
-    if node.op in ("placeholder", "get_attr", "output") or kind in _FRESH_KINDS:
-        return []
-    if node.op == "call_function" and node.target in _FRESH_FUNCTIONS:
-        return []
-    if node.op == "call_method" and node.target in _FRESH_METHODS:
+    if fresh_result(node, module, facts(node).kind):
         return []
     return list(node.all_input_nodes)

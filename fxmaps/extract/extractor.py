@@ -8,7 +8,7 @@ three differences:
 * nodes inside ``torchvision.ops`` modules (every conv of EfficientNet and
   MobileNet, the linears of ViT) are there to choose;
 * each map is what its node produced, even when a later in-place op overwrites
-  it: those maps, and only those, are copied when produced (see ``_aliases``),
+  it: those maps, and only those, are copied when produced (see :mod:`.aliases`, :mod:`.rewrite`),
   and a version-counter check after each run catches any mutation the static
   analysis could not see, rebuilding the extractor to copy that map too;
 * channel selection, reduction, dtype and device moves run right after each
@@ -22,19 +22,14 @@ failure during the run is explained by shape propagation, which names the node.
 
 from __future__ import annotations
 
-import copy
-import inspect
 import math
-import operator
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from fxmaps.classify import Kind
 from fxmaps.errors import (
     DeviceError,
     FxmapsError,
@@ -44,11 +39,12 @@ from fxmaps.errors import (
     OptionError,
     ShapeError,
 )
-from fxmaps.extract.aliases import plan_liveness
+from fxmaps.extract import cache
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, number
-from fxmaps.extract.transforms import MapOptions, MapTransform, map_options
-from fxmaps.graph.analyze import graph_for_inputs
+from fxmaps.extract.rewrite import Plan, build_extraction
+from fxmaps.extract.transforms import map_options
+from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
 from fxmaps.graph.checks import (
     ExampleInput,
     as_example_inputs,
@@ -57,16 +53,12 @@ from fxmaps.graph.checks import (
     non_finite_maps_note,
     prepare_inputs,
 )
-from fxmaps.graph.model_graph import Layer, ModelGraph
-from fxmaps.graph.select import Selection, select_layers
-from fxmaps.trace.shapes import (
-    all_finite,
-    first_non_finite,
-    preserved_state,
-    propagate,
-)
+from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
+from fxmaps.trace.state import preserved_state
 
-__all__ = ["FeatureExtractor", "extract"]
+__all__ = ["FeatureExtractor", "checked_inputs", "extract"]
+
+_Extraction = tuple[fx.GraphModule, Plan, frozenset[str]]
 
 _TRANSFORM_PREFIX = "fxmaps_map_"
 _OUT_OF_PLACE_PREFIX = "fxmaps_out_of_place_"
@@ -122,17 +114,34 @@ class FeatureExtractor(nn.Module):
         max_bytes: float | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(graph, ModelGraph):
+            raise InputError(
+                f"FeatureExtractor needs the ModelGraph from fxmaps.analyze(model), got "
+                f"{type(graph).__name__}; build one with "
+                "fxmaps.FeatureExtractor(fxmaps.analyze(model), ...)",
+                argument="graph",
+                got=type(graph).__name__,
+            )
         self._graph = graph
-        self._layers = select_layers(graph, layers)
+        self._layers = require_layers(graph, layers)
         self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
         if max_bytes is not None and not max_bytes >= 0:
-            raise OptionError(f"max_bytes={max_bytes!r} must be a number of bytes >= 0, or None")
+            raise OptionError(
+                f"max_bytes={max_bytes!r} must be a number of bytes >= 0, or None",
+                option="max_bytes",
+                value=max_bytes,
+            )
         self.max_bytes = max_bytes
-        self._estimates: dict[Any, list[tuple[str, int]] | None] = {}
-        self._forced: set[str] = set()
-        self.graph_module, self._plan = _build(graph, self._layers, self._options, self._forced)
+        self._key = (tuple(self.names), self._options)
+        self.graph_module, self._plan, self._forced = cache.cached(
+            graph, ("extraction", self._key), self._build
+        )
+
+    def _build(self, forced: frozenset[str] = frozenset()) -> _Extraction:
+        module, plan = build_extraction(self._graph, self._layers, self._options, forced)
+        return module, plan, forced
 
     @property
     def names(self) -> list[str]:
@@ -182,10 +191,9 @@ class FeatureExtractor(nn.Module):
                 raise FxmapsError(
                     f"maps {sorted(mutated)} changed after being copied; please report"
                 )
-            self._forced |= mutated
-            self.graph_module, self._plan = _build(
-                self._graph, self._layers, self._options, self._forced
-            )
+            rebuilt = self._build(self._forced | mutated)
+            cache.store(self._graph, ("extraction", self._key), rebuilt)
+            self.graph_module, self._plan, self._forced = rebuilt
             return self._run(batch)
         tensors = {name: v for name, v in maps.items() if isinstance(v, torch.Tensor)}
         layers = {layer.name: layer for layer in self._layers}
@@ -197,10 +205,12 @@ class FeatureExtractor(nn.Module):
         """Refuse (``MemoryLimitError``) inputs whose maps would take more than the limit."""
         if self.max_bytes == math.inf or not batch:
             return
-        key = tuple((tuple(t.shape), t.dtype, t.device) for t in batch)
-        if key not in self._estimates:
-            self._estimates[key] = estimate_bytes(self._graph, self._layers, self._options, batch)
-        sizes = self._estimates[key]
+        shapes = tuple((tuple(t.shape), t.dtype, t.device) for t in batch)
+        sizes = cache.cached(
+            self._graph,
+            ("estimate", self._key, shapes),
+            lambda: estimate_bytes(self._graph, self._layers, self._options, batch),
+        )
         if not sizes:
             return
         found = (
@@ -212,7 +222,11 @@ class FeatureExtractor(nn.Module):
             return
         limit, why = found
         if sum(size for _, size in sizes) > limit:
-            raise MemoryLimitError(memory_message(sizes, int(batch[0].shape[0]), limit, why))
+            raise MemoryLimitError(
+                memory_message(sizes, int(batch[0].shape[0]), limit, why),
+                needed=sum(size for _, size in sizes),
+                limit=limit,
+            )
 
 
 def extract(
@@ -230,9 +244,9 @@ def extract(
     """The maps of the chosen nodes for ``inputs``, in one forward pass.
 
     Passing a model analyses it first (a trace each call); pass the
-    :class:`ModelGraph` from :func:`fxmaps.analyze` to reuse it. The extractor
-    built for a graph and a selection is cached on the graph, so repeated calls
-    do not trace again. The model runs in the mode its graph was traced in
+    :class:`ModelGraph` from :func:`fxmaps.analyze` to reuse it. What extraction
+    builds for a graph and a selection is kept while the graph lives, so repeated
+    calls do not rebuild it. The model runs in the mode its graph was traced in
     (eval by default), without gradients; its modes and buffers are restored
     afterwards, so a training-mode graph leaves BatchNorm's running statistics
     as they were. (A :class:`FeatureExtractor` called directly runs as the model
@@ -263,20 +277,23 @@ def extract(
     """
     batch = as_example_inputs(inputs, argument="inputs")
     if batch is None:
-        raise InputError("extract() needs inputs: a tensor or a tuple of tensors")
+        raise InputError(
+            "extract() needs inputs: a tensor or a tuple of tensors", argument="inputs", got="None"
+        )
     if isinstance(model_or_graph, ModelGraph):
         graph = model_or_graph
     else:
         check_module(model_or_graph, "extract()")
         graph = graph_for_inputs(model_or_graph, len(batch))
-    controls: dict[str, Any] = {
-        "channels": channels, "reduce": reduce, "dtype": dtype, "device": device, "spatial": spatial
-    }  # fmt: skip
-    chosen = select_layers(graph, layers)
-    key = ("fxmaps.extract", tuple(layer.name for layer in chosen), map_options(**controls))
-    extractor = graph.cached(
-        (*key, max_bytes),
-        lambda: FeatureExtractor(graph, chosen, **controls, max_bytes=max_bytes),
+    extractor = FeatureExtractor(
+        graph,
+        layers,
+        channels=channels,
+        reduce=reduce,
+        dtype=dtype,
+        device=device,
+        spatial=spatial,
+        max_bytes=max_bytes,
     )
     batch, notes = checked_inputs(graph, batch)
     bad_input = non_finite_input_note(batch, "input")
@@ -303,15 +320,7 @@ def checked_inputs(
             "(model.to_empty(device='cpu'), then load_state_dict); analyze() with a meta "
             "input gives its shapes"
         )
-    return prepare_inputs(graph.model, graph.graph_module, _node_names(graph), inputs,
-                          argument="input")  # fmt: skip
-
-
-def _node_names(graph: ModelGraph) -> dict[fx.Node, str]:
-    return graph.cached(
-        "fxmaps.node_names",
-        lambda: {graph.fx_node(layer.name): layer.name for layer in graph.layers()},
-    )
+    return prepare_inputs(graph.model, graph.graph_module, inputs, argument="input")
 
 
 def _explain_failure(
@@ -327,7 +336,7 @@ def _explain_failure(
         )
     try:
         with preserved_state(graph.model, train=graph.train):
-            propagate(graph.graph_module, batch, _node_names(graph), train=graph.train)
+            propagate(graph.graph_module, batch, train=graph.train)
     except ShapeError as shape_error:
         return shape_error
     return None
@@ -337,125 +346,5 @@ def _non_finite_maps(graph: ModelGraph, batch: tuple[torch.Tensor, ...], maps: F
     bad = [name for name, tensor in maps.items() if not all_finite(tensor)]
     more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
     with preserved_state(graph.model, train=graph.train):
-        first = first_non_finite(graph.graph_module, batch, _node_names(graph))
+        first = first_non_finite(graph.graph_module, batch)
     return non_finite_maps_note(first, f"the map of {bad[0]!r}{more}")
-
-
-def _version_of(value: Any) -> int:
-    """The tensor's version counter (bumped by every in-place op on it or its aliases)."""
-    if isinstance(value, torch.Tensor) and not value.is_inference():
-        return int(value._version)
-    return -1
-
-
-@dataclass(frozen=True)
-class _Plan:
-    snapshots: frozenset[str]
-    out_of_place: tuple[str, ...]
-
-
-def _build(
-    graph: ModelGraph, layers: list[Layer], options: MapOptions, forced: set[str]
-) -> tuple[fx.GraphModule, _Plan]:
-    """A graph module returning ``(maps, versions, kept channels)`` for the chosen layers."""
-    source = graph.graph_module
-    nodes = [n for n in source.graph.nodes if n.op != "output"]
-    modules = {n: source.get_submodule(str(n.target)) for n in nodes if n.op == "call_module"}
-    by_fx = {graph.fx_node(layer.name): layer for layer in graph.layers()}
-    kinds = {n: by_fx[n].kind if n in by_fx else Kind.OTHER for n in nodes}
-    values = {layer.name: _value_node(graph.fx_node(layer.name)) for layer in layers}
-    returned = {layer.name for layer in layers if layer.kind is Kind.OUTPUT}
-    requested = {n for name, v in values.items() if name not in returned for n in _nodes_in(v)}
-    at_end = {n for name in returned for n in _nodes_in(values[name])}
-    plan = plan_liveness(nodes, requested, kinds, modules, read_at_end=at_end)
-    snapshots = ({by_fx[n].name for n in plan.snapshots if n in by_fx} | forced) - returned
-
-    position = {node: i for i, node in enumerate(nodes)}
-    ready: dict[fx.Node | None, list[Layer]] = {}  # the node after which each map exists
-    for layer in layers:
-        inside = _nodes_in(values[layer.name])
-        at_production = inside and layer.name not in returned
-        last = max(inside, key=position.__getitem__) if at_production else None
-        ready.setdefault(last, []).append(layer)
-    new = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    root: dict[str, Any] = {}
-    outputs: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
-    for node in nodes:
-        if node in plan.out_of_place:
-            env[node] = _copy_out_of_place(new, root, node, modules.get(node), env)
-        elif node.op == "placeholder" or node in plan.live:
-            env[node] = new.node_copy(node, env.__getitem__)
-            if node.op in ("call_module", "get_attr"):
-                root[str(node.target)] = operator.attrgetter(str(node.target))(source)
-        for layer in ready.get(node, []):
-            value = fx.map_arg(values[layer.name], env.__getitem__)
-            _emit(new, root, layer, value, options, layer.name in snapshots, outputs)
-    for layer in ready.get(None, []):  # the model's output, after every op
-        value = fx.map_arg(values[layer.name], env.__getitem__)
-        _emit(new, root, layer, value, options, False, outputs)
-    maps, versions, kept = outputs
-    new.output(({n: maps[n] for n in values}, versions, kept))
-    rewritten = tuple(by_fx[n].name for n in nodes if n in plan.out_of_place and n in by_fx)
-    module = fx.GraphModule(root, new, "FeatureExtractorGraph")
-    return module, _Plan(frozenset(snapshots), rewritten)
-
-
-def _copy_out_of_place(
-    new: fx.Graph,
-    root: dict[str, Any],
-    node: fx.Node,
-    module: nn.Module | None,
-    env: dict[fx.Node, fx.Node],
-) -> fx.Node:
-    """``node`` without its in-place write: the same values, its input left intact.
-
-    A module is copied (shallowly, so its hooks still run) with ``inplace=False``;
-    the user's own module is never changed.
-    """
-    args = fx.map_arg(node.args, env.__getitem__)
-    kwargs = fx.map_arg(node.kwargs, env.__getitem__)
-    if node.op == "call_module":
-        twin = copy.copy(module)
-        twin.inplace = False  # type: ignore[union-attr]
-        target = f"{_OUT_OF_PLACE_PREFIX}{len(root)}"
-        root[target] = twin
-        return new.call_module(target, args, kwargs)
-    if node.op == "call_method":
-        return new.call_method(str(node.target)[:-1], args, kwargs)
-    bound = inspect.signature(node.target).bind(*args, **kwargs)  # type: ignore[arg-type]
-    bound.arguments["inplace"] = False
-    return new.call_function(node.target, bound.args, bound.kwargs)  # type: ignore[arg-type]
-
-
-def _emit(
-    new: fx.Graph,
-    root: dict[str, Any],
-    layer: Layer,
-    value: Any,
-    options: MapOptions,
-    snapshot: bool,
-    outputs: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
-) -> None:
-    """Right where ``layer``'s map is produced: its transform and its version probe."""
-    maps, versions, kept = outputs
-    kept[layer.name] = None
-    if snapshot or not options.identity:
-        target = f"{_TRANSFORM_PREFIX}{len(maps)}"
-        root[target] = MapTransform(options, layer.layout, snapshot)
-        both = new.call_module(target, (value,))
-        value = new.call_function(operator.getitem, (both, 0))
-        kept[layer.name] = new.call_function(operator.getitem, (both, 1))
-    maps[layer.name] = value
-    versions[layer.name] = new.call_function(_version_of, (value,))
-
-
-def _value_node(node: fx.Node) -> Any:
-    """What a node's map is: its own output, or for the output node what it returns."""
-    return node.args[0] if node.op == "output" else node
-
-
-def _nodes_in(value: Any) -> list[fx.Node]:
-    found: list[fx.Node] = []
-    fx.map_arg(value, lambda n: found.append(n) or n)  # type: ignore[func-returns-value]
-    return found

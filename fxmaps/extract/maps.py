@@ -18,7 +18,7 @@ import torch
 from fxmaps.classify import Kind, Layout
 from fxmaps.errors import FxmapsError, InputError, NodeNotFoundError, close_matches
 from fxmaps.files import atomic_path, output_file
-from fxmaps.graph.model_graph import Layer, format_shape
+from fxmaps.graph import Layer, format_shape
 
 __all__ = ["FeatureMaps"]
 

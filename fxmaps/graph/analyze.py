@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import operator
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
-from torch import fx, nn
+from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from fxmaps.classify import Kind, Structure, analyze_structure, infer_layouts, kind_of_node
+from fxmaps.classify import note_kinds, note_structure
 from fxmaps.errors import FxmapsWarning, InputError
+from fxmaps.graph.build import build_graph
 from fxmaps.graph.checks import (
     ExampleInput,
     as_example_inputs,
@@ -21,18 +20,12 @@ from fxmaps.graph.checks import (
     non_finite_maps_note,
     prepare_inputs,
 )
-from fxmaps.graph.model_graph import ROLE_DATA, Layer, ModelGraph, count_parameters
-from fxmaps.trace.shapes import (
-    ShapeTree,
-    first_non_finite,
-    preserved_state,
-    propagate,
-    shape_of,
-)
-from fxmaps.trace.tracer import LeafSpec, Traced, trace
+from fxmaps.graph.model_graph import ModelGraph
+from fxmaps.trace import LeafSpec, Traced, trace
+from fxmaps.trace.shapes import first_non_finite, propagate, shape_of
+from fxmaps.trace.state import preserved_state
 
 __all__ = ["analyze", "graph_for_inputs"]
-_LEARNED = frozenset({Kind.CONV, Kind.LINEAR, Kind.ATTENTION, Kind.RECURRENT, Kind.EMBEDDING})
 
 
 def analyze(
@@ -92,21 +85,22 @@ def analyze(
     traced = _trace(
         model, None if inputs is None else len(inputs), leaf_modules, autowrap_functions, train
     )
-    shapes: Mapping[fx.Node, ShapeTree | None] = {}
+    module = traced.graph_module
+    note_kinds(module)
     if inputs is not None:
-        inputs, notes = prepare_inputs(model, traced.graph_module, traced.names, inputs)
+        inputs, notes = prepare_inputs(model, module, inputs)
         bad_input = non_finite_input_note(inputs, "example input")
         for note in [*notes, bad_input]:
             if note:
                 warnings.warn(note, FxmapsWarning, stacklevel=2)
         _check_materialized(model)
         with preserved_state(model, train=train):
-            found = propagate(traced.graph_module, inputs, traced.names, train=train)
+            found = propagate(module, inputs, train=train, record=True)
             if not found.finite and bad_input is None:
-                first = first_non_finite(traced.graph_module, inputs, traced.names)
+                first = first_non_finite(module, inputs)
                 warnings.warn(non_finite_maps_note(first), FxmapsWarning, stacklevel=2)
-        shapes = found.shapes
-    return _build(model, traced, shapes, inputs, train)
+    shapes = None if inputs is None else tuple(shape_of(t) for t in inputs)
+    return build_graph(model, traced, note_structure(module), shapes, train)
 
 
 def graph_for_inputs(model: nn.Module, n_inputs: int) -> ModelGraph:
@@ -115,7 +109,9 @@ def graph_for_inputs(model: nn.Module, n_inputs: int) -> ModelGraph:
     What :func:`fxmaps.extract` uses when given a model: no shape propagation,
     which would cost a forward pass of its own.
     """
-    return _build(model, _trace(model, n_inputs, (), (), False), {}, None, False)
+    traced = _trace(model, n_inputs, (), (), False)
+    note_kinds(traced.graph_module)
+    return build_graph(model, traced, note_structure(traced.graph_module), None, False)
 
 
 def _trace(
@@ -165,107 +161,3 @@ def _warn_opaque(model: nn.Module, traced: Traced) -> None:
         FxmapsWarning,
         stacklevel=4,
     )
-
-
-def _build(
-    model: nn.Module,
-    traced: Traced,
-    shapes: Mapping[fx.Node, ShapeTree | None],
-    inputs: tuple[torch.Tensor, ...] | None,
-    train: bool,
-) -> ModelGraph:
-    graph_module = traced.graph_module
-    names = traced.names
-    nodes = [n for n in graph_module.graph.nodes if n not in traced.hidden]
-    opaque = {o.name for o in traced.opaque}
-    modules = {n: graph_module.get_submodule(str(n.target)) for n in nodes if n.op == "call_module"}
-    kinds = {n: kind_of_node(n, modules.get(n)) for n in nodes}
-    used = {n: _parameters_used(n, modules.get(n), graph_module) for n in nodes}
-
-    def learned(node: fx.Node) -> bool:
-        return kinds[node] in _LEARNED or (kinds[node] is Kind.OTHER and bool(used[node]))
-
-    structure = analyze_structure(nodes, kinds, names, traced.scopes, learned)
-    for node in structure.downsample:
-        kinds[node] = Kind.DOWNSAMPLE
-    ranks = {n: len(s) for n, s in shapes.items() if s and all(isinstance(d, int) for d in s)}
-    layouts = infer_layouts(nodes, kinds, modules, ranks)
-    layers = [
-        Layer(
-            name=names[n],
-            kind=kinds[n],
-            target=traced.targets.get(n) or _target_name(n),
-            module=modules.get(n),
-            out_shape=shapes.get(n),
-            params=count_parameters(used[n]),
-            block=structure.node_block.get(n),
-            opaque=names[n] in opaque,
-            layout=layouts[n],
-        )
-        for n in nodes
-    ]
-    return ModelGraph(
-        model=model,
-        graph_module=graph_module,
-        layers=layers,
-        fx_nodes={names[n]: n for n in nodes},
-        edges=_edges(nodes, names, traced.hidden, structure),
-        blocks=structure.blocks,
-        residuals=structure.residuals,
-        opaque=traced.opaque,
-        autowrapped=traced.autowrapped,
-        first_use_params=_first_use_params(nodes, names, used),
-        input_shapes=None if inputs is None else tuple(shape_of(t) for t in inputs),
-        train=train,
-    )
-
-
-def _parameters_used(
-    node: fx.Node, module: nn.Module | None, graph_module: fx.GraphModule
-) -> list[nn.Parameter]:
-    """Parameters of a called module, or the parameters a function reads directly."""
-    if module is not None:
-        return list(module.parameters())
-    if node.op not in ("call_function", "call_method"):
-        return []
-    found = []
-    for arg in node.all_input_nodes:
-        if arg.op == "get_attr":
-            value = operator.attrgetter(str(arg.target))(graph_module)
-            if isinstance(value, nn.Parameter):
-                found.append(value)
-    return found
-
-
-def _target_name(node: fx.Node) -> str:
-    if node.op == "call_function":
-        return getattr(node.target, "__name__", str(node.target))
-    return str(node.target)
-
-
-def _edges(
-    nodes: list[fx.Node],
-    names: Mapping[fx.Node, str],
-    hidden: frozenset[fx.Node],
-    structure: Structure,
-) -> list[tuple[str, str, str]]:
-    edges = []
-    for node in nodes:
-        for arg in node.all_input_nodes:
-            if arg not in hidden:
-                role = structure.edge_roles.get((arg, node), ROLE_DATA)
-                edges.append((names[arg], names[node], role))
-    return edges
-
-
-def _first_use_params(
-    nodes: list[fx.Node], names: Mapping[fx.Node, str], used: Mapping[fx.Node, list[nn.Parameter]]
-) -> dict[str, int]:
-    seen: set[int] = set()
-    first: dict[str, int] = {}
-    for node in nodes:
-        fresh = [p for p in used[node] if id(p) not in seen]
-        seen.update(id(p) for p in fresh)
-        if fresh:
-            first[names[node]] = count_parameters(fresh)
-    return first

@@ -19,8 +19,8 @@ import torch
 from torch import fx, nn
 from torchvision.models import WeightsEnum, get_model_weights, list_models
 
-from fxmaps.classify import Kind, kind_of_node
 from fxmaps.errors import DeviceError, InputError, ShapeError
+from fxmaps.facts import Kind, facts
 from fxmaps.graph.model_graph import ModelGraph
 from fxmaps.trace.shapes import (
     all_finite,
@@ -188,7 +188,9 @@ class FirstLayer:
     """Whether it gets there through ops that keep its dtype (no ``x.float()`` on the way)."""
 
 
-_FIRST = frozenset({Kind.CONV, Kind.LINEAR, Kind.NORM, Kind.EMBEDDING, Kind.ATTENTION})
+_FIRST = frozenset(
+    {Kind.CONV, Kind.DOWNSAMPLE, Kind.LINEAR, Kind.NORM, Kind.EMBEDDING, Kind.ATTENTION}
+)
 _KEEP_BOTH = frozenset({Kind.ACTIVATION, Kind.DROPOUT, Kind.POOL})
 _ARITHMETIC = frozenset(
     {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul}
@@ -196,10 +198,11 @@ _ARITHMETIC = frozenset(
 _SAME_RANK_METHODS = frozenset({"add", "sub", "mul", "div", "float", "to", "contiguous", "clone"})
 
 
-def first_layers(
-    graph_module: fx.GraphModule, names: Mapping[fx.Node, str]
-) -> list[FirstLayer | None]:
-    """For each input (placeholder), the first conv, linear, norm, ... that it reaches."""
+def first_layers(graph_module: fx.GraphModule) -> list[FirstLayer | None]:
+    """For each input (placeholder), the first conv, linear, norm, ... that it reaches.
+
+    Reads the kinds classification wrote into the nodes' facts.
+    """
     found: list[FirstLayer | None] = []
     for placeholder in [n for n in graph_module.graph.nodes if n.op == "placeholder"]:
         reached, rank, dtype = {placeholder}, {placeholder}, {placeholder}
@@ -211,11 +214,10 @@ def first_layers(
             module = (
                 graph_module.get_submodule(str(node.target)) if node.op == "call_module" else None
             )
-            kind = kind_of_node(node, module)
+            kind = facts(node).kind or Kind.OTHER
             data = node.args[0] if node.args else None
             if kind in _FIRST:
-                name = names.get(node, node.name)
-                first = FirstLayer(name, kind, module, data in rank, data in dtype)
+                first = FirstLayer(facts(node).name, kind, module, data in rank, data in dtype)
                 break
             if data in rank and _keeps_rank(node, kind):
                 rank.add(node)
@@ -236,7 +238,6 @@ def _keeps_rank(node: fx.Node, kind: Kind) -> bool:
 def prepare_inputs(
     model: nn.Module,
     graph_module: fx.GraphModule,
-    names: Mapping[fx.Node, str],
     inputs: tuple[torch.Tensor, ...],
     *,
     argument: str = "example input",
@@ -262,7 +263,7 @@ def prepare_inputs(
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     prepared: list[torch.Tensor] = []
     notes: list[str] = []
-    firsts = first_layers(graph_module, names)
+    firsts = first_layers(graph_module)
     for i, tensor in enumerate(inputs):
         first = firsts[i] if i < len(firsts) else None
         if first is not None and first.kind is not Kind.EMBEDDING and dtype is not None:

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from fxmaps.errors import InputError, OptionError
-from fxmaps.graph.model_graph import Layer, format_shape
+from fxmaps.graph import Layer, format_shape
 from fxmaps.render import canvas
 from fxmaps.render.canvas import Array
 

@@ -30,7 +30,8 @@ from fxmaps.classify import BlockKind, Kind
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
 from fxmaps.errors import FxmapsWarning, GraphvizNotFoundError, OptionError
 from fxmaps.files import atomic_path, output_file
-from fxmaps.graph.model_graph import ROLE_DATA, Layer, ModelGraph
+from fxmaps.graph import Layer, ModelGraph
+from fxmaps.graph.model_graph import ROLE_DATA
 from fxmaps.render.plan import DrawnNode, GraphPlan, Highlight, check_collapse, plan_graph
 
 if TYPE_CHECKING:

@@ -28,20 +28,16 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from fxmaps.classify import Layout
 from fxmaps.errors import FxmapsWarning, InputError, OptionError
 from fxmaps.extract.maps import FeatureMaps
-from fxmaps.extract.transforms import to_spatial
-from fxmaps.graph.model_graph import format_shape
 from fxmaps.render import canvas
 from fxmaps.render.canvas import Array, MapLike
+from fxmaps.render.panels import Panel, masked, panel_of, selected, value_range
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -53,20 +49,6 @@ __all__ = ["mosaic", "plot_feature_maps", "plot_layers"]
 _ORDERS = ("index", "energy")
 _NORMALIZE = ("per-map", "shared")
 _LABEL_MIN_PX = 28  # tiles drawn smaller than this get no channel label
-
-
-@dataclass(frozen=True)
-class _Panel:
-    """Maps ready to draw: ``(C, H, W)`` tiles, or ``(C, L)`` rows when ``axis`` is set."""
-
-    data: Array
-    channels: npt.NDArray[np.int64]
-    label: str
-    notes: tuple[str, ...] = ()
-    axis: str | None = None  # what the columns of a row image are: "position", "token"
-
-    def title(self, title: str | None = None) -> list[str]:
-        return [title or self.label, *self.notes]
 
 
 def mosaic(
@@ -154,7 +136,7 @@ def plot_feature_maps(
     """
     _check_options(order=order, normalize=normalize, count=("max_maps", max_maps))
     colormap = canvas.colormap(cmap)
-    panel, problem = _masked(_selected(_panel(maps_or_tensor, name, sample), order, max_maps))
+    panel, problem = masked(selected(panel_of(maps_or_tensor, name, sample), order, max_maps))
     if problem:
         warnings.warn(problem, FxmapsWarning, stacklevel=2)
     shared = normalize == "shared"
@@ -206,150 +188,11 @@ def plot_layers(
     return _draw_layers([row[0] for row in rows], colormap, per_layer)
 
 
-# -- what to draw --------------------------------------------------------------------------------
-
-
-def _panel(source: MapLike | FeatureMaps, name: str | None, sample: int) -> _Panel:
-    if isinstance(source, FeatureMaps):
-        name = _map_name(source, name)
-        tensor, notes, axis = _channels_first(source[name], source.layer(name).layout)
-        label = f"{name}  {format_shape(tuple(source[name].shape))}"
-        kept = source.channels(name)
-        return _batched(tensor, sample, label, kept, notes, axis or "position")
-    if not isinstance(source, (torch.Tensor, np.ndarray)):
-        raise InputError(
-            f"cannot draw a {type(source).__name__}; pass a tensor, a NumPy array or a FeatureMaps"
-        )
-    shape = tuple(source.shape)
-    label = f"{name}  {format_shape(shape)}" if name else format_shape(shape)
-    if len(shape) in (4, 5):
-        return _batched(source, sample, label, None, (), "position")
-    if len(shape) in (2, 3):
-        return _unbatched(
-            canvas.as_float(source if len(shape) == 3 else source[None]), label, None, ()
-        )
-    raise InputError(
-        f"cannot draw a map shaped {shape}; expected (N, C, H, W), (C, H, W), (H, W) or "
-        "(N, C, D, H, W); 1-D maps (N, C, L) are drawn from a FeatureMaps, which knows their layout"
-    )
-
-
-def _map_name(maps: FeatureMaps, name: str | None) -> str:
-    if name is not None:
-        return name
-    if len(maps) != 1:
-        names = ", ".join(map(repr, list(maps)[:8])) + (", ..." if len(maps) > 8 else "")
-        raise InputError(
-            f"this FeatureMaps holds {len(maps)} maps; say which to draw with name=, one of {names}"
-        )
-    return next(iter(maps))
-
-
-def _channels_first(
-    tensor: torch.Tensor, layout: Layout
-) -> tuple[torch.Tensor, tuple[str, ...], str | None]:
-    """A channels-last map as channels-first, with a note and the axis name of token rows."""
-    if layout is not Layout.CHANNELS_LAST or tensor.dim() < 3:
-        return tensor, (), None
-    if tensor.dim() > 4:
-        return tensor.movedim(-1, 1), (), None
-    spatial, now = to_spatial(tensor, layout)
-    if now is not Layout.CHANNELS_FIRST:
-        return tensor.transpose(1, 2), ("channels × tokens: no square grid",), "token"
-    dropped = tensor.shape[1] - spatial.shape[2] * spatial.shape[3] if tensor.dim() == 3 else 0
-    return spatial, ((f"{dropped} leading token(s) dropped",) if dropped else ()), None
-
-
-def _batched(
-    source: MapLike,
-    sample: int,
-    label: str,
-    kept: torch.Tensor | None,
-    notes: tuple[str, ...],
-    axis: str,
-) -> _Panel:
-    size = len(source)
-    if size == 0:
-        raise InputError(f"cannot draw {label}: the batch is empty")
-    if isinstance(sample, bool) or not isinstance(sample, int) or not -size <= sample < size:
-        raise OptionError(
-            f"sample={sample!r} is out of range for a batch of {size}; use 0 to {size - 1}"
-        )
-    notes = (*notes, f"sample {sample % size} of {size}") if size > 1 else notes
-    item = canvas.as_float(source[sample])
-    if item.ndim == 1:
-        return _unbatched(item[None], label, None, notes, axis="feature")
-    return _unbatched(item, label, kept, notes, axis=axis if item.ndim == 2 else None)
-
-
-def _unbatched(
-    item: Array,
-    label: str,
-    kept: torch.Tensor | None,
-    notes: tuple[str, ...],
-    axis: str | None = None,
-) -> _Panel:
-    if item.ndim == 4:
-        depth = item.shape[1]
-        item = item[:, depth // 2]
-        notes = (*notes, f"middle depth slice {depth // 2} of {depth}")
-    if item.ndim not in (2, 3) or 0 in item.shape:
-        raise InputError(f"cannot draw maps shaped {item.shape} (channels first); nothing to show")
-    channels = np.arange(len(item)) if kept is None else kept.detach().cpu().numpy()
-    if len(channels) != len(item):
-        channels = np.arange(len(item))
-    return _Panel(item, channels.astype(np.int64), label, notes, axis)
-
-
-def _selected(panel: _Panel, order: str, count: int) -> _Panel:
-    total = len(panel.data)
-    count = min(count, total)
-    picks = np.arange(count)
-    if order == "energy":
-        picks = np.argsort(-_energy(panel.data), kind="stable")[:count]
-    notes = panel.notes
-    if count < total or (order == "energy" and total > 1):
-        notes = (*notes, f"{count} of {total} channels" + (" by energy" * (order == "energy")))
-    return replace(panel, data=panel.data[picks], channels=panel.channels[picks], notes=notes)
-
-
-def _energy(data: Array) -> npt.NDArray[np.float64]:
-    """Mean absolute value of each map over its finite values (-1 for none)."""
-    flat = data.reshape(len(data), -1)
-    finite = np.isfinite(flat)
-    total = np.where(finite, np.abs(flat), 0).sum(axis=1, dtype=np.float64)
-    count = finite.sum(axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), -1.0)
-
-
-def _masked(panel: _Panel) -> tuple[_Panel, str | None]:
-    """Non-finite values as NaN, and a sentence about them when there are any."""
-    bad = ~np.isfinite(panel.data)
-    if not bad.any():
-        return panel, None
-    where = panel.channels[bad.reshape(len(bad), -1).any(axis=1)]
-    listed = ", ".join(map(str, where[:8])) + (", ..." if len(where) > 8 else "")
-    message = (
-        f"{int(bad.sum())} NaN or infinite values in channel(s) {listed} of {panel.label}; "
-        "they are masked and drawn in magenta"
-    )
-    return replace(panel, data=np.where(bad, np.float32(np.nan), panel.data)), message
-
-
-def _value_range(data: Array, *, shared: bool) -> tuple[Array, float, float]:
-    """Values to draw and the colour limits: per-map scaled to [0, 1], or one real range."""
-    if not shared:
-        return canvas.scaled(data, shared=False), 0.0, 1.0
-    finite = data[np.isfinite(data)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    return data, lo, hi if hi > lo else lo + 1.0
-
-
 # -- how to draw it ------------------------------------------------------------------------------
 
 
 def _draw_tiles(
-    panel: _Panel,
+    panel: Panel,
     colormap: Colormap,
     *,
     shared: bool,
@@ -359,7 +202,7 @@ def _draw_tiles(
     labels: bool,
 ) -> Figure:
     shared = shared or panel.data[0].size == 1  # 1×1 maps: only a shared range says anything
-    values, vmin, vmax = _value_range(panel.data, shared=shared)
+    values, vmin, vmax = value_range(panel.data, shared=shared)
     grid = canvas.grid(len(values), ncols)
     values, scale, pad = canvas.zoomed(values, grid)
     span = max(1.0, vmax - vmin)  # padding below vmin, empty cells above vmax: see colormap
@@ -376,9 +219,9 @@ def _draw_tiles(
 
 
 def _draw_rows(
-    panel: _Panel, colormap: Colormap, *, shared: bool, ax: Axes | None, title: str | None
+    panel: Panel, colormap: Colormap, *, shared: bool, ax: Axes | None, title: str | None
 ) -> Figure:
-    values, vmin, vmax = _value_range(panel.data, shared=shared)
+    values, vmin, vmax = value_range(panel.data, shared=shared)
     rows, length = values.shape
     size = (rows * min(18, max(3, round(360 / rows))), min(1000, max(480, length)))
     fig, ax, cax = canvas.axes(ax, size, 1.0, panel.title(title), colorbar=shared, ticks=True)
@@ -402,14 +245,14 @@ def _draw_rows(
 
 def _layer_row(
     maps: FeatureMaps, name: str, sample: int, order: str, count: int
-) -> tuple[_Panel | str, str | None]:
+) -> tuple[Panel | str, str | None]:
     try:
-        return _masked(_selected(_panel(maps, name, sample), order, count))
+        return masked(selected(panel_of(maps, name, sample), order, count))
     except InputError as err:
         return f"{name}: not drawn ({err})", None
 
 
-def _draw_layers(rows: Sequence[_Panel | str], colormap: Colormap, slots: int) -> Figure:
+def _draw_layers(rows: Sequence[Panel | str], colormap: Colormap, slots: int) -> Figure:
     slot, gap, margin, head = min(128, max(40, round(960 / slots))), 4, 10, 22
     width = slots * slot + (slots - 1) * gap
     heights = [_row_height(row, slot) for row in rows]
@@ -428,7 +271,7 @@ def _draw_layers(rows: Sequence[_Panel | str], colormap: Colormap, slots: int) -
     return fig
 
 
-def _row_height(row: _Panel | str, slot: int) -> int:
+def _row_height(row: Panel | str, slot: int) -> int:
     if isinstance(row, str):
         return 16
     if row.axis is not None:
@@ -437,7 +280,7 @@ def _row_height(row: _Panel | str, slot: int) -> int:
     return min(2 * slot, max(slot // 4, round(slot * int(height) / int(width))))
 
 
-def _draw_strip(ax: Axes, panel: _Panel, colormap: Colormap, slots: int, slot: int) -> None:
+def _draw_strip(ax: Axes, panel: Panel, colormap: Colormap, slots: int, slot: int) -> None:
     values = canvas.scaled(panel.data, shared=panel.data[0].size == 1)
     ax.set_title("  ·  ".join(panel.title()), loc="left", fontsize=9, pad=3)
     if panel.axis is not None:

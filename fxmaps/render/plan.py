@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from fxmaps.classify import Block, BlockKind, Kind
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
 from fxmaps.errors import OptionError
-from fxmaps.graph.model_graph import ATTR_ROLE, ROLE_DATA, Layer, ModelGraph, format_shape
+from fxmaps.graph import Layer, ModelGraph, format_shape
+from fxmaps.graph.model_graph import ATTR_ROLE, ROLE_DATA
 
 __all__ = ["DrawnNode", "GraphPlan", "Highlight", "check_collapse", "plan_graph"]
 

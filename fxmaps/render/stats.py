@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fxmaps.errors import InputError, OptionError
-from fxmaps.extract.extractor import FeatureExtractor
-from fxmaps.graph.model_graph import ModelGraph
+from fxmaps.graph import ModelGraph
 from fxmaps.render import canvas
-from fxmaps.stats.channels import ChannelStats
+from fxmaps.stats import ChannelStats, top_samples
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -57,30 +56,20 @@ def plot_top_images(
             file; without one (and without ``stats.graph``) only the images show.
         cmap: Colormap of the heat maps.
     """
-    summary = stats[layer]
-    if k < 1:
-        raise OptionError(f"k={k} must be at least 1")
-    k = min(k, int(summary.top_indices.shape[1]))
-    chosen = list(channels) if channels is not None else _liveliest(summary.top_scores, 8)
-    bad = [c for c in chosen if not 0 <= c < summary.channels]
-    if bad or not chosen:
-        raise OptionError(f"channels={chosen}: {layer!r} has channels 0..{summary.channels - 1}")
-    indices = summary.top_indices[chosen, :k]  # (rows, k)
-    wanted = sorted(set(indices.flatten().tolist()))
-    images = torch.stack([_sample(dataset, i) for i in wanted])
-    graph = model if model is not None else stats.graph
-    heat = _heat(graph, images, layer) if graph is not None else None
-    position = {index: row for row, index in enumerate(wanted)}
-    tiles = np.ones((len(chosen), k, _CELL, _CELL, 3), dtype=np.float32)
+    top = top_samples(stats, dataset, layer, channels=channels, k=k, model=model)
+    heat = _heat(top.maps, layer) if top.maps is not None else None
+    position = {index: row for row, index in enumerate(top.order)}
+    k = int(top.indices.shape[1])
+    tiles = np.ones((len(top.channels), k, _CELL, _CELL, 3), dtype=np.float32)
     colormap = canvas.colormap(cmap)
-    for r, channel in enumerate(chosen):
-        for c, index in enumerate(indices[r].tolist()):
-            picture = _display(images[position[index]])
+    for r, channel in enumerate(top.channels):
+        for c, index in enumerate(top.indices[r].tolist()):
+            picture = _display(top.images[position[index]])
             if heat is not None:
                 activation = heat[position[index], channel]
                 picture = (1 - _ALPHA) * picture + _ALPHA * colormap(activation)[..., :3]
             tiles[r, c] = picture
-    return _grid_figure(tiles, chosen, indices, summary.top_scores[chosen, :k], layer, stats)
+    return _grid_figure(tiles, list(top.channels), top.indices, top.scores, layer, stats)
 
 
 def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None) -> Figure:
@@ -107,26 +96,8 @@ def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None)
     return fig
 
 
-def _liveliest(top_scores: torch.Tensor, count: int) -> list[int]:
-    best = top_scores[:, 0] if top_scores.shape[1] else torch.zeros(top_scores.shape[0])
-    alive = torch.nonzero(best > 0).flatten()
-    order = alive[torch.argsort(best[alive], descending=True, stable=True)]
-    return order[:count].tolist() or list(range(min(count, top_scores.shape[0])))
-
-
-def _sample(dataset: Dataset[Any], index: int) -> torch.Tensor:
-    item = dataset[index]
-    value = item[0] if isinstance(item, (tuple, list)) else item
-    if not isinstance(value, torch.Tensor) or value.dim() not in (2, 3):
-        raise InputError(f"dataset item {index} is not an image tensor (C, H, W)")
-    return value if value.dim() == 3 else value.unsqueeze(0)
-
-
-def _heat(graph: ModelGraph, images: torch.Tensor, layer: str) -> npt.NDArray[np.float32]:
+def _heat(maps: torch.Tensor, layer: str) -> npt.NDArray[np.float32]:
     """Each sample's map of ``layer`` at display size, scaled to [0, 1] per sample and channel."""
-    device = next((p.device for p in graph.model.parameters()), torch.device("cpu"))
-    with torch.no_grad():
-        maps = FeatureExtractor(graph, [layer])(images.to(device))[layer].float().cpu()
     if maps.dim() == 2:  # a linear layer: one value per channel, shown as a flat tint
         maps = maps[..., None, None]
     if maps.dim() != 4:

@@ -23,12 +23,11 @@ from fxmaps.errors import FxmapsWarning, GraphvizNotFoundError
 from fxmaps.extract.extractor import extract
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.files import atomic_path, output_file
-from fxmaps.graph.analyze import analyze
-from fxmaps.graph.model_graph import SUMMARY_HEADERS, ModelGraph, format_shape
-from fxmaps.graph.select import Selection
+from fxmaps.graph import ModelGraph, Selection, analyze, format_shape
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph
 from fxmaps.render.maps import plot_feature_maps
+from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.sources.images import load_image, read_image
 
 if TYPE_CHECKING:

@@ -1,5 +1,13 @@
 """Dataset-scale statistics: per-channel moments and top samples, one streaming pass."""
 
 from fxmaps.stats.channels import ChannelStats, LayerStats, channel_stats, share_weights
+from fxmaps.stats.top import TopSamples, top_samples
 
-__all__ = ["ChannelStats", "LayerStats", "channel_stats", "share_weights"]
+__all__ = [
+    "ChannelStats",
+    "LayerStats",
+    "TopSamples",
+    "channel_stats",
+    "share_weights",
+    "top_samples",
+]

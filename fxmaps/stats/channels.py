@@ -28,9 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from fxmaps.errors import InputError, OptionError
 from fxmaps.extract.extractor import FeatureExtractor
 from fxmaps.files import atomic_path
-from fxmaps.graph.analyze import analyze
-from fxmaps.graph.model_graph import ModelGraph
-from fxmaps.graph.select import Selection
+from fxmaps.graph import ModelGraph, Selection, analyze
 from fxmaps.stats.running import Running, Score, Scratch, TopK, best, combine
 
 __all__ = ["ChannelStats", "LayerStats", "channel_stats", "share_weights"]

@@ -12,10 +12,9 @@ runs, and how a too-small input's minimum size is found.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,26 +22,19 @@ import torch
 from torch import fx, nn
 
 from fxmaps.errors import ShapeError
+from fxmaps.facts import ShapeTree, name_of, note
 
 __all__ = [
     "MetaFailure",
     "Propagation",
-    "Shape",
-    "ShapeTree",
     "all_finite",
     "first_non_finite",
     "is_too_small",
     "meta_values",
     "minimum_input_size",
-    "preserved_state",
     "propagate",
-    "propagate_shapes",
     "shape_of",
 ]
-
-Shape = tuple[int, ...]
-ShapeTree = Shape | tuple["ShapeTree", ...]
-"""A tensor's shape, or a tuple of them for nodes that return several tensors."""
 
 
 def shape_of(value: Any) -> ShapeTree | None:
@@ -54,23 +46,6 @@ def shape_of(value: Any) -> ShapeTree | None:
         if all(s is not None for s in shapes):
             return shapes  # type: ignore[return-value]
     return None
-
-
-@contextlib.contextmanager
-def preserved_state(model: nn.Module, *, train: bool) -> Iterator[None]:
-    """Run a block with ``model`` in the given mode; restore modes and buffers after."""
-    modes = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        model.train(train)
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                if buffer.shape == saved.shape:
-                    buffer.copy_(saved)
-        for module, mode in modes:
-            module.training = mode
 
 
 class _NodeFailed(Exception):
@@ -90,9 +65,9 @@ class _Stop(Exception):
 
 
 class _ShapeInterpreter(fx.Interpreter):
-    def __init__(self, graph_module: fx.GraphModule, names: Mapping[fx.Node, str]) -> None:
+    def __init__(self, graph_module: fx.GraphModule, record: bool) -> None:
         super().__init__(graph_module, garbage_collect_values=True)
-        self._names = names
+        self._record = record
         self.shapes: dict[fx.Node, ShapeTree | None] = {}
         self.finite = True
 
@@ -104,6 +79,8 @@ class _ShapeInterpreter(fx.Interpreter):
         except Exception as err:
             raise _NodeFailed(n, err, self._message(n, err)) from err
         self.shapes[n] = shape_of(result)
+        if self._record:
+            note(n, shape=self.shapes[n])
         if n.op == "output":
             self.finite = all_finite(result)
         return result
@@ -114,7 +91,7 @@ class _ShapeInterpreter(fx.Interpreter):
         module = self.module.get_submodule(str(node.target)) if node.op == "call_module" else None
         what = f"{type(module).__name__}" if module is not None else str(node.target)
         expected = _expected_input(module) if module is not None else None
-        name = self._names.get(node, node.name)
+        name = name_of(node)
         text = f"node {name!r} ({what}) failed on input of shape {given_text}"
         if expected:
             text += f"; it expects {expected}"
@@ -184,14 +161,16 @@ class Propagation:
 def propagate(
     graph_module: fx.GraphModule,
     inputs: Sequence[torch.Tensor],
-    names: Mapping[fx.Node, str],
     *,
     train: bool = False,
+    record: bool = False,
 ) -> Propagation:
     """Run ``graph_module`` on ``inputs`` without gradients; each node's shape, and finiteness.
 
     ``train`` is the mode the graph runs in, used only to find the minimum input
     size (on the meta device) when a node fails because the input is too small.
+    With ``record``, each node's shape is written into its facts (the analysis
+    pass); without, the run only checks (explaining a failure elsewhere).
 
     Raises:
         ShapeError: A node failed on the input; the message names the node, the
@@ -199,7 +178,7 @@ def propagate(
             the input is too small (a pool or conv has less than its kernel left),
             it says the smallest input size that goes through.
     """
-    interpreter = _ShapeInterpreter(graph_module, names)
+    interpreter = _ShapeInterpreter(graph_module, record)
     try:
         with torch.no_grad():
             interpreter.run(*inputs)
@@ -207,19 +186,6 @@ def propagate(
         hint = _too_small_hint(graph_module, inputs, train) if is_too_small(failed.cause) else ""
         raise ShapeError(f"{failed.message}{hint}. {failed.detail}") from failed.cause
     return Propagation(interpreter.shapes, interpreter.finite)
-
-
-def propagate_shapes(
-    graph_module: fx.GraphModule,
-    inputs: Sequence[torch.Tensor],
-    names: Mapping[fx.Node, str],
-) -> dict[fx.Node, ShapeTree | None]:
-    """Run ``graph_module`` on ``inputs`` without gradients and return each node's shape.
-
-    Raises:
-        ShapeError: As :func:`propagate`.
-    """
-    return propagate(graph_module, inputs, names).shapes
 
 
 # -- input too small --------------------------------------------------------------------------
@@ -400,13 +366,11 @@ class _FirstNonFinite(fx.Interpreter):
         return result
 
 
-def first_non_finite(
-    graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor], names: Mapping[fx.Node, str]
-) -> str | None:
+def first_non_finite(graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor]) -> str | None:
     """The name of the first node whose output holds NaN or inf (one more forward pass)."""
     try:
         with torch.no_grad():
             _FirstNonFinite(graph_module, garbage_collect_values=True).run(*inputs)
     except _NodeFailed as found:
-        return names.get(found.node, found.node.name)
+        return name_of(found.node)
     return None

@@ -19,10 +19,11 @@ import torchvision.ops
 from torch import fx, nn
 from torch.nn.modules import activation, conv, dropout, normalization, pooling
 
-from fxmaps.classify.kinds import Kind
+from fxmaps.facts import Kind, note
 
 __all__ = [
     "kind_of_node",
+    "note_kinds",
     "register_function_kind",
     "register_module_kind",
     "reset_kind_rules",
@@ -240,3 +241,10 @@ def _lookup_module_kind(cls: type) -> Kind:
 
 
 reset_kind_rules()
+
+
+def note_kinds(module: fx.GraphModule) -> None:
+    """Write every node's kind into its facts (residual analysis refines convs later)."""
+    for node in module.graph.nodes:
+        called = module.get_submodule(str(node.target)) if node.op == "call_module" else None
+        note(node, kind=kind_of_node(node, called))

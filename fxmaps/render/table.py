@@ -1,0 +1,66 @@
+"""The layer table: rows, totals and the census of a :class:`~fxmaps.ModelGraph`, as text."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from fxmaps.graph import Layer, ModelGraph, Selection, format_shape
+from fxmaps.graph.model_graph import HEADLINE
+
+__all__ = ["SUMMARY_HEADERS", "summary_footer", "summary_rows", "summary_table"]
+
+SUMMARY_HEADERS = ("name", "kind", "type", "output shape", "params", "block")
+_ALIGN = ("left", "left", "left", "left", "right", "left")
+
+
+def summary_table(graph: ModelGraph, kinds: Selection | None = None) -> str:
+    """The table of :meth:`ModelGraph.summary`, with its footer lines."""
+    table = tabulate(
+        summary_rows(graph, kinds),
+        headers=list(SUMMARY_HEADERS),
+        colalign=_ALIGN,
+        disable_numparse=True,
+    )
+    return "\n".join([table, *summary_footer(graph)])
+
+
+def summary_rows(graph: ModelGraph, kinds: Selection | None = None) -> list[list[str]]:
+    """One row of strings per layer (columns: :data:`SUMMARY_HEADERS`)."""
+    return [
+        [
+            layer.name,
+            layer.kind.value + (" (opaque)" if layer.opaque else ""),
+            layer.module_type,
+            format_shape(layer.out_shape),
+            _params_cell(graph, layer),
+            layer.block or "",
+        ]
+        for layer in graph.layers(kinds)
+    ]
+
+
+def _params_cell(graph: ModelGraph, layer: Layer) -> str:
+    first = graph.first_use_params(layer.name)
+    if layer.params and not first:
+        return "shared"
+    return f"{first:,}" if first else ""
+
+
+def summary_footer(graph: ModelGraph) -> list[str]:
+    """Totals, the census, and what the traced graph does not show."""
+    info = graph.info()
+    lines = [
+        f"Total params: {graph.total_params:,} (the model has {graph.model_params:,})",
+        "Layers: "
+        + ", ".join(f"{k} {v}" for k, v in info.items() if k != "nodes" and (v or k in HEADLINE)),
+    ]
+    if graph.model_params != graph.total_params:
+        lines.append(
+            f"{graph.model_params - graph.total_params:,} parameters are not used by the traced "
+            f"{'training' if graph.train else 'eval'}-mode graph"
+        )
+    if graph.opaque:
+        names = ", ".join(o.name for o in graph.opaque[:5])
+        more = f" and {len(graph.opaque) - 5} more" if len(graph.opaque) > 5 else ""
+        lines.append(f"Opaque (not traced into): {names}{more}")
+    return lines
