@@ -9,10 +9,11 @@ Two comparisons per model, each measured in the same run on the same model insta
   plain ``model(x)`` in eval mode under ``torch.no_grad``. A reference ratio; no target.
 
 Method: each model is built once with random weights (``torchvision.models.get_model(name,
-weights=None)``; nothing is downloaded) and put in eval mode. Every timed callable runs once
-as warm-up, then the callables of a comparison are interleaved (A, B, A, B, ...) for
-``--repeat`` rounds and timed with ``time.perf_counter``, so load from other processes hits
-both sides alike. The report gives median, min and max per callable, the ratio of medians,
+weights=None)``; nothing is downloaded) and put in eval mode. The two callables of a
+comparison run interleaved by ``fxmaps.bench.harness.run_interleaved``: one warm-up round, then
+``--repeat`` rounds whose order rotates (A, B, then B, A, ...), timed with
+``time.perf_counter``, so load from other processes hits both sides alike. The report gives
+median, min and max per callable, the ratio as the median over rounds of each round's ratio,
 and the graph size (``len(g)``) with the time per node, so scaling with graph size shows.
 
 Run from the repository root::
@@ -29,13 +30,8 @@ into ``--out`` (default ``benchmarks/results``). Timings are never asserted in t
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import platform
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,11 +40,18 @@ from typing import Any
 
 import torch
 import torchvision
-from tabulate import tabulate
 from torch import nn
 from torchvision.models.feature_extraction import get_graph_node_names
 
 import fxmaps
+from fxmaps.bench.harness import (
+    Environment,
+    Timing,
+    format_table,
+    record_environment,
+    run_interleaved,
+    write_results,
+)
 
 MODELS = ("resnet50", "resnet152", "efficientnet_b7", "convnext_base", "vit_b_16")
 QUICK_MODELS = ("resnet50", "vit_b_16")
@@ -65,25 +68,6 @@ COMPARISONS = ((ANALYZE, NODE_NAMES), (ANALYZE_INPUT, FORWARD))
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Wall-clock seconds of one callable over the timed rounds."""
-
-    raw: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.raw)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "raw_s": list(self.raw),
-            "median_s": self.median,
-            "min_s": min(self.raw),
-            "max_s": max(self.raw),
-        }
-
-
-@dataclass(frozen=True)
 class ModelResult:
     """Timings of every callable on one model, and the size of its graph."""
 
@@ -93,23 +77,11 @@ class ModelResult:
     timings: dict[str, Timing]
 
     def ratio(self, measured: str, reference: str) -> float:
-        return self.timings[measured].median / self.timings[reference].median
+        """The median over rounds of ``measured``'s time over ``reference``'s in that round."""
+        return self.timings[measured].ratio_to(self.timings[reference])
 
     def us_per_node(self, name: str) -> float:
         return self.timings[name].median / self.nodes * 1e6
-
-
-def interleave(callables: dict[str, Callable[[], object]], repeat: int) -> dict[str, Timing]:
-    """Warm each callable up once, then time them round-robin for ``repeat`` rounds."""
-    for fn in callables.values():
-        fn()
-    raw: dict[str, list[float]] = {name: [] for name in callables}
-    for _ in range(repeat):
-        for name, fn in callables.items():
-            start = time.perf_counter()
-            fn()
-            raw[name].append(time.perf_counter() - start)
-    return {name: Timing(tuple(times)) for name, times in raw.items()}
 
 
 def node_names_quietly(model: nn.Module) -> tuple[list[str], list[str]]:
@@ -142,31 +114,20 @@ def bench_model(name: str, repeat: int) -> ModelResult:
     }
     timings: dict[str, Timing] = {}
     for pair in COMPARISONS:
-        timings.update(interleave({key: callables[key] for key in pair}, repeat))
+        timings.update(run_interleaved({key: callables[key] for key in pair}, rounds=repeat))
     reference = node_names_quietly(model)[1]  # (train names, eval names)
     return ModelResult(name, len(fxmaps.analyze(model)), len(reference), timings)
 
 
-def environment() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "fxmaps": fxmaps.__version__,
-        "device": "cpu",
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+def environment() -> Environment:
+    return record_environment("cpu", processor=platform.processor() or platform.machine())
 
 
 def result_dict(result: ModelResult) -> dict[str, Any]:
     return {
         "nodes": result.nodes,
         "reference_nodes_eval": result.reference_nodes,
-        "timings": {name: timing.as_dict() for name, timing in result.timings.items()},
+        "timings": {name: timing.to_json() for name, timing in result.timings.items()},
         "ratios": {f"{m} / {r}": result.ratio(m, r) for m, r in COMPARISONS},
         "us_per_node": {name: result.us_per_node(name) for name in result.timings},
     }
@@ -201,30 +162,29 @@ def summary_table(results: Sequence[ModelResult]) -> str:
         "forward ms",
         "analyze(x) / forward",
     ]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return format_table(rows, headers, align=["left", *["right"] * (len(headers) - 1)])
 
 
 def detail_table(results: Sequence[ModelResult]) -> str:
     """One row per model and callable: median, min and max in milliseconds."""
     rows = [
-        [r.model, name, *(f"{s * 1e3:.1f}" for s in (t.median, min(t.raw), max(t.raw)))]
+        [r.model, name, *(f"{s * 1e3:.1f}" for s in (t.median, t.min, t.max))]
         for r in results
         for name, t in r.timings.items()
     ]
     headers = ["model", "callable", "median ms", "min ms", "max ms"]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return format_table(rows, headers, align=["left", "left", "right", "right", "right"])
 
 
 def _ms(result: ModelResult, name: str) -> str:
     return f"{result.timings[name].median * 1e3:.1f}"
 
 
-def markdown(results: Sequence[ModelResult], env: dict[str, Any], repeat: int) -> str:
+def markdown(results: Sequence[ModelResult], env: Environment, repeat: int) -> str:
     setup = (
-        f"torch {env['torch']}, torchvision {env['torchvision']}, Python {env['python']}, "
-        f"{env['device']} ({env['cpu_count']} cores, {env['torch_threads']} torch threads), "
-        f"{env['platform']}, {env['date']}; median of {repeat} interleaved rounds after warm-up; "
-        f"input {'x'.join(map(str, INPUT_SHAPE))}, eval mode, random weights."
+        f"{env.describe()}; median of {repeat} interleaved rounds after warm-up, ratios the "
+        f"median over rounds of each round's ratio; input {'x'.join(map(str, INPUT_SHAPE))}, "
+        "eval mode, random weights."
     )
     return (
         f"# fxmaps.analyze benchmark\n\n{setup}\n\n{summary_table(results)}\n\n"
@@ -232,18 +192,14 @@ def markdown(results: Sequence[ModelResult], env: dict[str, Any], repeat: int) -
     )
 
 
-def write_results(
-    out: Path, results: Sequence[ModelResult], env: dict[str, Any], repeat: int
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def save_results(out: Path, results: Sequence[ModelResult], env: Environment, repeat: int) -> None:
     config = {"repeat": repeat, "input_shape": list(INPUT_SHAPE), "target_ratio": TARGET_RATIO}
     data = {
-        "environment": env,
+        "environment": env.to_json(),
         "config": config,
         "models": {r.model: result_dict(r) for r in results},
     }
-    (out / "bench_analyze.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    (out / "bench_analyze.md").write_text(markdown(results, env, repeat), encoding="utf-8")
+    write_results(out, "bench_analyze", markdown(results, env, repeat), data)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -286,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(bench_model(name, args.repeat))
     env = environment()
     print(markdown(results, env, args.repeat))
-    write_results(args.out, results, env, args.repeat)
+    save_results(args.out, results, env, args.repeat)
     print(f"wrote {args.out / 'bench_analyze.json'} and bench_analyze.md", file=sys.stderr)
     return 0
 

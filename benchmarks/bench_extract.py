@@ -16,7 +16,6 @@ device) on resnet50's convs: time ratio, maps kept and peak memory.
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,10 @@ from typing import Any
 
 import torch
 import torchvision
-from tabulate import tabulate
 
 import fxmaps
 from fxmaps.bench.extraction import FORWARD, FXMAPS, HOOKS
+from fxmaps.bench.harness import format_mib, format_table, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -68,10 +67,11 @@ def main() -> None:
     stem = "bench_extract_quick" if args.quick else "bench_extract"
     report = _markdown(speed, controls, cases[0], repeat)
     print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.md").write_text(report)
-    data = {"speed": [s[1] for s in speed], "controls": {k: v.to_json() for k, v in controls}}
-    (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    data = {
+        "speed": [result.to_json() for _, result in speed],
+        "controls": {label: result.to_json() for label, result in controls},
+    }
+    write_results(args.out, stem, report, data)
     print(f"wrote {args.out / stem}.md and .json")
 
 
@@ -80,7 +80,7 @@ def _arguments() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="resnet18 at batch 2, 3 rounds")
-    parser.add_argument("--repeat", type=int, help="timed rounds (default 9, quick 3)")
+    parser.add_argument("--repeat", type=int, help="timed rounds (default 11, quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the .md and .json")
     return parser.parse_args()
@@ -93,12 +93,12 @@ def _model(case: Case) -> tuple[torch.nn.Module, torch.Tensor]:
     return model, torch.randn(case.batch, 3, case.size, case.size)
 
 
-def _speed(case: Case, repeat: int) -> tuple[Case, dict[str, Any]]:
+def _speed(case: Case, repeat: int) -> tuple[Case, fxmaps.ExtractionBenchmark]:
     model, x = _model(case)
     result = fxmaps.benchmark_extraction(
         model, x, layers=case.layers, repeat=repeat, name=case.model
     )
-    return case, result.to_json()
+    return case, result
 
 
 def _controls(case: Case, repeat: int) -> list[tuple[str, fxmaps.ExtractionBenchmark]]:
@@ -111,21 +111,20 @@ def _controls(case: Case, repeat: int) -> list[tuple[str, fxmaps.ExtractionBench
 
 
 def _markdown(
-    speed: list[tuple[Case, dict[str, Any]]],
+    speed: list[tuple[Case, fxmaps.ExtractionBenchmark]],
     controls: list[tuple[str, fxmaps.ExtractionBenchmark]],
     first: Case,
     repeat: int,
 ) -> str:
-    environment = speed[0][1]["environment"]
-    rows = [_speed_row(case, data) for case, data in speed]
+    environment = speed[0][1].environment
     headers = ["model", "batch", "layers", "maps", "fxmaps / forward", "target", "hooks / forward",
                "forward peak", "fxmaps peak", "hooks peak", "fxmaps keeps"]  # fmt: skip
     control_rows = [
         [
             label,
             f"{r.ratio(FXMAPS):.3f}x",
-            _mib(r.retained_bytes),
-            _mib(r.timings[FXMAPS].peak_bytes),
+            format_mib(r.retained_bytes),
+            format_mib(r.timings[FXMAPS].peak_bytes),
         ]
         for label, r in controls
     ]
@@ -133,46 +132,42 @@ def _markdown(
         [
             "# Extraction benchmark",
             "",
-            f"torch {environment['torch']}, Python {environment['python']}, "
-            f"{environment['device']}, {environment['platform']}, {environment['date']}; "
+            f"{environment.describe() if environment else ''}; "
             f"{repeat} interleaved rounds after warm-up; ratios are the median over rounds of "
             "each run's time over the plain forward's in the same round; random weights, "
             "eval mode.",
             "",
-            tabulate(rows, headers=headers, tablefmt="github"),
+            format_table(
+                [_speed_row(case, result) for case, result in speed],
+                headers,
+                align=["left", "right", "left", "right", *["right"] * 7],
+            ),
             "",
             f"## Memory controls: {first.model}, batch {first.batch}, all convs",
             "",
-            tabulate(
+            format_table(
                 control_rows,
-                headers=["control", "fxmaps / forward", "maps kept", "peak memory"],
-                tablefmt="github",
+                ["control", "fxmaps / forward", "maps kept", "peak memory"],
+                align=["left", "right", "right", "right"],
             ),
             "",
         ]
     )
 
 
-def _speed_row(case: Case, data: dict[str, Any]) -> list[Any]:
-    timings = data["timings"]
-    ratio = timings[FXMAPS]["ratio_to_forward"]
+def _speed_row(case: Case, result: fxmaps.ExtractionBenchmark) -> list[Any]:
+    ratio = result.ratio(FXMAPS)
     return [
         case.model,
         case.batch,
         case.layers,
-        data["layers"],
+        result.layers,
         f"{ratio:.3f}x {'ok' if ratio <= case.target else 'over'}",
         f"<= {case.target}",
-        f"{timings[HOOKS]['ratio_to_forward']:.3f}x",
-        _mib(timings[FORWARD]["peak_bytes"]),
-        _mib(timings[FXMAPS]["peak_bytes"]),
-        _mib(timings[HOOKS]["peak_bytes"]),
-        _mib(data["retained_bytes"]),
+        f"{result.ratio(HOOKS):.3f}x",
+        *(format_mib(result.timings[name].peak_bytes) for name in (FORWARD, FXMAPS, HOOKS)),
+        format_mib(result.retained_bytes),
     ]
-
-
-def _mib(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ the subplots drawn into a figure of the same size. For each size the script time
 
 Both ways of a row are saved with the same call, and the script checks that their
 images have the same size in pixels. Every figure is built anew in every round. Each
-callable runs once as warm-up; then the two ways alternate (A, B, B, A, ...) for
+callable runs once as warm-up (that run gives the sizes checked); then
+``fxmaps.bench.harness.run_interleaved`` alternates the two ways (A, B, B, A, ...) for
 ``--repeat`` rounds. Reported: medians, and the median over rounds of each round's
 ratio (subplots / mosaic), which cancels slow drifts of a busy machine.
 
@@ -31,11 +32,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,9 +45,18 @@ import torch
 import torchvision
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from tabulate import tabulate
 
 import fxmaps
+from fxmaps.bench.harness import (
+    Environment,
+    Timing,
+    format_load,
+    format_table,
+    read_load_average,
+    record_environment,
+    run_interleaved,
+    write_results,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CMAP = "gray"  # the tutorials' colormap
@@ -89,11 +94,13 @@ def main() -> None:
     maps = _maps(args.data)
     own = fxmaps.plot_feature_maps(maps, cmap=CMAP)
     own_size = (float(own.get_figwidth()), float(own.get_figheight())), float(own.dpi)
-    started = _environment()
+    started = record_environment(
+        "cpu", matplotlib=matplotlib.__version__, numpy=np.__version__, pillow=PIL.__version__
+    )
     results = [_run(case, maps, own_size, args.repeat) for case in CASES]
     report = {
-        "environment": started,
-        "load_after": _load(),
+        "environment": started.to_json(),
+        "load_after": read_load_average(),
         "data": args.data,
         "repeat": args.repeat,
         "target": TARGET,
@@ -101,9 +108,7 @@ def main() -> None:
     }
     markdown = _markdown(report)
     print(markdown)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_plot.md").write_text(markdown)
-    (args.out / "bench_plot.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, "bench_plot", markdown, report)
     print(f"wrote {args.out / 'bench_plot'}.md and .json")
 
 
@@ -174,19 +179,14 @@ def _run(
     sizes = {name: output[:2] for name, output in outputs.items()}
     if len(set(sizes.values())) != 1:
         raise RuntimeError(f"{case.name}: the two ways give images of different sizes: {sizes}")
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(repeat):
-        for name in list(runs)[:: 1 if round_ % 2 == 0 else -1]:
-            start = time.perf_counter()
-            runs[name]()
-            seconds[name].append(time.perf_counter() - start)
+    timings = run_interleaved(runs, rounds=repeat, warmup=0)  # warmed up above
     return {
         "case": case.name,
         "figure": case.figure,
         "variant": case.variant,
         "figsize": list(figsize),
         "savefig": case.savefig,
-        "seconds": seconds,
+        "seconds": {name: list(timing.seconds) for name, timing in timings.items()},
         "image": {
             name: {"width": width, "height": height, "png_bytes": png_bytes}
             for name, (width, height, png_bytes) in outputs.items()
@@ -210,17 +210,19 @@ def _drawn(fig: Figure) -> tuple[int, int, int]:
     return width, height, 0
 
 
+def _timings(seconds: dict[str, list[float]]) -> dict[str, Timing]:
+    return {name: Timing(tuple(values)) for name, values in seconds.items()}
+
+
 def _ratios(seconds: dict[str, list[float]]) -> tuple[float, float]:
     """The median over rounds of each round's subplots / mosaic, and the ratio of medians."""
-    pairs = zip(seconds["subplots"], seconds["mosaic"], strict=True)
-    return (
-        statistics.median(a / b for a, b in pairs),
-        statistics.median(seconds["subplots"]) / statistics.median(seconds["mosaic"]),
-    )
+    timings = _timings(seconds)
+    subplots, mosaic = timings["subplots"], timings["mosaic"]
+    return subplots.ratio_to(mosaic), subplots.median / mosaic.median
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    env = report["environment"]
+    env = Environment.from_json(report["environment"])
     headers = ["case", "figure px", "subplots", "mosaic", "speed-up", "(of medians)",
                "subplots PNG", "mosaic PNG"]  # fmt: skip
     return "\n".join([
@@ -228,11 +230,10 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['data']} maps, cmap gray, {report['repeat']} interleaved rounds after "
         f"warm-up, medians; speed-up is the median of per-round ratios. matplotlib "
-        f"{env['matplotlib']}, Pillow {env['pillow']}, numpy {env['numpy']}, torch "
-        f"{env['torch']}, Python {env['python']}, {env['cpus']} CPUs (load {env['load']} "
-        f"before, {report['load_after']} after), {env['platform']}, {env['date']}.",
+        f"{env.extra['matplotlib']}, Pillow {env.extra['pillow']}, numpy {env.extra['numpy']}; "
+        f"{env.describe()}; load average at the end {format_load(report['load_after'])}.",
         "",
-        tabulate(_rows(report), headers=headers, tablefmt="github"),
+        format_table(_rows(report), headers, align=["left", "left", *["right"] * 6]),
         "",
         *_notes(report),
         "",
@@ -242,14 +243,14 @@ def _markdown(report: dict[str, Any]) -> str:
 def _rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for case in report["cases"]:
-        seconds, image = case["seconds"], case["image"]
-        per_round, of_medians = _ratios(seconds)
+        timings, image = _timings(case["seconds"]), case["image"]
+        per_round, of_medians = _ratios(case["seconds"])
         png = case["savefig"] is not None
         rows.append([
             case["case"],
             "{width}×{height}".format(**image["mosaic"]),
-            f"{statistics.median(seconds['subplots']) * 1e3:.0f} ms",
-            f"{statistics.median(seconds['mosaic']) * 1e3:.0f} ms",
+            f"{timings['subplots'].median * 1e3:.0f} ms",
+            f"{timings['mosaic'].median * 1e3:.0f} ms",
             f"{per_round:.2f}x",
             f"{of_medians:.2f}x",
             f"{image['subplots']['png_bytes'] / 1024:.0f} KiB" if png else "",
@@ -265,10 +266,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
         rows = {
             case["variant"]: case["seconds"] for case in report["cases"] if case["figure"] == figure
         }
-        encode = {
-            name: statistics.median(rows[""][name]) - statistics.median(rows["draw only"][name])
-            for name in ("subplots", "mosaic")
-        }
+        saved, drawn = _timings(rows[""]), _timings(rows["draw only"])
+        encode = {name: saved[name].median - drawn[name].median for name in ("subplots", "mosaic")}
         per_round, _ = _ratios(rows[""])
         verdict = "met" if per_round >= report["target"] else "not met"
         notes.append(
@@ -277,24 +276,6 @@ def _notes(report: dict[str, Any]) -> list[str]:
             f"target {report['target']:.0f}x for draw + savefig: {verdict} ({per_round:.2f}x)."
         )
     return notes
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _environment() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "matplotlib": matplotlib.__version__,
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load": _load(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 if __name__ == "__main__":

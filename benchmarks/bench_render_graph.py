@@ -3,10 +3,11 @@
 For each model (random weights, eval mode, analysed once with a 1x3x224x224 example
 input) and each ``collapse`` setting (``"none"``, ``"blocks"``, module depths 1 and 2), it
 times building the ``graphviz.Digraph`` (``render_graph``) and laying it out and drawing it
-as SVG (``dot.pipe(format="svg")``), medians over ``--repeat`` rounds after one warm-up, all
-in one process. It reports the drawn node, edge and cluster counts next to the graph's own
-node count (dead ends such as shape asserts are not drawn), prints a markdown table and
-writes ``results/bench_render_graph.{json,md}``.
+as SVG (``dot.pipe(format="svg")``), interleaved by ``fxmaps.bench.harness.run_interleaved``
+(one warm-up round, then ``--repeat`` rounds whose order rotates), medians, all in one
+process. It reports the drawn node, edge and cluster counts next to the graph's own node
+count (dead ends such as shape asserts are not drawn), prints a markdown table and writes
+``results/bench_render_graph.{json,md}``.
 
     python benchmarks/bench_render_graph.py            # resnet50, resnet152, vit_b_16,
                                                        # efficientnet_b7
@@ -16,18 +17,12 @@ writes ``results/bench_render_graph.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
-import json
-import os
-import platform
 import re
-import statistics
 import subprocess
 import sys
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +30,16 @@ from typing import Any
 import graphviz
 import torch
 import torchvision
-from tabulate import tabulate
 
 import fxmaps
+from fxmaps.bench.harness import (
+    Environment,
+    Timing,
+    format_table,
+    record_environment,
+    run_interleaved,
+    write_results,
+)
 from fxmaps.render.graph import render_graph
 
 MODELS = ("resnet50", "resnet152", "vit_b_16", "efficientnet_b7")
@@ -59,8 +61,8 @@ class Row:
     nodes: int
     edges: int
     clusters: int
-    build_s: tuple[float, ...]
-    dot_svg_s: tuple[float, ...]
+    build: Timing
+    dot_svg: Timing
     svg_bytes: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,24 +72,9 @@ class Row:
             "drawn_edges": self.edges,
             "clusters": self.clusters,
             "svg_bytes": self.svg_bytes,
-            "render_graph_s": _stats(self.build_s),
-            "dot_svg_s": _stats(self.dot_svg_s),
+            "render_graph": self.build.to_json(),
+            "dot_svg": self.dot_svg.to_json(),
         }
-
-
-def _stats(raw: Sequence[float]) -> dict[str, Any]:
-    return {"raw_s": list(raw), "median_s": statistics.median(raw), "min_s": min(raw)}
-
-
-def timed(fn: Callable[[], object], repeat: int) -> tuple[float, ...]:
-    """Wall-clock seconds of ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return tuple(times)
 
 
 def bench_model(name: str, repeat: int) -> list[Row]:
@@ -99,7 +86,13 @@ def bench_model(name: str, repeat: int) -> list[Row]:
     for collapse in COLLAPSE:
         dot = render_graph(graph, collapse=collapse)
         source = dot.source
-        svg = dot.pipe(format="svg")
+        timings = run_interleaved(
+            {
+                "render_graph": functools.partial(render_graph, graph, collapse=collapse),
+                "dot_svg": functools.partial(dot.pipe, format="svg"),
+            },
+            rounds=repeat,
+        )
         rows.append(
             Row(
                 model=name,
@@ -108,28 +101,19 @@ def bench_model(name: str, repeat: int) -> list[Row]:
                 nodes=len(_NODE.findall(source)),
                 edges=len(_EDGE.findall(source)),
                 clusters=len(_CLUSTER.findall(source)),
-                build_s=timed(functools.partial(render_graph, graph, collapse=collapse), repeat),
-                dot_svg_s=timed(functools.partial(dot.pipe, format="svg"), repeat),
-                svg_bytes=len(svg),
+                build=timings["render_graph"],
+                dot_svg=timings["dot_svg"],
+                svg_bytes=len(dot.pipe(format="svg")),
             )
         )
     return rows
 
 
-def environment() -> dict[str, Any]:
+def environment() -> Environment:
     dot_version = subprocess.run(["dot", "-V"], capture_output=True, text=True, check=False)
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "graphviz_python": graphviz.__version__,
-        "graphviz_dot": dot_version.stderr.strip(),
-        "fxmaps": fxmaps.__version__,
-        "device": "cpu",
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return record_environment(
+        "cpu", graphviz_python=graphviz.__version__, graphviz_dot=dot_version.stderr.strip()
+    )
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -141,8 +125,8 @@ def table(rows: Sequence[Row]) -> str:
             r.nodes,
             r.edges,
             r.clusters,
-            f"{statistics.median(r.build_s) * 1e3:.1f}",
-            f"{statistics.median(r.dot_svg_s) * 1e3:.0f}",
+            f"{r.build.median * 1e3:.1f}",
+            f"{r.dot_svg.median * 1e3:.0f}",
             f"{r.svg_bytes / 1024:.0f}",
         ]
         for r in rows
@@ -158,29 +142,26 @@ def table(rows: Sequence[Row]) -> str:
         "dot → SVG ms",
         "SVG KiB",
     ]
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    return format_table(body, headers, align=["left", "left", *["right"] * 7])
 
 
-def markdown(rows: Sequence[Row], env: dict[str, Any], repeat: int) -> str:
+def markdown(rows: Sequence[Row], env: Environment, repeat: int) -> str:
     setup = (
-        f"torch {env['torch']}, torchvision {env['torchvision']}, graphviz (Python) "
-        f"{env['graphviz_python']}, {env['graphviz_dot']}, Python {env['python']}, "
-        f"{env['device']} ({env['cpu_count']} cores), {env['platform']}, {env['date']}; "
-        f"median of {repeat} rounds after one warm-up; graphs analysed with a "
-        f"{'x'.join(map(str, INPUT_SHAPE))} input, random weights."
+        f"{env.describe()}; graphviz (Python) {env.extra['graphviz_python']}, "
+        f"{env.extra['graphviz_dot']}; median of {repeat} interleaved rounds after one "
+        f"warm-up; graphs analysed with a {'x'.join(map(str, INPUT_SHAPE))} input, "
+        "random weights."
     )
     return f"# fxmaps.render_graph benchmark\n\n{setup}\n\n{table(rows)}\n"
 
 
-def write_results(out: Path, rows: Sequence[Row], env: dict[str, Any], repeat: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def save_results(out: Path, rows: Sequence[Row], env: Environment, repeat: int) -> None:
     data = {
-        "environment": env,
+        "environment": env.to_json(),
         "config": {"repeat": repeat, "input_shape": list(INPUT_SHAPE)},
         "results": {f"{r.model} collapse={r.collapse}": r.as_dict() for r in rows},
     }
-    (out / "bench_render_graph.json").write_text(json.dumps(data, indent=2) + "\n")
-    (out / "bench_render_graph.md").write_text(markdown(rows, env, repeat), encoding="utf-8")
+    write_results(out, "bench_render_graph", markdown(rows, env, repeat), data)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -208,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.extend(bench_model(name, args.repeat))
     env = environment()
     print(markdown(rows, env, args.repeat))
-    write_results(args.out, rows, env, args.repeat)
+    save_results(args.out, rows, env, args.repeat)
     print(f"wrote {args.out / 'bench_render_graph.json'} and .md", file=sys.stderr)
     return 0
 

@@ -2,8 +2,9 @@
 
 1. **Throughput.** Images per second of ``fxmaps.channel_stats`` against a plain loop
    that runs the model over the same DataLoader (same batch size, same workers) and
-   keeps nothing. Target: at least 0.85 of the plain loop. Rounds alternate the two,
-   after a warm-up; the ratio is the median over rounds of each round's ratio.
+   keeps nothing. Target: at least 0.85 of the plain loop. Rounds alternate the two
+   (``fxmaps.bench.harness.run_interleaved``), after a warm-up; the ratio is the median over
+   rounds of each round's ratio.
 2. **Memory.** Peak resident memory (``ru_maxrss``) of a fresh child process per run.
    A small run's peak is the budget; the second run streams enough samples that all
    their maps would need ``--factor`` (20) times that budget. Its peak must stay flat.
@@ -22,8 +23,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import fxmaps
+from fxmaps.bench.harness import (
+    Environment,
+    format_load,
+    format_table,
+    read_load_average,
+    record_environment,
+    run_interleaved,
+    write_results,
+)
 from fxmaps.extract.extractor import FeatureExtractor
 from fxmaps.stats.channels import ChannelStats, channel_stats
 
@@ -81,31 +89,21 @@ def throughput(samples: int, size: int, batch_size: int, rounds: int) -> dict[st
     def plain() -> None:
         plain_loop(net, data, batch_size)
 
-    runs: dict[str, list[float]] = {"channel_stats": [], "plain": []}
-    ways: list[tuple[str, Callable[[], None]]] = [("channel_stats", stats), ("plain", plain)]
-    for _, way in ways:
-        way()  # warm-up
-    for round_ in range(rounds):
-        for name, way in ways if round_ % 2 == 0 else ways[::-1]:
-            start = time.perf_counter()
-            way()
-            runs[name].append(time.perf_counter() - start)
-    ratios = [p / s for p, s in zip(runs["plain"], runs["channel_stats"], strict=True)]
-    setup = []  # what channel_stats does once per call: analyse the model, build the extractor
-    for _ in range(3):
-        start = time.perf_counter()
+    def setup() -> None:  # what channel_stats does once per call
         FeatureExtractor(fxmaps.analyze(net, data[0][0][None]), "conv")
-        setup.append(time.perf_counter() - start)
+
+    runs = run_interleaved({"channel_stats": stats, "plain": plain}, rounds=rounds)
+    once = run_interleaved({"setup": setup}, rounds=3, warmup=0)["setup"]
     return {
         "model": "resnet18",
         "layers": "conv (17 nodes)",
         "samples": samples,
         "input": f"3x{size}x{size}",
         "batch_size": batch_size,
-        "images_per_s": {k: samples / statistics.median(v) for k, v in runs.items()},
-        "seconds": runs,
-        "relative_throughput": statistics.median(ratios),
-        "setup_seconds": statistics.median(setup),
+        "images_per_s": {k: samples / t.median for k, t in runs.items()},
+        "seconds": {k: list(t.seconds) for k, t in runs.items()},
+        "relative_throughput": runs["plain"].ratio_to(runs["channel_stats"]),
+        "setup_seconds": once.median,
     }
 
 
@@ -237,61 +235,67 @@ def main() -> None:
         "processes": lambda: processes(256 if quick else 512),
     }
     command = " ".join(["python", "benchmarks/bench_stats.py", *sys.argv[1:]])
-    result: dict[str, Any] = {"environment": _environment(command)}
+    result: dict[str, Any] = {"environment": record_environment(command=command).to_json()}
     for name, part in parts.items():
         if args.only in (None, name):
             result[name] = part()
-    result["environment"]["load_after"] = os.getloadavg()
+    result["environment"]["load_after"] = read_load_average()
     if args.only:
         print(json.dumps(result, indent=2))
         return
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_stats.json").write_text(json.dumps(result, indent=2) + "\n")
     table = _markdown(result)
-    (args.out / "bench_stats.md").write_text(table)
+    write_results(args.out, "bench_stats", table, result)
     print(table)
 
 
 PARTS = ("throughput", "memory", "processes")
 
 
-def _environment(command: str) -> dict[str, Any]:
-    return {
-        "command": command,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "load": os.getloadavg(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
 def _markdown(result: dict[str, Any]) -> str:
-    env = result["environment"]
-    t = result["throughput"]
+    env = Environment.from_json(result["environment"])
     lines = [
         "# channel_stats benchmark",
         "",
-        f"`{env['command']}`: torch {env['torch']}, Python {env['python']}, {env['cpus']} CPUs, "
-        f"{env['threads']} torch threads, load average {env['load'][0]:.2f} at the start and "
-        f"{env['load_after'][0]:.2f} at the end, {env['date']}.",
+        f"`{env.extra['command']}`: {env.describe()}; load average "
+        f"{format_load(env.extra['load_after'])} at the end.",
+        *_throughput_lines(result["throughput"]),
+        *_memory_lines(result["memory"]),
+        *_processes_lines(result["processes"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _throughput_lines(t: dict[str, Any]) -> list[str]:
+    rows = [
+        ["plain inference", f"{t['images_per_s']['plain']:.0f}"],
+        ["channel_stats", f"{t['images_per_s']['channel_stats']:.0f}"],
+    ]
+    return [
         "",
         f"## Throughput: {t['model']}, {t['layers']}, {t['samples']} samples of {t['input']}, "
         f"batch {t['batch_size']}",
         "",
-        "| loop | images/s (median) |",
-        "|---|---:|",
-        f"| plain inference | {t['images_per_s']['plain']:.0f} |",
-        f"| channel_stats | {t['images_per_s']['channel_stats']:.0f} |",
+        format_table(rows, ["loop", "images/s (median)"], align=["left", "right"]),
         "",
         f"channel_stats runs at **{t['relative_throughput']:.2f}** of the plain loop "
         f"(median of {len(t['seconds']['plain'])} interleaved rounds' ratios; target >= 0.85). "
         f"Its one-time setup per call (analyse the model, build the extractor) takes "
         f"{t['setup_seconds']:.2f} s of that.",
     ]
-    m = result["memory"]
-    lines += [
+
+
+def _memory_lines(m: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            str(row["samples"]),
+            f"{row['all_maps_would_need_mib']:.0f} MiB",
+            f"{row['peak_rss_mib']:.0f} MiB",
+            f"{row['seconds']:.0f}",
+        ]
+        for row in m["rows"]
+    ]
+    headers = ["samples", "all maps would need", "peak RSS", "seconds"]
+    return [
         "",
         f"## Peak memory while streaming: {m['model']}, {m['layers']}, {m['input']}, "
         f"batch {m['batch_size']}",
@@ -300,36 +304,35 @@ def _markdown(result: dict[str, Any]) -> str:
         f"first run's peak RSS is the budget; the second streams enough samples that their "
         f"maps would need {m['factor']}x that budget. Each run is a fresh process.",
         "",
-        "| samples | all maps would need | peak RSS | seconds |",
-        "|---:|---:|---:|---:|",
+        format_table(rows, headers, align=["right"] * 4),
+        "",
+        f"Peak RSS grew by a factor of **{m['peak_growth']:.3f}**.",
     ]
-    for row in m["rows"]:
-        lines.append(
-            f"| {row['samples']} | {row['all_maps_would_need_mib']:.0f} MiB "
-            f"| {row['peak_rss_mib']:.0f} MiB | {row['seconds']:.0f} |"
-        )
-    lines += ["", f"Peak RSS grew by a factor of **{m['peak_growth']:.3f}**."]
-    p = result["processes"]
-    lines += [
+
+
+def _processes_lines(p: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            str(row["processes"]),
+            str(row["threads_each"]),
+            f"{row['seconds']:.1f}",
+            f"{row['images_per_s']:.0f}",
+        ]
+        for row in p["rows"]
+    ]
+    same = "identical" if p["same_top_indices"] else "DIFFERENT"
+    return [
         "",
         f"## torchrun, {p['samples']} samples of {p['input']}, batch {p['batch_size']} "
         "(whole launch)",
         "",
-        "| processes | threads each | seconds | images/s |",
-        "|---:|---:|---:|---:|",
-    ]
-    for row in p["rows"]:
-        lines.append(
-            f"| {row['processes']} | {row['threads_each']} | {row['seconds']:.1f} "
-            f"| {row['images_per_s']:.0f} |"
-        )
-    same = "identical" if p["same_top_indices"] else "DIFFERENT"
-    lines += [
+        format_table(
+            rows, ["processes", "threads each", "seconds", "images/s"], align=["right"] * 4
+        ),
         "",
         f"Top-k indices of 1 and 2 processes: {same}; largest difference of a channel mean: "
         f"{p['max_mean_difference']:.1e}.",
     ]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

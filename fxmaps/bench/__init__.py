@@ -1,5 +1,13 @@
-"""Benchmarks: extraction timed against a plain forward pass and forward hooks."""
+"""Benchmarks: the harness every benchmark uses, and extraction timed against a forward pass."""
 
-from fxmaps.bench.extraction import ExtractionBenchmark, Timing, benchmark_extraction
+from fxmaps.bench.extraction import ExtractionBenchmark, benchmark_extraction
+from fxmaps.bench.harness import Environment, Timing, record_environment, run_interleaved
 
-__all__ = ["ExtractionBenchmark", "Timing", "benchmark_extraction"]
+__all__ = [
+    "Environment",
+    "ExtractionBenchmark",
+    "Timing",
+    "benchmark_extraction",
+    "record_environment",
+    "run_interleaved",
+]

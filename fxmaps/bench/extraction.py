@@ -15,43 +15,34 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import json
-import platform
-import statistics
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tabulate import tabulate
 from torch import nn
 
+from fxmaps.bench.harness import (
+    Environment,
+    Timing,
+    format_mib,
+    format_table,
+    record_environment,
+    run_interleaved,
+    write_json,
+)
 from fxmaps.errors import FxmapsWarning, InputError
 from fxmaps.extract.extractor import FeatureExtractor, checked_inputs
-from fxmaps.files import atomic_path
-from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, select_layers
+from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
 from fxmaps.graph.checks import ExampleInput, as_example_inputs, check_module
 
-__all__ = ["ExtractionBenchmark", "Timing", "benchmark_extraction"]
+__all__ = ["ExtractionBenchmark", "benchmark_extraction"]
 
 FORWARD, FXMAPS, HOOKS = "plain forward", "fxmaps", "forward hooks"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds per run of one callable, and its peak memory in bytes (if measured)."""
-
-    seconds: tuple[float, ...]
-    peak_bytes: int | None = None
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ class ExtractionBenchmark:
     hooked: int
     retained_bytes: int
     timings: dict[str, Timing]
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: Environment | None = None
 
     def ratio(self, name: str) -> float:
         """The median over rounds of ``name``'s time over the plain forward's in that round.
@@ -72,46 +63,47 @@ class ExtractionBenchmark:
         Each round runs every callable once, seconds apart, so pairing them by round
         cancels the slow drifts of a busy machine that a ratio of medians keeps.
         """
-        pairs = zip(self.timings[name].seconds, self.timings[FORWARD].seconds, strict=True)
-        return statistics.median(a / b for a, b in pairs)
+        return self.timings[name].ratio_to(self.timings[FORWARD])
 
     def table(self) -> str:
-        """The results as a table (tabulate's GitHub format)."""
+        """The results as a markdown table, under a caption and the environment's line."""
         rows = [
             [
                 name,
                 f"{t.median * 1e3:.1f}",
-                f"{min(t.seconds) * 1e3:.1f} - {max(t.seconds) * 1e3:.1f}",
+                f"{t.min * 1e3:.1f} - {t.max * 1e3:.1f}",
                 f"{self.ratio(name):.3f}x",
-                _mib(t.peak_bytes),
+                format_mib(t.peak_bytes),
             ]
             for name, t in self.timings.items()
         ]
         headers = ["", "median ms", "min - max ms", "/ forward (median of rounds)", "peak memory"]
+        align = ["left", "right", "right", "right", "right"]
+        env = self.environment
         caption = (
             f"{self.model}, input {' + '.join('x'.join(map(str, s)) for s in self.input_shapes)}, "
             f"{self.layers} maps ({self.hooked} reachable by hooks), "
-            f"{_mib(self.retained_bytes)} kept; {len(next(iter(self.timings.values())).seconds)} "
-            f"interleaved rounds on {self.environment.get('device', '?')}"
+            f"{format_mib(self.retained_bytes)} kept; "
+            f"{len(next(iter(self.timings.values())).seconds)} interleaved rounds after warm-up"
         )
-        return f"{caption}\n\n{tabulate(rows, headers=headers, tablefmt='github')}"
+        lines = [caption, env.describe() if env else "", format_table(rows, headers, align=align)]
+        return "\n\n".join(line for line in lines if line)
 
     def to_json(self) -> dict[str, Any]:
         """Everything as JSON-ready data, for CI jobs that track it."""
+        forward = self.timings[FORWARD]
         return {
             "model": self.model,
             "input_shapes": self.input_shapes,
             "layers": self.layers,
             "hooked": self.hooked,
             "retained_bytes": self.retained_bytes,
-            "environment": self.environment,
+            "environment": self.environment.to_json() if self.environment else None,
             "timings": {
                 name: {
-                    "seconds": list(t.seconds),
-                    "median": t.median,
+                    **t.to_json(),
                     "ratio_to_forward": self.ratio(name),
-                    "ratio_of_medians": t.median / self.timings[FORWARD].median,
-                    "peak_bytes": t.peak_bytes,
+                    "ratio_of_medians": t.median / forward.median,
                 }
                 for name, t in self.timings.items()
             },
@@ -119,8 +111,7 @@ class ExtractionBenchmark:
 
     def save_json(self, path: str | Path) -> None:
         """Write :meth:`to_json` to ``path``, whole (a temporary file, then a rename)."""
-        with atomic_path(path) as temporary:
-            temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        write_json(path, self.to_json())
 
 
 def benchmark_extraction(
@@ -162,7 +153,7 @@ def benchmark_extraction(
         else graph_for_inputs(model_or_graph, len(batch))
     )
     model = graph.model
-    chosen = select_layers(graph, layers)
+    chosen = require_layers(graph, layers)
     extractor = FeatureExtractor(graph, chosen, **options)
     batch, notes = checked_inputs(graph, batch)
     for note in notes:
@@ -179,7 +170,7 @@ def benchmark_extraction(
         model.train(graph.train)
         with torch.no_grad():
             extractor._run(batch)  # fails here, explained, if the input does not fit
-            seconds = _interleaved(callables, repeat, warmup, device)
+            timings = run_interleaved(callables, rounds=repeat, warmup=warmup, device=device)
             peaks = {k: _peak_memory(f, device) if memory else None for k, f in callables.items()}
             retained = extractor(*batch).nbytes
     finally:
@@ -191,8 +182,8 @@ def benchmark_extraction(
         layers=len(chosen),
         hooked=sum(1 for layer in chosen if layer.module is not None),
         retained_bytes=retained,
-        timings={k: Timing(tuple(seconds[k]), peaks[k]) for k in callables},
-        environment=_environment(device),
+        timings={k: replace(t, peak_bytes=peaks[k]) for k, t in timings.items()},
+        environment=record_environment(device),
     )
 
 
@@ -208,30 +199,6 @@ def _hooked_forward(model: nn.Module, targets: list[str], batch: tuple[torch.Ten
         for handle in handles:
             handle.remove()
     return kept
-
-
-def _interleaved(
-    callables: dict[str, Callable[[], Any]], repeat: int, warmup: int, device: torch.device
-) -> dict[str, list[float]]:
-    names = list(callables)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(warmup + repeat):
-        order = names[round_ % len(names) :] + names[: round_ % len(names)]
-        for name in order:
-            _sync(device)
-            start = time.perf_counter()
-            result = callables[name]()
-            _sync(device)
-            elapsed = time.perf_counter() - start
-            del result
-            if round_ >= warmup:
-                seconds[name].append(elapsed)
-    return seconds
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _peak_memory(run: Callable[[], Any], device: torch.device) -> int | None:
@@ -294,22 +261,3 @@ def _trim() -> None:
         libc = ctypes.CDLL(name)
         if hasattr(libc, "malloc_trim"):
             libc.malloc_trim(0)
-
-
-def _environment(device: torch.device) -> dict[str, Any]:
-    described = str(device)
-    if device.type == "cuda":
-        described = f"{device} ({torch.cuda.get_device_name(device)})"
-    else:
-        described = f"cpu ({torch.get_num_threads()} threads)"
-    return {
-        "device": described,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _mib(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
