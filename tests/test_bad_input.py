@@ -34,8 +34,14 @@ from fxmaps.extract.transforms import map_options
 from fxmaps.sources.images import DEFAULT_IMAGE
 from fxmaps.sources.models import load_model, load_weights
 from tests import models as toy
-from tests.oracles import hook_outputs
-from tests.test_analyze import _assert_unchanged, _snapshot
+from tests.oracles import (
+    assert_unchanged,
+    failing_module,
+    first_non_finite_module,
+    hook_outputs,
+    smallest_side,
+    snapshot,
+)
 
 HERE = "tests.test_bad_input"
 memory_module = importlib.import_module("fxmaps.extract.memory")
@@ -115,47 +121,12 @@ def returns_a_tensor() -> torch.Tensor:
 NOT_A_FACTORY = 42
 
 
-def smallest_side(model: nn.Module, channels: int = 3) -> int:
-    """Oracle: the smallest square input the model's own forward pass accepts."""
-    for side in range(1, 256):
-        try:
-            with torch.no_grad():
-                model(torch.zeros(1, channels, side, side))
-        except RuntimeError:
-            continue
-        return side
-    raise AssertionError("no size up to 255 works")
-
-
-def failing_module(model: nn.Module, x: torch.Tensor) -> str:
-    """Oracle: the module that raises when the model runs by itself on ``x``."""
-    entered: list[str] = []
-    handles = [
-        module.register_forward_pre_hook(lambda *_, name=name: entered.append(name))
-        for name, module in model.named_modules()
-        if name
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    except RuntimeError:
-        return entered[-1]
-    finally:
-        for handle in handles:
-            handle.remove()
-    raise AssertionError("the model runs on this input")
-
-
-def first_non_finite_module(model: nn.Module, x: torch.Tensor) -> str:
-    """Oracle: the first module, in call order, whose output holds NaN or inf."""
-    for name, outputs in hook_outputs(model, x).items():
-        if any(not torch.isfinite(out).all() for out in outputs):
-            return name
-    raise AssertionError("every output is finite")
-
-
-def files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+def files(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its content (``None`` for a folder)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 # -------------------------------------------------------------------------------- the API table
@@ -606,20 +577,14 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         case.setup(tmp_path)
     before = files(tmp_path)
     model = case.model() if case.model is not None else None
-    snapshot = _snapshot(model) if model is not None and not _on_meta(model) else None
+    model_before = snapshot(model) if model is not None else None  # meta: objects, no values
     with pytest.raises(case.error, match=case.match) as info:
         case.run(model, tmp_path)
     assert isinstance(info.value, fxmaps.FxmapsError)
     assert "\n" not in str(info.value)
-    if model is not None and snapshot is not None:
-        _assert_unchanged(model, snapshot)
-    elif model is not None:
-        assert all(p.is_meta for p in model.parameters())
+    if model is not None and model_before is not None:
+        assert_unchanged(model, model_before)
     assert files(tmp_path) == before
-
-
-def _on_meta(model: nn.Module) -> bool:
-    return any(p.is_meta for p in model.parameters())
 
 
 # ------------------------------------------------------------------- 9. not a model at all
@@ -679,11 +644,6 @@ def test_a_graph_is_not_analysed_again() -> None:
 # ------------------------------------------- 3, 4. what is fixed for the user, with a warning
 
 
-def _hooks(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
-    out: torch.Tensor = hook_outputs(model, x)[name][0]
-    return out
-
-
 @pytest.mark.parametrize(
     ("model", "given", "meant", "match"),
     [
@@ -725,22 +685,22 @@ def test_fixed_with_a_note(
     match: str,
 ) -> None:
     net = model().eval()
-    before = _snapshot(net)
+    before = snapshot(net)
     with pytest.warns(fxmaps.FxmapsWarning, match=rf"^example {match}"):
         graph = fxmaps.analyze(net, given)
     assert graph.input_shapes == (tuple(meant(given).shape),)
     with pytest.warns(fxmaps.FxmapsWarning, match=rf"^{match}"):
         maps = fxmaps.extract(graph, given, layers="conv")
     first = graph.layers("conv")[0]
-    assert torch.equal(maps[first.name], _hooks(net, meant(given), first.target))
-    _assert_unchanged(net, before)
+    assert torch.equal(maps[first.name], hook_outputs(net, meant(given))[first.target][0])
+    assert_unchanged(net, before)
 
 
 def test_numpy_arrays_are_tensors() -> None:
     net = toy.CifarResNet().eval()
     array = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
     maps = fxmaps.extract(net, array, layers=["conv1"])
-    assert torch.equal(maps["conv1"], _hooks(net, torch.from_numpy(array), "conv1"))
+    assert torch.equal(maps["conv1"], hook_outputs(net, torch.from_numpy(array))["conv1"][0])
     graph = fxmaps.analyze(net, [array])
     assert graph.input_shapes == (array.shape,)
 
@@ -758,7 +718,7 @@ def test_a_model_that_converts_its_input_itself_is_left_alone() -> None:
         graph = fxmaps.analyze(model, pixels)
         maps = fxmaps.extract(graph, pixels)
     assert graph.input_shapes == (tuple(pixels.shape),)
-    assert torch.equal(maps["conv"], _hooks(model, pixels, "conv"))
+    assert torch.equal(maps["conv"], hook_outputs(model, pixels)["conv"][0])
 
 
 # ------------------------------------------------------------------------- 6. NaN and inf
@@ -787,7 +747,7 @@ def test_nan_made_by_the_model_names_the_first_node() -> None:
         name for name, m in model.named_children()
         if isinstance(m, nn.Conv2d) and not torch.isfinite(seen[name][0]).all()
     ]  # fmt: skip
-    before = _snapshot(model)
+    before = snapshot(model)
     message = (
         rf"^the map of '{bad_convs[0]}' holds NaN or inf values although the input is finite; "
         rf"node '{first}' is the first to produce them"
@@ -797,7 +757,7 @@ def test_nan_made_by_the_model_names_the_first_node() -> None:
     assert set(maps) == {"0", "3"}
     with pytest.warns(fxmaps.FxmapsWarning, match=rf"^the model's output holds NaN.*'{first}'"):
         fxmaps.analyze(model, x)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 # ------------------------------------------------------------------- 14. maps too big to keep
@@ -1038,10 +998,10 @@ def test_maps_to_a_missing_gpu() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_input_for_a_cpu_model() -> None:
     model = toy.CifarResNet()
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(fxmaps.DeviceError, match=r"input 0 is on cuda:0 but the model's param"):
         fxmaps.extract(model, X.cuda())
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 @pytest.mark.gpu
