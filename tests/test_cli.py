@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from fxmaps.cli import main
 from tests import models as toy
 
 ROOT = Path(__file__).parent.parent
+SUBCOMMANDS = ("summary", "graph", "maps", "filters", "report", "bench", "stats", "demo")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -165,3 +168,39 @@ def test_bench_on_a_missing_gpu(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "bench", "tests.models:CifarResNet", "--device", "cuda")
     assert code == 2
     assert "no CUDA device here; use --device cpu" in err
+
+
+def help_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str
+) -> str:
+    """What ``fxmaps ARGV --help`` prints, wrapped at 100 columns whatever the terminal."""
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit, match=r"^0$"):
+        main([*argv, "--help"])
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+def test_help_golden_lists_every_command(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    golden: Callable[[str, str], None],
+) -> None:
+    out = help_text(capsys, monkeypatch)
+    assert out.startswith("usage: fxmaps ")
+    listed = re.findall(r"^    (\w+) ", out.split("\ncommands:\n", 1)[1], re.MULTILINE)
+    assert tuple(listed) == SUBCOMMANDS
+    golden("help/fxmaps.txt", out)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_command_help_golden(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    golden: Callable[[str, str], None],
+    command: str,
+) -> None:
+    out = help_text(capsys, monkeypatch, command)
+    assert out.startswith(f"usage: fxmaps {command} ")
+    golden(f"help/{command}.txt", out)

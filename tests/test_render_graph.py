@@ -10,6 +10,7 @@ import re
 import shutil
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import graphviz
@@ -103,6 +104,29 @@ def test_returns_a_digraph_with_one_node_per_layer(resnet18: ModelGraph) -> None
     assert isinstance(dot, graphviz.Digraph)
     assert set(nodes(dot)) == {layer.name for layer in resnet18.layers()}
     assert len(edges(dot)) == resnet18.nx.number_of_edges()
+
+
+# Toy models for the golden DOT sources: residual blocks with a projection shortcut
+# (CifarResNet), a merge of two branches then an identity skip (MultiBranch), and a
+# residual block called twice (SharedBlock).
+GOLDEN_TOYS = {"cifar_resnet": toy.CifarResNet, "multi_branch": toy.MultiBranch,
+               "shared_block": toy.SharedBlock}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "collapse"),
+    [("cifar_resnet", "none"), ("cifar_resnet", "blocks"), ("multi_branch", "none"),
+     ("shared_block", "none")],
+)  # fmt: skip
+def test_dot_source_golden(name: str, collapse: str, golden: Callable[[str, str], None]) -> None:
+    graph = fxmaps.analyze(GOLDEN_TOYS[name](), torch.zeros(1, 3, 16, 16))
+    dot = fxmaps.render_graph(graph, collapse=collapse)
+    drawn = set(nodes(dot))
+    if collapse == "none":
+        assert drawn == live(graph)
+    else:
+        assert {residual.block for residual in graph.residuals()} <= drawn
+    golden(f"dot/{name}{'' if collapse == 'none' else '_' + collapse}.dot", dot.source)
 
 
 @pytest.mark.parametrize("model", ["resnet18", "cifar"])
