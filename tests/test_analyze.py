@@ -80,43 +80,6 @@ def test_without_input_there_are_no_shapes() -> None:
     assert graph.input_shapes is None
 
 
-def test_wrong_channels_name_the_node_and_both_shapes() -> None:
-    with pytest.raises(
-        fxmaps.ShapeError,
-        match=r"node 'conv1' \(Conv2d\) failed on input of shape \(1, 1, 64, 64\); "
-        r"it expects 3 input channels, shape \(N, 3, H, W\)",
-    ):
-        fxmaps.analyze(tv_model("resnet18"), torch.randn(1, 1, 64, 64))
-
-
-def test_too_small_input_names_where_it_collapses() -> None:
-    with pytest.raises(
-        fxmaps.ShapeError, match=r"node 'features.20' \(MaxPool2d\).*\(1, 512, 1, 1\)"
-    ):
-        fxmaps.analyze(tv_model("vgg11"), torch.randn(1, 3, 16, 16))
-
-
-def test_wrong_features_for_a_linear() -> None:
-    with pytest.raises(fxmaps.ShapeError, match=r"'meta' \(Linear\).*expects 6 input features"):
-        fxmaps.analyze(toy.TwoInputs(), (torch.randn(1, 3, 8, 8), torch.randn(1, 5)))
-
-
-def test_not_a_module() -> None:
-    with pytest.raises(fxmaps.InputError, match=r"needs a torch.nn.Module, got a lambda function"):
-        fxmaps.analyze(lambda x: x)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("bad", [[1, 2], (), "image", [torch.zeros(1), 3]])
-def test_example_input_must_be_tensors(bad: object) -> None:
-    with pytest.raises(fxmaps.InputError, match=r"example_input must be a tensor or a non-empty"):
-        fxmaps.analyze(toy.CifarResNet(), bad)  # type: ignore[arg-type]
-
-
-def test_input_on_another_device() -> None:
-    with pytest.raises(fxmaps.DeviceError, match=r"example input 0 is on meta but the model's"):
-        fxmaps.analyze(toy.CifarResNet(), torch.randn(1, 3, 8, 8, device="meta"))
-
-
 def test_uninitialized_lazy_modules_are_not_materialized() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
     with pytest.raises(fxmaps.InputError, match=r"uninitialized lazy modules \('2'\)"):

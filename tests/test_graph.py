@@ -61,15 +61,9 @@ def test_layers_filter_by_kinds(resnet18_graph: fxmaps.ModelGraph) -> None:
     both = resnet18_graph.layers(["conv", fxmaps.Kind.DOWNSAMPLE])
     assert {layer.kind for layer in both} == {fxmaps.Kind.CONV, fxmaps.Kind.DOWNSAMPLE}
     assert len(both) == 20
-    with pytest.raises(fxmaps.OptionError, match=r"unknown kind in 'convs'; kinds are: conv"):
-        resnet18_graph.layers("convs")
 
 
-def test_unknown_name_suggests_close_matches(resnet18_graph: fxmaps.ModelGraph) -> None:
-    with pytest.raises(fxmaps.NodeNotFoundError, match=r"'layer1.0.conv9'.*'layer1.0.conv1'"):
-        resnet18_graph["layer1.0.conv9"]
-    with pytest.raises(KeyError, match="did you mean"):
-        resnet18_graph.fx_node("layer1.0.conv9")
+def test_membership_by_name(resnet18_graph: fxmaps.ModelGraph) -> None:
     assert "layer1.0.conv1" in resnet18_graph
     assert "nope" not in resnet18_graph
 
