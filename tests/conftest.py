@@ -21,15 +21,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
-    """Compare text with ``tests/golden/NAME``; ``--update-golden`` rewrites the file."""
+    """Compare text with ``tests/golden/NAME`` (UTF-8); ``--update-golden`` rewrites the file."""
 
     def check(name: str, text: str) -> None:
         path = GOLDEN / name
         if request.config.getoption("--update-golden"):
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
         assert path.exists(), f"no golden file {path}; run pytest --update-golden"
-        assert text == path.read_text()
+        assert text == path.read_text(encoding="utf-8")
 
     return check
 

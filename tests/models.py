@@ -12,6 +12,7 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
 
 class CifarBlock(nn.Module):
@@ -521,3 +522,29 @@ class HiddenMutation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.sneaky(self.conv(x)))
+
+
+DEAD_CHANNEL_SAMPLES = 37
+"""Samples of :func:`dead_channel_cnn`: uneven (19 + 18 on two ranks, a short last batch)."""
+
+
+def dead_channel_cnn() -> tuple[nn.Module, TensorDataset]:
+    """A small CNN with one dead channel (a large negative bias on conv ``0``'s channel 2),
+    and labelled 1×12×12 samples; the same weights and samples on every call."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 3 * 3, 5),
+    ).eval()
+    conv = model[0]
+    assert isinstance(conv, nn.Conv2d)
+    assert conv.bias is not None
+    with torch.no_grad():
+        conv.bias[2] = -100.0
+    images = torch.randn(DEAD_CHANNEL_SAMPLES, 1, 12, 12)
+    return model, TensorDataset(images, torch.arange(DEAD_CHANNEL_SAMPLES) % 10)

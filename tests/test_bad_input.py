@@ -2,6 +2,9 @@
 and what to do, leaves the model as it was and leaves no file behind; on the command line
 each prints one line and exits with 2.
 
+This is the home of bad-input tests for the public API (``CASES``) and the command line
+(``COMMANDS``, ``ARGUMENTS``): a new one goes into a table here.
+
 Expected numbers come from oracles (the model's own forward pass, forward hooks, the
 state dicts, the maps actually extracted), not from fxmaps's own answers.
 """
@@ -26,6 +29,7 @@ import torch
 import torchvision
 from PIL import Image
 from torch import nn
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 import fxmaps
 from fxmaps.cli import main
@@ -34,8 +38,15 @@ from fxmaps.extract.transforms import map_options
 from fxmaps.sources.images import DEFAULT_IMAGE
 from fxmaps.sources.models import load_model, load_weights
 from tests import models as toy
-from tests.oracles import hook_outputs
-from tests.test_analyze import _assert_unchanged, _snapshot
+from tests.conftest import tv_model
+from tests.oracles import (
+    assert_unchanged,
+    failing_module,
+    first_non_finite_module,
+    hook_outputs,
+    smallest_side,
+    snapshot,
+)
 
 HERE = "tests.test_bad_input"
 memory_module = importlib.import_module("fxmaps.extract.memory")
@@ -115,47 +126,12 @@ def returns_a_tensor() -> torch.Tensor:
 NOT_A_FACTORY = 42
 
 
-def smallest_side(model: nn.Module, channels: int = 3) -> int:
-    """Oracle: the smallest square input the model's own forward pass accepts."""
-    for side in range(1, 256):
-        try:
-            with torch.no_grad():
-                model(torch.zeros(1, channels, side, side))
-        except RuntimeError:
-            continue
-        return side
-    raise AssertionError("no size up to 255 works")
-
-
-def failing_module(model: nn.Module, x: torch.Tensor) -> str:
-    """Oracle: the module that raises when the model runs by itself on ``x``."""
-    entered: list[str] = []
-    handles = [
-        module.register_forward_pre_hook(lambda *_, name=name: entered.append(name))
-        for name, module in model.named_modules()
-        if name
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    except RuntimeError:
-        return entered[-1]
-    finally:
-        for handle in handles:
-            handle.remove()
-    raise AssertionError("the model runs on this input")
-
-
-def first_non_finite_module(model: nn.Module, x: torch.Tensor) -> str:
-    """Oracle: the first module, in call order, whose output holds NaN or inf."""
-    for name, outputs in hook_outputs(model, x).items():
-        if any(not torch.isfinite(out).all() for out in outputs):
-            return name
-    raise AssertionError("every output is finite")
-
-
-def files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+def files(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its content (``None`` for a folder)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 # -------------------------------------------------------------------------------- the API table
@@ -167,7 +143,7 @@ class Case:
 
     ``model`` builds the model that is passed in and checked bit for bit afterwards
     (``None``: the call takes no model). ``setup`` writes input files into the folder
-    first; nothing else may be in the folder afterwards.
+    first; afterwards the folder holds them, unchanged, and nothing else.
     """
 
     run: Callable[[Any, Path], object]
@@ -194,6 +170,69 @@ def _on_graph(x: Any, **options: Any) -> Callable[[Any, Path], object]:
 
 def _extractor(x: Any, **options: Any) -> Callable[[Any, Path], object]:
     return lambda model, _: fxmaps.FeatureExtractor(fxmaps.analyze(model), **options)(x)
+
+
+def _graph(x: Any, call: Callable[[fxmaps.ModelGraph], object]) -> Callable[[Any, Path], object]:
+    """Analyse the model (with example input ``x``), then ``call`` the graph."""
+    return lambda model, _: call(fxmaps.analyze(model, x))
+
+
+R64 = torch.zeros(1, 3, 64, 64)
+"""resnet18's example input where the graph's own tests use one."""
+
+
+def resnet18() -> nn.Module:
+    return tv_model("resnet18")
+
+
+def _render(**options: Any) -> Callable[[Any, Path], object]:
+    """render_graph of the model analysed on :data:`R64`."""
+    return _graph(R64, lambda graph: fxmaps.render_graph(graph, **options))
+
+
+def _filters(**options: Any) -> Callable[[Any, Path], object]:
+    return lambda model, _: fxmaps.plot_filters(model, **options)
+
+
+def _draw(
+    function: Callable[..., object], thing: Any, **options: Any
+) -> Callable[[Any, Path], object]:
+    """A drawing function called on something that is not a model."""
+    return lambda _, __: function(thing, **options)
+
+
+class Strings(Dataset[str]):
+    """A dataset of captions, not images."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> str:
+        return "a photo"
+
+
+def _samples() -> TensorDataset:
+    return toy.dead_channel_cnn()[1]
+
+
+def _top_images(name: str, **options: Any) -> Callable[[Any, Path], object]:
+    """plot_top_images of the dead-channel CNN's statistics (nodes 0 and 3, top 5)."""
+
+    def run(model: nn.Module, _: Path) -> object:
+        stats = fxmaps.channel_stats(model, _samples(), layers=["0", "3"], topk=5, progress=False)
+        return fxmaps.plot_top_images(stats, _samples(), name, **options)
+
+    return run
+
+
+def _dead_channel_cnn() -> nn.Module:
+    return toy.dead_channel_cnn()[0]
+
+
+def _channel_stats(
+    data: Callable[[], Any] = _samples, **options: Any
+) -> Callable[[Any, Path], object]:
+    return lambda model, _: fxmaps.channel_stats(model, data(), progress=False, **options)
 
 
 def _write(name: str, content: bytes | str) -> Callable[[Path], None]:
@@ -243,6 +282,44 @@ def _too_small(x: torch.Tensor) -> str:
     return rf"node '{node}' \({kind}\).*needs an input of at least {side}×{side}"
 
 
+# Bad options of the drawing functions: name, options, message.
+FILTER_OPTIONS: list[tuple[str, dict[str, Any], str]] = [
+    ("rgb", {"mode": "rgb"}, r"mode='rgb' needs 2-D kernels over 3 input channels"),
+    ("mode", {"mode": "color"}, r"mode='color' is not valid; use one of 'auto', 'rgb'"),
+    ("max-filters", {"max_filters": 0}, r"max_filters=0"),
+    ("cmap", {"cmap": "RdBu_rr"}, r"cmap='RdBu_rr'"),
+]
+
+MAP_OPTIONS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "order",
+        {"order": "random"},
+        r"order='random' is not valid; use one of 'index', 'energy'",
+    ),
+    (
+        "normalize",
+        {"normalize": "global"},
+        r"normalize='global' is not valid; use one of 'per-map', 'shared'",
+    ),
+    (
+        "cmap",
+        {"cmap": "virids"},
+        r"cmap='virids' is not a matplotlib colormap; did you mean 'viridis'",
+    ),
+    ("max-maps", {"max_maps": 0}, r"max_maps=0 is not valid"),
+    ("ncols", {"ncols": 0}, r"ncols=0 is not valid"),
+]
+
+MOSAIC_OPTIONS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "normalize",
+        {"normalize": "global"},
+        r"normalize='global'.*'per-map', 'shared', 'none'",
+    ),
+    ("pad", {"pad": -1}, r"pad=-1"),
+    ("ncols", {"ncols": 0}, r"ncols=0"),
+]
+
 CASES: dict[str, Case] = {
     # 1. wrong number of channels: the node, the shape it got, the channels it expects
     "channels-analyze": Case(
@@ -256,6 +333,19 @@ CASES: dict[str, Case] = {
         fxmaps.ShapeError,
         rf"node 'conv1' \(Conv2d\) failed on input of shape \(1, 1, 32, 32\); {_conv1_channels()}",
         toy.CifarResNet,
+    ),
+    "channels-resnet18": Case(
+        _analyze(torch.randn(1, 1, 64, 64)),
+        fxmaps.ShapeError,
+        r"node 'conv1' \(Conv2d\) failed on input of shape \(1, 1, 64, 64\); "
+        r"it expects 3 input channels, shape \(N, 3, H, W\)",
+        resnet18,
+    ),
+    "features-of-a-linear": Case(
+        _analyze((torch.randn(1, 3, 8, 8), torch.randn(1, 5))),
+        fxmaps.ShapeError,
+        r"'meta' \(Linear\).*expects 6 input features",
+        toy.TwoInputs,
     ),
     # 2. too small: where it collapses, and the smallest size that works
     "too-small-analyze": Case(
@@ -278,6 +368,12 @@ CASES: dict[str, Case] = {
     ),
     "too-small-extractor": Case(
         _extractor(torch.randn(2, 3, 5, 9)), fxmaps.ShapeError, r"input \(5×9\) is too small", Tiny
+    ),
+    "too-small-vgg11": Case(
+        _analyze(torch.randn(1, 3, 16, 16)),
+        fxmaps.ShapeError,
+        r"node 'features.20' \(MaxPool2d\).*\(1, 512, 1, 1\)",
+        lambda: tv_model("vgg11"),
     ),
     # 3. a missing batch dimension that cannot be added without guessing
     "one-channel-3d": Case(
@@ -333,7 +429,7 @@ CASES: dict[str, Case] = {
     "empty-tuple": Case(
         _analyze(()),
         fxmaps.InputError,
-        r"must be a tensor or a non-empty tuple of tensors, got an empty tuple",
+        r"example_input must be a tensor or a non-empty tuple of tensors, got an empty tuple",
         toy.CifarResNet,
     ),
     "uint8-tensor": Case(
@@ -367,6 +463,29 @@ CASES: dict[str, Case] = {
         fxmaps.InputError,
         r"a NumPy array of dtype object cannot be made a tensor",
         toy.CifarResNet,
+    ),
+    "list-of-ints": Case(
+        _analyze([1, 2]),
+        fxmaps.InputError,
+        r"example_input must be a tensor or a non-empty",
+        toy.CifarResNet,
+    ),
+    "string": Case(
+        _analyze("image"),
+        fxmaps.InputError,
+        r"example_input must be a tensor or a non-empty",
+        toy.CifarResNet,
+    ),
+    "tensor-and-int": Case(
+        _analyze([torch.zeros(1), 3]),
+        fxmaps.InputError,
+        r"example_input must be a tensor or a non-empty",
+        toy.CifarResNet,
+    ),
+    "lambda-for-a-model": Case(
+        lambda _, __: fxmaps.analyze(lambda x: x),  # type: ignore[arg-type]
+        fxmaps.InputError,
+        r"needs a torch.nn.Module, got a lambda function",
     ),
     # 5. devices (meta stands in for another device)
     "input-on-meta": Case(
@@ -433,6 +552,41 @@ CASES: dict[str, Case] = {
         fxmaps.NodeNotFoundError,
         r"pattern 'layer9.\*' matches no node",
         toy.CifarResNet,
+    ),
+    "unknown-kind": Case(
+        _graph(R64, lambda graph: graph.layers("convs")),
+        fxmaps.OptionError,
+        r"unknown kind in 'convs'; kinds are: conv",
+        resnet18,
+    ),
+    "unknown-node": Case(
+        _graph(R64, lambda graph: graph["layer1.0.conv9"]),
+        fxmaps.NodeNotFoundError,
+        r"'layer1.0.conv9'.*'layer1.0.conv1'",
+        resnet18,
+    ),
+    "unknown-fx-node": Case(
+        _graph(R64, lambda graph: graph.fx_node("layer1.0.conv9")),
+        KeyError,
+        r"did you mean",
+        resnet18,
+    ),
+    "unknown-map": Case(
+        lambda model, _: fxmaps.extract(
+            fxmaps.analyze(model, torch.randn(2, 3, 16, 16)),
+            torch.randn(2, 3, 16, 16),
+            layers=["layer2.*", "linear"],
+            channels="top:3",
+        )["layer2.0.conv9"],
+        fxmaps.NodeNotFoundError,
+        r"no map named 'layer2.0.conv9'.*'layer2.0.conv1'",
+        toy.CifarResNet,
+    ),
+    "unknown-highlight": Case(
+        _render(highlight=["layer1.0.conv"]),
+        fxmaps.NodeNotFoundError,
+        r"did you mean .*'layer1\.0\.conv1'",
+        resnet18,
     ),
     # 10. path:Name specifications
     "missing-file": Case(
@@ -548,6 +702,27 @@ CASES: dict[str, Case] = {
         fxmaps.ImageError,
         r"cannot read an image from a Tensor; .*pass it to fxmaps.analyze",
     ),
+    "image-missing": Case(
+        lambda _, folder: fxmaps.load_image(folder / "nope.jpg"),
+        fxmaps.ImageError,
+        r"no image file at '.*nope.jpg'",
+    ),
+    "image-truncated-later": Case(
+        lambda _, folder: fxmaps.load_image(folder / "cut.jpg"),
+        fxmaps.ImageError,
+        r"is truncated or corrupt",
+        setup=_write("cut.jpg", DEFAULT_IMAGE.read_bytes()[:5000]),
+    ),
+    "image-size": Case(
+        lambda _, __: fxmaps.load_image(size=0),
+        fxmaps.OptionError,
+        r"size=0 must be a positive number",
+    ),
+    "image-weights": Case(
+        lambda _, __: fxmaps.load_image(weights="Nope_Weights.X"),
+        fxmaps.OptionError,
+        r"weights='Nope_Weights.X' names no torchvision",
+    ),
     # 13. output paths
     "output-missing-folder": Case(
         _save_maps("missing/maps.pt"),
@@ -566,6 +741,24 @@ CASES: dict[str, Case] = {
         lambda model, folder: fxmaps.extract(model, X).save(folder),
         fxmaps.OutputError,
         r"it is a folder; name a file in it",
+        toy.CifarResNet,
+    ),
+    "save-graph-missing-folder": Case(
+        lambda model, folder: fxmaps.save_graph(
+            fxmaps.render_graph(fxmaps.analyze(model, torch.zeros(1, 3, 16, 16))),
+            folder / "missing" / "model.svg",
+        ),
+        fxmaps.OutputError,
+        r"folder .*missing.* does not exist",
+        toy.CifarResNet,
+    ),
+    "save-graph-suffix": Case(
+        lambda model, folder: fxmaps.save_graph(
+            fxmaps.render_graph(fxmaps.analyze(model, torch.zeros(1, 3, 16, 16))),
+            folder / "model.jpeg",
+        ),
+        fxmaps.OptionError,
+        r"'.*model\.jpeg'.*\.svg \.png \.pdf \.dot \.gv",
         toy.CifarResNet,
     ),
     # 14. maps that would not fit
@@ -596,6 +789,158 @@ CASES: dict[str, Case] = {
         r"max_bytes=-1 must be a number of bytes >= 0",
         toy.CifarResNet,
     ),
+    # 15. drawing options and things that cannot be drawn
+    **{
+        f"graph-collapse-{value}": Case(
+            _render(collapse=value),
+            fxmaps.OptionError,
+            r"is not valid; use 'none', 'blocks' or",
+            resnet18,
+        )
+        for value in ("all", "Blocks", 0, -2, True, 1.5, None)
+    },
+    "graph-rankdir": Case(
+        _render(rankdir="up"), fxmaps.OptionError, r"rankdir='up' .* TB, LR, BT, RL", resnet18
+    ),
+    "filters-of-a-norm": Case(
+        _graph(X[:1], lambda graph: fxmaps.plot_filters(graph["bn1"])),
+        fxmaps.InputError,
+        r"layer 'bn1' is a norm node \(BatchNorm2d\), not a convolution",
+        toy.CifarResNet,
+    ),
+    "filters-of-an-add": Case(
+        _graph(X[:1], lambda graph: fxmaps.plot_filters(graph["layer1.0.add"])),
+        fxmaps.InputError,
+        r"calls a function, not a module",
+        toy.CifarResNet,
+    ),
+    "filters-of-a-lazy-conv": Case(  # no snapshot: a lazy module's weight holds nothing
+        _draw(fxmaps.plot_filters, nn.LazyConv2d(4, 3)),
+        fxmaps.InputError,
+        r"no weight to draw yet",
+    ),
+    "filters-of-a-linear": Case(
+        _filters(), fxmaps.InputError, r"Linear is not a convolution", lambda: nn.Linear(3, 4)
+    ),
+    "filters-of-a-matrix": Case(
+        _draw(fxmaps.plot_filters, torch.randn(4, 3)),
+        fxmaps.InputError,
+        r"shaped \(4, 3\); expected conv weights",
+    ),
+    "filters-of-a-string": Case(
+        _draw(fxmaps.plot_filters, "conv1"), fxmaps.InputError, r"cannot draw filters of a str"
+    ),
+    **{
+        f"filters-{name}": Case(
+            _filters(**options), fxmaps.OptionError, message, lambda: nn.Conv2d(8, 4, 3)
+        )
+        for name, options, message in FILTER_OPTIONS
+    },
+    "maps-sample-out-of-range": Case(
+        _draw(fxmaps.plot_feature_maps, torch.rand(3, 4, 40, 40), sample=3),
+        fxmaps.OptionError,
+        r"sample=3 is out of range for a batch of 3; use 0 to 2",
+    ),
+    "maps-sample-not-whole": Case(
+        _draw(fxmaps.plot_feature_maps, torch.rand(3, 4, 40, 40), sample=1.5),
+        fxmaps.OptionError,
+        r"sample=1\.5",
+    ),
+    **{
+        f"maps-{name}": Case(
+            _draw(fxmaps.plot_feature_maps, torch.rand(2, 4, 4), **options),
+            fxmaps.OptionError,
+            message,
+        )
+        for name, options, message in MAP_OPTIONS
+    },
+    "maps-of-a-list": Case(
+        _draw(fxmaps.plot_feature_maps, [[1.0, 2.0]]), fxmaps.InputError, r"cannot draw a list"
+    ),
+    "maps-of-a-vector": Case(
+        _draw(fxmaps.plot_feature_maps, torch.rand(5)),
+        fxmaps.InputError,
+        r"shaped \(5,\); expected \(N, C, H, W\)",
+    ),
+    "maps-complex": Case(
+        _draw(fxmaps.plot_feature_maps, torch.rand(2, 4, 4, dtype=torch.complex64)),
+        fxmaps.InputError,
+        r"complex",
+    ),
+    "mosaic-of-a-matrix": Case(
+        _draw(fxmaps.mosaic, np.zeros((3, 4))), fxmaps.InputError, r"\(n, h, w\), not \(3, 4\)"
+    ),
+    **{
+        f"mosaic-{name}": Case(
+            _draw(fxmaps.mosaic, np.zeros((2, 3, 3)), **options), fxmaps.OptionError, message
+        )
+        for name, options, message in MOSAIC_OPTIONS
+    },
+    "top-images-channels": Case(
+        _top_images("3", channels=[9]),
+        fxmaps.OptionError,
+        r"channels=\[9\]: '3' has channels 0\.\.7",
+        _dead_channel_cnn,
+    ),
+    "top-images-k": Case(
+        _top_images("3", k=0), fxmaps.OptionError, r"k=0 must be at least 1", _dead_channel_cnn
+    ),
+    "top-images-unknown-node": Case(
+        _top_images("fc"), fxmaps.InputError, r"no statistics for 'fc'", _dead_channel_cnn
+    ),
+    # 16. files written by fxmaps, read back
+    "maps-file-of-weights": Case(
+        lambda _, folder: fxmaps.FeatureMaps.load(folder / "weights.pt"),
+        fxmaps.InputError,
+        r"is not a feature-maps file written by fxmaps",
+        setup=_save("weights.pt", lambda: toy.CifarResNet().state_dict()),
+    ),
+    "maps-file-missing": Case(
+        lambda _, folder: fxmaps.FeatureMaps.load(folder / "missing.pt"),
+        fxmaps.InputError,
+        r"no feature-maps file at",
+    ),
+    "stats-file-other": Case(
+        lambda _, folder: fxmaps.ChannelStats.load(folder / "other.pt"),
+        fxmaps.InputError,
+        r"not a file written by ChannelStats.save",
+        setup=_save("other.pt", lambda: {"weights": torch.zeros(2)}),
+    ),
+    "stats-file-missing": Case(
+        lambda _, folder: fxmaps.ChannelStats.load(folder / "missing.pt"),
+        fxmaps.InputError,
+        r"no channel-statistics file at",
+    ),
+    # 17. channel statistics over a dataset
+    "stats-unknown-node": Case(
+        lambda model, _: fxmaps.channel_stats(
+            model, _samples(), layers=["0", "1", "3", "6"], topk=2, progress=False
+        )["fc"],
+        fxmaps.InputError,
+        r"no statistics for 'fc'; these nodes have them",
+        _dead_channel_cnn,
+    ),
+    "stats-empty-dataset": Case(
+        _channel_stats(lambda: Subset(_samples(), [])),
+        fxmaps.InputError,
+        r"the dataset is empty",
+        _dead_channel_cnn,
+    ),
+    "stats-topk": Case(
+        _channel_stats(topk=0), fxmaps.OptionError, r"topk=0, batch_size=64", _dead_channel_cnn
+    ),
+    "stats-score": Case(
+        _channel_stats(score="median"),
+        fxmaps.OptionError,
+        r"score='median'; choose 'max' or 'mean'",
+        _dead_channel_cnn,
+    ),
+    "stats-strings": Case(
+        _channel_stats(Strings),
+        fxmaps.InputError,
+        r"dataset item 0 holds a str, not a tensor",
+        _dead_channel_cnn,
+    ),
 }
 
 
@@ -606,20 +951,14 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         case.setup(tmp_path)
     before = files(tmp_path)
     model = case.model() if case.model is not None else None
-    snapshot = _snapshot(model) if model is not None and not _on_meta(model) else None
+    model_before = snapshot(model) if model is not None else None  # meta: objects, no values
     with pytest.raises(case.error, match=case.match) as info:
         case.run(model, tmp_path)
     assert isinstance(info.value, fxmaps.FxmapsError)
     assert "\n" not in str(info.value)
-    if model is not None and snapshot is not None:
-        _assert_unchanged(model, snapshot)
-    elif model is not None:
-        assert all(p.is_meta for p in model.parameters())
+    if model is not None and model_before is not None:
+        assert_unchanged(model, model_before)
     assert files(tmp_path) == before
-
-
-def _on_meta(model: nn.Module) -> bool:
-    return any(p.is_meta for p in model.parameters())
 
 
 # ------------------------------------------------------------------- 9. not a model at all
@@ -679,11 +1018,6 @@ def test_a_graph_is_not_analysed_again() -> None:
 # ------------------------------------------- 3, 4. what is fixed for the user, with a warning
 
 
-def _hooks(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
-    out: torch.Tensor = hook_outputs(model, x)[name][0]
-    return out
-
-
 @pytest.mark.parametrize(
     ("model", "given", "meant", "match"),
     [
@@ -725,22 +1059,22 @@ def test_fixed_with_a_note(
     match: str,
 ) -> None:
     net = model().eval()
-    before = _snapshot(net)
+    before = snapshot(net)
     with pytest.warns(fxmaps.FxmapsWarning, match=rf"^example {match}"):
         graph = fxmaps.analyze(net, given)
     assert graph.input_shapes == (tuple(meant(given).shape),)
     with pytest.warns(fxmaps.FxmapsWarning, match=rf"^{match}"):
         maps = fxmaps.extract(graph, given, layers="conv")
     first = graph.layers("conv")[0]
-    assert torch.equal(maps[first.name], _hooks(net, meant(given), first.target))
-    _assert_unchanged(net, before)
+    assert torch.equal(maps[first.name], hook_outputs(net, meant(given))[first.target][0])
+    assert_unchanged(net, before)
 
 
 def test_numpy_arrays_are_tensors() -> None:
     net = toy.CifarResNet().eval()
     array = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
     maps = fxmaps.extract(net, array, layers=["conv1"])
-    assert torch.equal(maps["conv1"], _hooks(net, torch.from_numpy(array), "conv1"))
+    assert torch.equal(maps["conv1"], hook_outputs(net, torch.from_numpy(array))["conv1"][0])
     graph = fxmaps.analyze(net, [array])
     assert graph.input_shapes == (array.shape,)
 
@@ -758,7 +1092,7 @@ def test_a_model_that_converts_its_input_itself_is_left_alone() -> None:
         graph = fxmaps.analyze(model, pixels)
         maps = fxmaps.extract(graph, pixels)
     assert graph.input_shapes == (tuple(pixels.shape),)
-    assert torch.equal(maps["conv"], _hooks(model, pixels, "conv"))
+    assert torch.equal(maps["conv"], hook_outputs(model, pixels)["conv"][0])
 
 
 # ------------------------------------------------------------------------- 6. NaN and inf
@@ -787,7 +1121,7 @@ def test_nan_made_by_the_model_names_the_first_node() -> None:
         name for name, m in model.named_children()
         if isinstance(m, nn.Conv2d) and not torch.isfinite(seen[name][0]).all()
     ]  # fmt: skip
-    before = _snapshot(model)
+    before = snapshot(model)
     message = (
         rf"^the map of '{bad_convs[0]}' holds NaN or inf values although the input is finite; "
         rf"node '{first}' is the first to produce them"
@@ -797,7 +1131,7 @@ def test_nan_made_by_the_model_names_the_first_node() -> None:
     assert set(maps) == {"0", "3"}
     with pytest.warns(fxmaps.FxmapsWarning, match=rf"^the model's output holds NaN.*'{first}'"):
         fxmaps.analyze(model, x)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 # ------------------------------------------------------------------- 14. maps too big to keep
@@ -859,12 +1193,15 @@ def test_read_only_folder(tmp_path: Path) -> None:
 
 TOY = "tests.models:CifarResNet"
 SIZE = ("--input-size", "3", "16", "16")
+TOY_FILE = f"{Path(__file__).parent / 'models.py'}:CifarResNet"
+SIZE_32 = ("--input-size", "3", "32", "32")
 
 
 @dataclass(frozen=True)
 class Command:
     argv: tuple[str, ...]
     match: str
+    """A regular expression; ``{tmp}`` in it stands for the folder, quoted."""
     setup: Callable[[Path], None] | None = None
     no_dot: bool = False
 
@@ -894,6 +1231,47 @@ COMMANDS: dict[str, Command] = {
     "summary-truncated-weights": Command(
         ("summary", TOY, "--weights", "{tmp}/w.pt"), r"truncated or corrupt", _truncated
     ),
+    "summary-other-models-weights": Command(
+        ("summary", TOY, "--weights", "{tmp}/other.pt"),
+        r"^fxmaps: error: weights in .*missing keys 'conv1.weight'.*unexpected keys 'stem.weight'",
+        _save("other.pt", lambda: toy.Conv1dNet().state_dict()),
+    ),
+    "summary-pickled-weights": Command(
+        ("summary", TOY, "--weights", "{tmp}/evil.pt"),
+        r"cannot read weights file",
+        _save("evil.pt", lambda: {"conv1.weight": torch.zeros(1), "evil": Path("x")}),
+    ),
+    **{
+        f"summary-spec-{name}": Command(("summary", spec), re.escape(message))
+        for name, spec, message in [
+            (
+                "torchvision",
+                "resnet1",
+                "'resnet1' is not a torchvision model; did you mean resnet18",
+            ),
+            ("missing-file", "tests/nope.py:Net", "model file 'tests/nope.py' does not exist"),
+            (
+                "missing-attribute",
+                "tests.models:CifarResNt",
+                "has no attribute 'CifarResNt'; did you mean CifarResNet",
+            ),
+            (
+                "arguments",
+                "tests.models:CifarBlock",
+                "cannot be built without arguments (cin, cout, stride, shortcut_name)",
+            ),
+            (
+                "not-a-factory",
+                "tests.models:CIFAR_RESNET",
+                "neither an nn.Module class nor a factory",
+            ),
+            (
+                "missing-module",
+                "no_such_package.mod:Net",
+                "cannot import module 'no_such_package.mod'",
+            ),
+        ]
+    },
     "summary-whole-model": Command(
         ("summary", TOY, "--weights", "{tmp}/w.pt"),
         r"pickled Python objects",
@@ -929,8 +1307,43 @@ COMMANDS: dict[str, Command] = {
         r"it is a file, not a folder",
         _write("notes.txt", "x"),
     ),
+    "maps-unknown-name-in-a-file-model": Command(
+        ("maps", TOY_FILE, *SIZE_32, "--layers", "layer1.0.conv3", "-o", "{tmp}/maps"),
+        re.escape(
+            "no node named 'layer1.0.conv3' in the graph of CifarResNet (33 nodes); "
+            "did you mean 'layer1.0.conv2', 'layer1.0.conv1'"
+        ),
+    ),
+    "maps-unknown-pattern": Command(
+        ("maps", TOY_FILE, *SIZE_32, "--layers", "layer9.*", "-o", "{tmp}/maps"),
+        re.escape("pattern 'layer9.*' matches no node"),
+    ),
+    "maps-missing-folder": Command(
+        ("maps", TOY_FILE, *SIZE_32, "-o", "{tmp}/missing/out.svg"),
+        r"folder '{tmp}/missing' does not exist",
+    ),
     "filters-unknown-name": Command(
         ("filters", TOY, "--layer", "conv9", "-o", "{tmp}/f.png"), r"'conv9'.*'conv1'"
+    ),
+    "filters-unknown-name-in-a-file-model": Command(
+        ("filters", TOY_FILE, "--layer", "layer1.0.conv3", "-o", "{tmp}/f.png"),
+        re.escape("no node named 'layer1.0.conv3'"),
+    ),
+    "filters-of-a-norm": Command(
+        ("filters", TOY_FILE, "--layer", "bn1", "-o", "{tmp}/f.png"),
+        re.escape("layer 'bn1' is a norm node (BatchNorm2d)"),
+    ),
+    "filters-missing-folder": Command(
+        ("filters", TOY_FILE, "-o", "{tmp}/missing/out.svg"),
+        r"folder '{tmp}/missing' does not exist",
+    ),
+    "graph-unknown-model": Command(
+        ("graph", "resnet1", "-o", "{tmp}/g.svg"),
+        re.escape("'resnet1' is not a torchvision model; did you mean resnet18"),
+    ),
+    "graph-collapse": Command(
+        ("graph", TOY_FILE, *SIZE_32, "--collapse", "leaves", "-o", "{tmp}/g.svg"),
+        re.escape("collapse='leaves' is not valid"),
     ),
     "graph-parent-is-a-file": Command(
         ("graph", TOY, *SIZE, "-o", "{tmp}/notes.txt/g.svg"),
@@ -938,7 +1351,7 @@ COMMANDS: dict[str, Command] = {
         _write("notes.txt", "x"),
     ),
     "graph-missing-folder": Command(
-        ("graph", TOY, *SIZE, "-o", "{tmp}/missing/g.svg"), r"folder '.*missing' does not exist"
+        ("graph", TOY, *SIZE, "-o", "{tmp}/missing/g.svg"), r"folder '{tmp}/missing' does not exist"
     ),
     "graph-into-a-folder": Command(
         ("graph", TOY, *SIZE, "-o", "{tmp}"), r"it is a folder; name a file in it"
@@ -947,7 +1360,12 @@ COMMANDS: dict[str, Command] = {
         ("graph", TOY, *SIZE, "-o", "{tmp}/g.svg"), r"not found on PATH.*install", no_dot=True
     ),
     "report-missing-folder": Command(
-        ("report", TOY, *SIZE, "-o", "{tmp}/missing/r.html"), r"folder '.*missing' does not exist"
+        ("report", TOY, *SIZE, "-o", "{tmp}/missing/r.html"),
+        r"folder '{tmp}/missing' does not exist",
+    ),
+    "report-unknown-name": Command(
+        ("report", TOY_FILE, *SIZE_32, "--layers", "nope", "-o", "{tmp}/r.html"),
+        re.escape("no node named 'nope'"),
     ),
     "report-not-an-image": Command(
         ("report", TOY, *SIZE, "--image", "{tmp}/notes.png", "-o", "{tmp}/r.html"),
@@ -994,17 +1412,33 @@ def test_command_line(
     code = main([arg.format(tmp=tmp_path) for arg in command.argv])
     out, err = capsys.readouterr()
     assert (code, out) == (2, "")
-    lines = [line for line in err.splitlines() if line.startswith("fxmaps: error: ")]
-    assert len(lines) == 1, err
-    assert re.search(command.match, lines[0]), lines[0]
+    assert err.startswith("fxmaps: error: "), err
+    assert err.count("\n") == 1, err  # the error line and nothing else
+    assert re.search(command.match.replace("{tmp}", re.escape(str(tmp_path))), err), err
     assert "Traceback" not in err
     assert files(tmp_path) == before
 
 
-def test_command_line_sizes_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+ARGUMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "max-bytes-not-a-size": (
+        ("maps", TOY, "--max-bytes", "2X", "-o", "maps"),
+        "argument --max-bytes: '2X' is not a size",
+    ),
+    "max-maps-zero": (
+        ("maps", TOY_FILE, "--max-maps", "0", "-o", "maps"),
+        "argument --max-maps: '0' is not a whole number >= 1",
+    ),
+}
+"""Arguments argparse itself refuses (exit 2 before any work): argv, message."""
+
+
+@pytest.mark.parametrize(("argv", "message"), ARGUMENTS.values(), ids=ARGUMENTS.keys())
+def test_command_line_arguments_are_checked(
+    argv: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit, match="2"):
-        main(["maps", TOY, "--max-bytes", "2X", "-o", "maps"])
-    assert "argument --max-bytes: '2X' is not a size" in capsys.readouterr().err
+        main(list(argv))
+    assert message in capsys.readouterr().err
 
 
 def test_an_unexpected_error_is_one_line_too(
@@ -1038,10 +1472,10 @@ def test_maps_to_a_missing_gpu() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_input_for_a_cpu_model() -> None:
     model = toy.CifarResNet()
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(fxmaps.DeviceError, match=r"input 0 is on cuda:0 but the model's param"):
         fxmaps.extract(model, X.cuda())
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 @pytest.mark.gpu

@@ -30,7 +30,6 @@ SIZE = ("--input-size", "3", "32", "32")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SVG_NS = {"svg": "http://www.w3.org/2000/svg"}
 COMMANDS = ("summary", "graph", "maps", "filters", "report", "bench", "demo")
-OUTPUTS = {"graph": "g.svg", "maps": "maps", "filters": "f.png", "report": "r.html"}
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -173,66 +172,6 @@ def test_report_writes_html(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 # ---------------------------------------------------------------------------- errors
 
 
-def test_unknown_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = run(capsys, "graph", "resnet1", "-o", str(tmp_path / "g.svg"))
-    assert (code, out) == (2, "")
-    assert "'resnet1' is not a torchvision model; did you mean resnet18" in error_line(err)
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (
-            ("maps", TOY, *SIZE, "--layers", "layer1.0.conv3"),
-            "no node named 'layer1.0.conv3' in the graph of CifarResNet (33 nodes); "
-            "did you mean 'layer1.0.conv2', 'layer1.0.conv1'",
-        ),
-        (("maps", TOY, *SIZE, "--layers", "layer9.*"), "pattern 'layer9.*' matches no node"),
-        (("filters", TOY, "--layer", "layer1.0.conv3"), "no node named 'layer1.0.conv3'"),
-        (("filters", TOY, "--layer", "bn1"), "layer 'bn1' is a norm node (BatchNorm2d)"),
-        (("report", TOY, *SIZE, "--layers", "nope"), "no node named 'nope'"),
-        (("graph", TOY, *SIZE, "--collapse", "leaves"), "collapse='leaves' is not valid"),
-    ],
-)
-def test_bad_layers_and_options_leave_nothing(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: tuple[str, ...], message: str
-) -> None:
-    output = tmp_path / OUTPUTS[argv[0]]
-    code, out, err = run(capsys, *argv, "-o", str(output))
-    assert (code, out) == (2, "")
-    assert message in error_line(err)
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ("graph", TOY, *SIZE, "-o"),
-        ("maps", TOY, *SIZE, "-o"),
-        ("filters", TOY, "-o"),
-        ("report", TOY, *SIZE, "-o"),
-    ],
-)
-def test_missing_output_folder(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: tuple[str, ...]
-) -> None:
-    target = tmp_path / "missing" / "out.svg"
-    code, out, err = run(capsys, *argv, str(target))
-    assert (code, out) == (2, "")
-    assert f"folder '{target.parent}' does not exist" in error_line(err)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_maps_into_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    (tmp_path / "maps").write_text("mine")
-    code, _, err = run(capsys, "maps", TOY, "-o", str(tmp_path / "maps"))
-    assert code == 2
-    assert "it is a file, not a folder" in error_line(err)
-    assert [p.name for p in tmp_path.iterdir()] == ["maps"]
-    assert (tmp_path / "maps").read_text() == "mine"
-
-
 def test_a_failure_while_drawing_maps_leaves_no_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,12 +212,6 @@ def test_a_failed_write_keeps_the_old_file(
 def test_debug_raises(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="'resnet1' is not a torchvision model"):
         main(["report", "resnet1", "-o", str(tmp_path / "r.html"), "--debug"])
-
-
-def test_non_positive_numbers_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit, match="2"):
-        main(["maps", TOY, "--max-maps", "0", "-o", "maps"])
-    assert "argument --max-maps: '0' is not a whole number >= 1" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- help

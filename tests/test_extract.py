@@ -16,7 +16,7 @@ from fxmaps.extract import extractor as extractor_module
 from fxmaps.extract import rewrite
 from tests import models as toy
 from tests.conftest import tv_model
-from tests.oracles import hook_outputs
+from tests.oracles import assert_unchanged, hook_outputs, snapshot
 
 ORACLE_MODELS = [
     ("resnet18", lambda: tv_model("resnet18"), (torch.randn(2, 3, 64, 64),)),
@@ -408,14 +408,9 @@ def test_swin_grids_as_spatial_maps() -> None:
 def test_extract_leaves_the_model_as_it_was() -> None:
     model = tv_model("resnet18").train()
     model.get_submodule("layer3").eval()
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    modes = [m.training for m in model.modules()]
-    hooks = [len(m._forward_hooks) for m in model.modules()]
+    before = snapshot(model)
     fxmaps.extract(model, torch.randn(2, 3, 32, 32), layers="*")
-    assert [m.training for m in model.modules()] == modes
-    assert [len(m._forward_hooks) for m in model.modules()] == hooks
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, state[key]), key
+    assert_unchanged(model, before)
 
 
 def test_extract_from_a_training_graph_keeps_batchnorm_statistics() -> None:

@@ -8,11 +8,13 @@ from collections.abc import Callable
 import networkx as nx
 import pytest
 import torch
+from torch import nn
 
 import fxmaps
 from fxmaps.graph.model_graph import ATTR_KIND, ATTR_LAYER, ATTR_ROLE
 from tests import models as toy
 from tests.conftest import tv_model
+from tests.oracles import count_modules
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +71,7 @@ def test_layers_filter_by_kinds(resnet18_graph: fxmaps.ModelGraph) -> None:
     assert resnet18_graph.layers("attention") == []  # a kind the model has no node of
 
 
-def test_unknown_name_suggests_close_matches(resnet18_graph: fxmaps.ModelGraph) -> None:
-    with pytest.raises(fxmaps.NodeNotFoundError, match=r"'layer1.0.conv9'.*'layer1.0.conv1'"):
-        resnet18_graph["layer1.0.conv9"]
-    with pytest.raises(KeyError, match="did you mean"):
-        resnet18_graph.fx_node("layer1.0.conv9")
+def test_membership_by_name(resnet18_graph: fxmaps.ModelGraph) -> None:
     assert "layer1.0.conv1" in resnet18_graph
     assert "nope" not in resnet18_graph
 
@@ -151,6 +149,52 @@ def test_summary_golden(golden: Callable[[str, str], None]) -> None:
     torch.manual_seed(0)
     graph = fxmaps.analyze(toy.CifarResNet(), torch.randn(2, 3, 32, 32))
     golden("cifar_resnet_summary.txt", graph.summary() + "\n")
+
+
+CENSUS = (
+    "resnet18",
+    "resnet50",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "vit_b_16",
+    "convnext_tiny",
+    "swin_t",
+    "densenet121",
+)
+"""torchvision models whose ``info()`` is kept in ``tests/golden/census.txt``."""
+
+
+def census_table(infos: dict[str, dict[str, int]]) -> str:
+    """A row per count and a column per model; blank where a model's ``info()`` has no
+    such count. Counts come in the order ``info()`` gives them, the totals last."""
+    totals = ("opaque", "nodes")
+    keys = [key for info in infos.values() for key in info if key not in totals]
+    keys = [*dict.fromkeys(keys), *totals]
+    rows = [["", *infos]]
+    rows += [[key, *(str(info.get(key, "")) for info in infos.values())] for key in keys]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rows.insert(1, ["-" * width for width in widths])
+    lines = []
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        aligned = [c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)]
+        lines.append("  ".join(aligned).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def test_census_golden(golden: Callable[[str, str], None]) -> None:
+    infos = {}
+    for name in CENSUS:
+        model = tv_model(name)
+        graph = fxmaps.analyze(model)  # no example input: no shapes, only the counts
+        info = graph.info()
+        # Every Conv2d module of these models is called once: conv and downsample nodes.
+        assert info["conv"] + info["downsample"] == count_modules(model, nn.Conv2d), name
+        assert info["nodes"] == len(graph.layers()), name
+        infos[name] = info
+    headline = ("conv", "downsample", "linear", "sequential", "residual")
+    assert [infos["resnet50"][key] for key in headline] == [49, 4, 1, 4, 16]  # the seed's
+    golden("census.txt", census_table(infos))
 
 
 def test_repr_and_format_shape(resnet18_graph: fxmaps.ModelGraph) -> None:

@@ -55,25 +55,6 @@ def test_other_modes_are_converted_with_a_note(tmp_path: Path, mode: str) -> Non
     assert image.shape == (1, 3, 224, 224)
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(fxmaps.ImageError, match=r"no image file at '.*nope.jpg'"):
-        fxmaps.load_image(tmp_path / "nope.jpg")
-
-
-def test_not_an_image(tmp_path: Path) -> None:
-    path = tmp_path / "notes.png"
-    path.write_text("not pixels")
-    with pytest.raises(fxmaps.ImageError, match=r"is not an image fxmaps can read"):
-        fxmaps.load_image(path)
-
-
-def test_truncated_image(tmp_path: Path) -> None:
-    path = tmp_path / "cut.jpg"
-    path.write_bytes(DEFAULT_IMAGE.read_bytes()[:5000])
-    with pytest.raises(fxmaps.ImageError, match=r"is truncated or corrupt"):
-        fxmaps.load_image(path)
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     Image.open(DEFAULT_IMAGE).save(tmp_path / "cat.png")
@@ -118,10 +99,3 @@ def test_unreachable_url(server: str) -> None:
         fxmaps.load_image(f"{server}/missing.png")
     with pytest.raises(fxmaps.ImageError, match=r"cannot download 'http://127.0.0.1:9/x.png'"):
         fxmaps.load_image("http://127.0.0.1:9/x.png")
-
-
-def test_bad_options() -> None:
-    with pytest.raises(fxmaps.OptionError, match=r"size=0 must be a positive number"):
-        fxmaps.load_image(size=0)
-    with pytest.raises(fxmaps.OptionError, match=r"weights='Nope_Weights.X' names no torchvision"):
-        fxmaps.load_image(weights="Nope_Weights.X")

@@ -31,7 +31,6 @@ import dataclasses
 import os
 import re
 from collections import Counter, defaultdict
-from typing import Any
 
 import networkx as nx
 import pytest
@@ -42,7 +41,7 @@ from torch import nn
 import fxmaps
 from fxmaps import Kind, ModelGraph, SkipKind
 from tests.generated_models import FEATURES, ModelSpec, features, model_specs
-from tests.oracles import hook_outputs
+from tests.oracles import hook_outputs, module_calls
 
 DEFAULT_EXAMPLES = 60
 DEFAULT_SEED = 8  # its 60 models cover every part of the generator (see the last test)
@@ -71,13 +70,6 @@ def analyzed(spec: ModelSpec) -> tuple[nn.Module, torch.Tensor, ModelGraph]:
         pytest.fail(f"analyze rejected a valid model: {type(err).__name__}: {err}")
     assert graph.opaque == ()
     return model, x, graph
-
-
-def calls(model: nn.Module, seen: dict[str, list[Any]], kind: type[nn.Module]) -> Counter[str]:
-    """How often forward hooks saw each module of type ``kind`` called."""
-    return Counter(
-        {n: len(seen[n]) for n, m in model.named_modules() if isinstance(m, kind) and seen[n]}
-    )
 
 
 def module_nodes(graph: ModelGraph, *kinds: Kind) -> Counter[str]:
@@ -131,9 +123,9 @@ def drawn(dot_source: str) -> nx.DiGraph[str]:
 def test_counts_match_forward_hooks_and_the_generator(spec: ModelSpec) -> None:
     model, x, graph = analyzed(spec)
     seen = hook_outputs(model, x.clone())
-    conv_calls = calls(model, seen, nn.modules.conv._ConvNd)
+    conv_calls = module_calls(model, seen, nn.modules.conv._ConvNd)
     assert module_nodes(graph, Kind.CONV, Kind.DOWNSAMPLE) == conv_calls
-    assert module_nodes(graph, Kind.LINEAR) == calls(model, seen, nn.Linear)
+    assert module_nodes(graph, Kind.LINEAR) == module_calls(model, seen, nn.Linear)
     assert census(graph) == dataclasses.asdict(spec.truth)
     assert len(graph.residuals()) == spec.truth.residual  # one add in each residual block
     # A conv on the shortcut of nested residuals is a downsample conv of each of them.

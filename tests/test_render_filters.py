@@ -9,7 +9,6 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import fxmaps
-from fxmaps.errors import InputError, OptionError
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.filters import plot_filters as reexported
 from tests import models as toy
@@ -127,32 +126,3 @@ def test_draws_into_a_given_axes() -> None:
     ax = fig.add_subplot()
     assert plot_filters(nn.Conv2d(3, 4, 3), ax=ax) is fig
     assert len(ax.images) == 1
-
-
-def test_not_a_convolution() -> None:
-    graph = fxmaps.analyze(toy.CifarResNet(), torch.randn(1, 3, 32, 32))
-    with pytest.raises(
-        InputError, match=r"layer 'bn1' is a norm node \(BatchNorm2d\), not a convolution"
-    ):
-        plot_filters(graph["bn1"])
-    with pytest.raises(InputError, match="calls a function, not a module"):
-        plot_filters(graph["layer1.0.add"])
-    with pytest.raises(InputError, match="no weight to draw yet"):
-        plot_filters(nn.LazyConv2d(4, 3))
-    with pytest.raises(InputError, match="Linear is not a convolution"):
-        plot_filters(nn.Linear(3, 4))
-    with pytest.raises(InputError, match=r"shaped \(4, 3\); expected conv weights"):
-        plot_filters(torch.randn(4, 3))
-    with pytest.raises(InputError, match="cannot draw filters of a str"):
-        plot_filters("conv1")  # type: ignore[arg-type]
-
-
-def test_invalid_options() -> None:
-    with pytest.raises(OptionError, match="mode='rgb' needs 2-D kernels over 3 input channels"):
-        plot_filters(nn.Conv2d(8, 4, 3), mode="rgb")
-    with pytest.raises(OptionError, match="mode='color' is not valid; use one of 'auto', 'rgb'"):
-        plot_filters(nn.Conv2d(8, 4, 3), mode="color")
-    with pytest.raises(OptionError, match="max_filters=0"):
-        plot_filters(nn.Conv2d(8, 4, 3), max_filters=0)
-    with pytest.raises(OptionError, match="cmap='RdBu_rr'"):
-        plot_filters(nn.Conv2d(8, 4, 3), cmap="RdBu_rr")

@@ -10,6 +10,7 @@ import re
 import shutil
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import graphviz
@@ -104,6 +105,29 @@ def test_returns_a_digraph_with_one_node_per_layer(resnet18: ModelGraph) -> None
     assert isinstance(dot, graphviz.Digraph)
     assert set(nodes(dot)) == {layer.name for layer in resnet18.layers()}
     assert len(edges(dot)) == resnet18.nx.number_of_edges()
+
+
+# Toy models for the golden DOT sources: residual blocks with a projection shortcut
+# (CifarResNet), a merge of two branches then an identity skip (MultiBranch), and a
+# residual block called twice (SharedBlock).
+GOLDEN_TOYS = {"cifar_resnet": toy.CifarResNet, "multi_branch": toy.MultiBranch,
+               "shared_block": toy.SharedBlock}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "collapse"),
+    [("cifar_resnet", "none"), ("cifar_resnet", "blocks"), ("multi_branch", "none"),
+     ("shared_block", "none")],
+)  # fmt: skip
+def test_dot_source_golden(name: str, collapse: str, golden: Callable[[str, str], None]) -> None:
+    graph = fxmaps.analyze(GOLDEN_TOYS[name](), torch.zeros(1, 3, 16, 16))
+    dot = fxmaps.render_graph(graph, collapse=collapse)
+    drawn = set(nodes(dot))
+    if collapse == "none":
+        assert drawn == live(graph)
+    else:
+        assert {residual.block for residual in graph.residuals()} <= drawn
+    golden(f"dot/{name}{'' if collapse == 'none' else '_' + collapse}.dot", dot.source)
 
 
 @pytest.mark.parametrize("model", ["resnet18", "cifar"])
@@ -301,17 +325,6 @@ def test_small_nodes_leave_room_around_their_names(vit: ModelGraph) -> None:
         assert float(margin[2]) >= 0.04
 
 
-@pytest.mark.parametrize("collapse", ["all", "Blocks", 0, -2, True, 1.5, None])
-def test_invalid_collapse(resnet18: ModelGraph, collapse: object) -> None:
-    with pytest.raises(fxmaps.OptionError, match=r"is not valid; use 'none', 'blocks' or"):
-        render_graph(resnet18, collapse=collapse)  # type: ignore[arg-type]
-
-
-def test_invalid_rankdir(resnet18: ModelGraph) -> None:
-    with pytest.raises(fxmaps.OptionError, match=r"rankdir='up' .* TB, LR, BT, RL"):
-        render_graph(resnet18, rankdir="up")
-
-
 def test_rankdir_is_set(resnet18: ModelGraph) -> None:
     assert "rankdir=LR" in render_graph(resnet18, rankdir="LR").source
 
@@ -365,11 +378,6 @@ def test_highlight_names_and_predicates(resnet18: ModelGraph) -> None:
     }
     collapsed = nodes(render_graph(resnet18, collapse="blocks", highlight="layer2.1.conv2"))
     assert "penwidth=3" in collapsed["layer2.1"]
-
-
-def test_highlight_unknown_name(resnet18: ModelGraph) -> None:
-    with pytest.raises(fxmaps.NodeNotFoundError, match=r"did you mean .*'layer1\.0\.conv1'"):
-        render_graph(resnet18, highlight=["layer1.0.conv"])
 
 
 @pytest.fixture
@@ -433,15 +441,6 @@ def test_save_graph_warns_when_dot_shrinks_a_png(cifar: ModelGraph, tmp_path: Pa
         warnings.simplefilter("error")
         small = save_graph(render_graph(cifar), tmp_path / "small.png")
     assert max(struct.unpack(">II", small.read_bytes()[16:24])) < 32767
-
-
-def test_save_graph_errors(cifar: ModelGraph, tmp_path: Path) -> None:
-    dot = render_graph(cifar)
-    with pytest.raises(fxmaps.OutputError, match=r"folder .*missing.* does not exist"):
-        save_graph(dot, tmp_path / "missing" / "model.svg")
-    with pytest.raises(fxmaps.OptionError, match=r"'.*model\.jpeg'.*\.svg \.png \.pdf \.dot \.gv"):
-        save_graph(dot, tmp_path / "model.jpeg")
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_densely_wired_graphs_bound_dot_layout(resnet18: ModelGraph) -> None:

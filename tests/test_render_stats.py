@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-import fxmaps
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
 from fxmaps.stats.channels import ChannelStats, channel_stats
-from tests.test_stats import build
+from tests.models import dead_channel_cnn
 
 CELL, PAD = 96, 4
 
@@ -39,12 +38,12 @@ def shown(sample: torch.Tensor) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def stats() -> ChannelStats:
-    model, data = build()
+    model, data = dead_channel_cnn()
     return channel_stats(model, data, layers=["0", "3"], topk=5, progress=False)
 
 
 def test_tiles_hold_each_channels_top_samples(stats: ChannelStats, tmp_path: Path) -> None:
-    _, data = build()
+    _, data = dead_channel_cnn()
     loaded = ChannelStats.load(stats.save(tmp_path / "s.pt"))
     assert loaded.graph is None  # so no heat: the tiles are the samples themselves
     fig = plot_top_images(loaded, data, "3", channels=[4, 0, 7], k=3)
@@ -60,7 +59,7 @@ def test_tiles_hold_each_channels_top_samples(stats: ChannelStats, tmp_path: Pat
 
 
 def test_heat_maps_are_overlaid_when_the_model_is_known(stats: ChannelStats) -> None:
-    _, data = build()
+    _, data = dead_channel_cnn()
     assert stats.graph is not None
     heated = the_image(plot_top_images(stats, data, "3", channels=[1], k=2))
     index = int(stats["3"].top_indices[1, 0])
@@ -70,21 +69,11 @@ def test_heat_maps_are_overlaid_when_the_model_is_known(stats: ChannelStats) -> 
 
 
 def test_default_channels_skip_dead_ones(stats: ChannelStats) -> None:
-    _, data = build()
+    _, data = dead_channel_cnn()
     fig = plot_top_images(stats, data, "0", k=2)
     rows = [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("ch ")]
     assert "ch 2" not in rows  # the dead channel
     assert len(rows) == 5  # the other channels of the 6, at most 8
-
-
-def test_bad_requests(stats: ChannelStats) -> None:
-    _, data = build()
-    with pytest.raises(fxmaps.OptionError, match=r"channels=\[9\]: '3' has channels 0\.\.7"):
-        plot_top_images(stats, data, "3", channels=[9])
-    with pytest.raises(fxmaps.OptionError, match=r"k=0 must be at least 1"):
-        plot_top_images(stats, data, "3", k=0)
-    with pytest.raises(fxmaps.InputError, match=r"no statistics for 'fc'"):
-        plot_top_images(stats, data, "fc")
 
 
 def test_channel_stats_histograms(stats: ChannelStats) -> None:

@@ -15,31 +15,11 @@ from torch.utils.data import Dataset, TensorDataset
 
 import fxmaps
 from fxmaps.stats.channels import ChannelStats, channel_stats
+from tests.models import DEAD_CHANNEL_SAMPLES, dead_channel_cnn
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = 37  # uneven: 19 + 18 on two ranks, and a short last batch
+SAMPLES = DEAD_CHANNEL_SAMPLES  # uneven: 19 + 18 on two ranks, and a short last batch
 LAYERS = ["0", "1", "3", "6"]  # conv, its ReLU, the second conv, the linear
-
-
-def build() -> tuple[nn.Module, TensorDataset]:
-    """A small CNN with one dead channel (a large negative bias), and labelled samples."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 6, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 8, 3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(8 * 3 * 3, 5),
-    ).eval()
-    conv = model[0]
-    assert isinstance(conv, nn.Conv2d)
-    assert conv.bias is not None
-    with torch.no_grad():
-        conv.bias[2] = -100.0
-    images = torch.randn(SAMPLES, 1, 12, 12)
-    return model, TensorDataset(images, torch.arange(SAMPLES) % 10)
 
 
 def all_maps(model: nn.Module, images: torch.Tensor) -> fxmaps.FeatureMaps:
@@ -57,7 +37,7 @@ def expected_top(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("batch_size", [5, 64])
 def test_streamed_statistics_equal_those_of_all_maps(batch_size: int) -> None:
-    model, data = build()
+    model, data = dead_channel_cnn()
     stats = channel_stats(model, data, layers=LAYERS, batch_size=batch_size, topk=4)
     assert list(stats) == LAYERS
     assert stats.samples == SAMPLES
@@ -79,7 +59,7 @@ def test_streamed_statistics_equal_those_of_all_maps(batch_size: int) -> None:
 
 
 def test_mean_scores_and_bare_tensor_datasets() -> None:
-    model, data = build()
+    model, data = dead_channel_cnn()
     images = data.tensors[0]
 
     class Bare(Dataset[torch.Tensor]):
@@ -96,7 +76,7 @@ def test_mean_scores_and_bare_tensor_datasets() -> None:
 
 def test_float64_models_match_the_oracle_too() -> None:
     """float64 maps take the stable-sort path of the top-k; statistics stay exact."""
-    model, data = build()
+    model, data = dead_channel_cnn()
     model = model.double()
     images = data.tensors[0].double()
     stats = channel_stats(model, TensorDataset(images), layers=LAYERS, batch_size=8, topk=5)
@@ -156,7 +136,7 @@ def test_nodes_side_by_side_with_means_far_above_their_spread() -> None:
 
 
 def test_dead_channels_are_listed() -> None:
-    model, data = build()
+    model, data = dead_channel_cnn()
     stats = channel_stats(model, data, layers=["1"], progress=False)
     assert stats["1"].dead == [2]
     assert stats.dead() == {"1": [2]}
@@ -164,7 +144,7 @@ def test_dead_channels_are_listed() -> None:
 
 
 def test_fewer_samples_than_k() -> None:
-    model, data = build()
+    model, data = dead_channel_cnn()
     few = torch.utils.data.Subset(data, range(3))
     stats = channel_stats(model, few, layers=["3"], topk=9, progress=False)
     assert stats["3"].top_indices.shape == (8, 3)
@@ -172,7 +152,7 @@ def test_fewer_samples_than_k() -> None:
 
 
 def test_save_and_load(tmp_path: Path) -> None:
-    model, data = build()
+    model, data = dead_channel_cnn()
     stats = channel_stats(model, data, layers=LAYERS, topk=2, progress=False)
     path = stats.save(tmp_path / "stats.pt")
     loaded = ChannelStats.load(path)
@@ -180,42 +160,16 @@ def test_save_and_load(tmp_path: Path) -> None:
     for name in LAYERS:
         for field in ("mean", "std", "max", "positive", "top_indices", "top_scores"):
             assert torch.equal(getattr(loaded[name], field), getattr(stats[name], field))
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(fxmaps.InputError, match=r"not a file written by ChannelStats.save"):
-        ChannelStats.load(tmp_path / "other.pt")
-    with pytest.raises(fxmaps.InputError, match=r"no channel-statistics file at"):
-        ChannelStats.load(tmp_path / "missing.pt")
-    with pytest.raises(fxmaps.InputError, match=r"no statistics for 'fc'; these nodes have them"):
-        stats["fc"]
-
-
-def test_bad_datasets_and_options() -> None:
-    model, data = build()
-    with pytest.raises(fxmaps.InputError, match=r"the dataset is empty"):
-        channel_stats(model, torch.utils.data.Subset(data, []), progress=False)
-    with pytest.raises(fxmaps.OptionError, match=r"topk=0, batch_size=64"):
-        channel_stats(model, data, topk=0, progress=False)
-    with pytest.raises(fxmaps.OptionError, match=r"score='median'; choose 'max' or 'mean'"):
-        channel_stats(model, data, score="median", progress=False)  # type: ignore[arg-type]
-
-    class Strings(Dataset[str]):
-        def __len__(self) -> int:
-            return 2
-
-        def __getitem__(self, index: int) -> str:
-            return "a photo"
-
-    with pytest.raises(fxmaps.InputError, match=r"dataset item 0 holds a str, not a tensor"):
-        channel_stats(model, Strings(), progress=False)
 
 
 WORKER = """
 import sys
 import torch.distributed as dist
 from fxmaps.stats.channels import channel_stats
-from tests.test_stats import LAYERS, build
+from tests.models import dead_channel_cnn
+from tests.test_stats import LAYERS
 
-model, data = build()
+model, data = dead_channel_cnn()
 stats = channel_stats(model, data, layers=LAYERS, batch_size=4, topk=4, progress=False)
 assert dist.is_initialized() and dist.get_world_size() == 2
 if dist.get_rank() == 0:
@@ -249,7 +203,7 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     merged = ChannelStats.load(out)
-    model, data = build()
+    model, data = dead_channel_cnn()
     single = channel_stats(model, data, layers=LAYERS, batch_size=4, topk=4, progress=False)
     assert merged.samples == single.samples == SAMPLES
     for name in LAYERS:

@@ -20,7 +20,7 @@ import fxmaps
 from fxmaps.trace.symbolic import SymbolicTracer
 from tests import models as toy
 from tests.conftest import tv_model
-from tests.oracles import hook_outputs
+from tests.oracles import count_modules, hook_outputs
 
 _TV_OPS_CLASSES = tuple(
     cls
@@ -54,11 +54,9 @@ def test_traces_into_torchvision_ops_modules(name: str) -> None:
         module = model.get_submodule(missing)
         assert isinstance(module, _TV_OPS_CLASSES), missing
         assert any(name.startswith(missing + ".") for name in ours), missing
-    conv_modules = sum(isinstance(m, nn.Conv2d) for m in model.modules())
-    linear_calls = sum(
-        isinstance(m, nn.Linear)
-        and not isinstance(m, nn.modules.linear.NonDynamicallyQuantizableLinear)
-        for m in model.modules()
+    conv_modules = count_modules(model, nn.Conv2d)
+    linear_calls = count_modules(
+        model, nn.Linear, exclude=nn.modules.linear.NonDynamicallyQuantizableLinear
     )
     assert len(graph.layers(["conv", "downsample"])) == conv_modules
     assert len(graph.layers("linear")) == linear_calls

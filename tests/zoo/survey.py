@@ -22,16 +22,14 @@ import time
 import traceback
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
 import fxmaps
 from fxmaps.render.graph import render_graph
+from tests.oracles import hooked
 from tests.zoo.catalog import ZooModel, build_with_input
 
 __all__ = ["Record", "choose_layers", "survey"]
@@ -114,7 +112,7 @@ def _run(entry: ZooModel, record: Record) -> None:
     record.checked = [layer.name for layer in chosen]
     record.stage = "model run"
     targets = {layer.target for layer in chosen if layer.module is not None}
-    with _hooked(model, targets) as seen, torch.no_grad():
+    with hooked(model, targets) as seen, torch.no_grad():
         expected = model(x.clone())
 
     record.stage = "graph output"
@@ -200,38 +198,6 @@ def _call_index(g: fxmaps.ModelGraph) -> dict[str, int]:
             index[layer.name] = seen[layer.target]
             seen[layer.target] += 1
     return index
-
-
-@contextmanager
-def _hooked(model: nn.Module, targets: set[str]) -> Iterator[dict[str, list[Any]]]:
-    """Forward hooks cloning each target module's output per call."""
-    seen: dict[str, list[Any]] = defaultdict(list)
-    handles = []
-    for name in targets:
-        module = model.get_submodule(name)
-        handles.append(module.register_forward_hook(_keeper(seen[name])))
-    try:
-        yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _keeper(store: list[Any]) -> Callable[..., None]:
-    def hook(_module: nn.Module, _args: Any, output: Any) -> None:
-        store.append(_clone(output))
-
-    return hook
-
-
-def _clone(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, (tuple, list)):
-        return type(value)(_clone(v) for v in value)
-    if isinstance(value, dict):
-        return type(value)((k, _clone(v)) for k, v in value.items())
-    return value
 
 
 def _same(got: Any, expected: Any, what: str, oracle: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import fx, nn
-from torch.nn.modules import module as torch_module
 
 import fxmaps
+from tests.oracles import assert_unchanged, hook_outputs, module_calls, snapshot
 
 ALL_MODELS: list[str] = sorted(torchvision.models.list_models(module=torchvision.models))
 SAMPLE: tuple[str, ...] = (
@@ -79,8 +79,6 @@ SHORTCUT_MODULE = {
     "regnet": "proj",
 }
 
-GLOBAL_HOOKS = sorted(k for k in vars(torch_module) if k.startswith("_global_") and "hook" in k)
-
 
 def test_sample_models_exist() -> None:
     assert set(SAMPLE) <= set(ALL_MODELS)
@@ -111,62 +109,6 @@ def image_size(name: str, model: nn.Module) -> int:
     return int(crop[0])
 
 
-# -- the model left as it was -----------------------------------------------------------------
-
-
-@dataclass
-class Snapshot:
-    """What ``analyze`` must leave unchanged, taken from a model."""
-
-    training: dict[str, bool]
-    state: dict[str, torch.Tensor]
-    values: dict[str, torch.Tensor]
-    hooks: dict[str, dict[str, Any]]
-    attrs: dict[str, set[str]]
-    global_hooks: dict[str, Any]
-
-
-def _hooks(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: list(value.items()) if isinstance(value, dict) else value
-        for key, value in namespace.items()
-        if "hook" in key
-    }
-
-
-def snapshot(model: nn.Module) -> Snapshot:
-    modules = dict(model.named_modules(remove_duplicate=False))
-    state = model.state_dict(keep_vars=True)
-    return Snapshot(
-        training={name: m.training for name, m in modules.items()},
-        state=dict(state),
-        values={k: v.detach().clone() for k, v in state.items() if v.device.type != "meta"},
-        hooks={name: _hooks(vars(m)) for name, m in modules.items()},
-        attrs={name: set(vars(m)) for name, m in modules.items()},
-        global_hooks=_hooks({k: getattr(torch_module, k) for k in GLOBAL_HOOKS}),
-    )
-
-
-def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
-    after = snapshot(model)
-    assert after.training == before.training, "train/eval modes changed"
-    assert after.attrs == before.attrs, "module attributes added or removed"
-    assert after.hooks == before.hooks, "module hooks changed"
-    assert after.global_hooks == before.global_hooks, "global module hooks changed"
-    assert after.state.keys() == before.state.keys()
-    for key, tensor in before.state.items():
-        # The very same Parameter and buffer objects, with the same values.
-        assert after.state[key] is tensor, f"{key} was replaced"
-        assert (tensor.shape, tensor.dtype, tensor.device) == (
-            after.state[key].shape,
-            after.state[key].dtype,
-            after.state[key].device,
-        )
-    # Meta tensors hold no values; for models built on the CPU every value is compared.
-    for key, saved in before.values.items():
-        assert torch.equal(after.state[key].detach(), saved), f"{key} changed"
-
-
 # -- the oracle -------------------------------------------------------------------------------
 
 
@@ -183,33 +125,11 @@ def called_modules(model: nn.Module, size: int) -> Calls:
     """Run one eval-mode forward pass on a meta tensor with hooks on conv/linear/MHA modules."""
     if next(model.parameters()).device.type != "meta":
         model.to("meta")  # the checks on real values are done; the forward needs no data
-    calls = Calls(Counter(), Counter(), Counter())
-    handles = []
-    for name, module in model.named_modules():
-        counter = None
-        if isinstance(module, nn.modules.conv._ConvNd):
-            counter = calls.conv
-        elif isinstance(module, nn.Linear):
-            counter = calls.linear
-        elif isinstance(module, nn.MultiheadAttention):
-            counter = calls.attention
-        if counter is not None:
-            handles.append(module.register_forward_hook(_count(counter, name)))
+    kinds = (nn.modules.conv._ConvNd, nn.Linear, nn.MultiheadAttention)
+    hooked = [name for name, module in model.named_modules() if isinstance(module, kinds)]
     model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
-
-
-def _count(counter: Counter[str], name: str) -> Callable[..., None]:
-    def hook(module: nn.Module, args: Any, output: Any) -> None:
-        counter[name] += 1
-
-    return hook
+    seen = hook_outputs(model, torch.zeros(1, 3, size, size, device="meta"), names=hooked)
+    return Calls(*(module_calls(model, seen, kind) for kind in kinds))
 
 
 def function_calls(graph_module: fx.GraphModule, functions: frozenset[Callable[..., Any]]) -> int:
