@@ -1,8 +1,10 @@
-"""A model torch.fx cannot trace as a whole: fxmaps makes the failing part opaque and says so.
+"""A model torch.fx cannot trace as a whole: fxmaps runs what it cannot trace, and says so.
 
 ``Router`` decides at run time which branch to take from the data itself, which symbolic
-tracing cannot record. fxmaps traces everything else, keeps ``Router`` as one opaque node,
-warns about it, and still finds the residual block around it.
+tracing cannot record. Given an example input, fxmaps runs ``Router``'s ``forward`` as
+Python, traces everything else, and records the ops and layers the branch took: its
+convs are nodes with exact maps, and ``g.eager`` says which call ran as Python and why.
+Without an input nothing can run, so ``Router`` stays one opaque node, with a warning.
 Run: ``python examples/untraceable_model.py``.
 """
 
@@ -42,13 +44,20 @@ class Net(nn.Module):
 
 
 def main() -> None:
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(1, 3, 32, 32)
+    graph = fxmaps.analyze(model, x)  # the ReLU makes the mean positive: `bright` runs
+    print(graph.summary())
+    print("eager:", [(region.name, region.reason) for region in graph.eager])
+    maps = fxmaps.extract(graph, x, layers="router.*")
+    print("router maps:", {name: tuple(m.shape) for name, m in maps.items()})
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", fxmaps.FxmapsWarning)
-        graph = fxmaps.analyze(Net(), torch.randn(1, 3, 32, 32))
+        shapes_only = fxmaps.analyze(model)  # nothing to run it with
     for warning in caught:
         print("warning:", str(warning.message).split(";")[0])
-    print(graph.summary())
-    print("opaque:", [(o.name, o.reason) for o in graph.opaque])
+    print("opaque without an input:", [o.name for o in shapes_only.opaque])
 
 
 if __name__ == "__main__":

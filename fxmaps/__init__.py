@@ -40,7 +40,7 @@ from fxmaps.render.stats import plot_channel_stats, plot_top_images
 from fxmaps.report import report
 from fxmaps.sources import load_image
 from fxmaps.stats import ChannelStats, LayerStats, channel_stats
-from fxmaps.trace import OpaqueModule
+from fxmaps.trace import EagerRegion, Inputs, OpaqueModule
 
 __version__ = "0.1.0"
 
@@ -49,6 +49,7 @@ __all__ = [
     "BlockKind",
     "ChannelStats",
     "DeviceError",
+    "EagerRegion",
     "ExtractionBenchmark",
     "FeatureExtractor",
     "FeatureMaps",
@@ -57,6 +58,7 @@ __all__ = [
     "GraphvizNotFoundError",
     "ImageError",
     "InputError",
+    "Inputs",
     "Kind",
     "Layer",
     "LayerStats",

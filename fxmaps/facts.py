@@ -22,13 +22,16 @@ from torch import fx
 __all__ = [
     "META_KEY",
     "BlockKind",
+    "CallKey",
     "Kind",
     "Layout",
     "NodeFacts",
+    "Origin",
     "Scope",
     "Shape",
     "ShapeTree",
     "SkipKind",
+    "Source",
     "facts",
     "name_of",
     "note",
@@ -112,6 +115,40 @@ class Scope:
     module_type: type
 
 
+CallKey = tuple[str, int]
+"""A module call: the module's qualified path and how many calls of it came before."""
+
+
+class Source(_StrEnum):
+    """Where a node of a captured graph comes from (see :mod:`fxmaps.trace.capture`)."""
+
+    INPUT = "input"
+    LEAF = "leaf"
+    FX = "fx"
+    OP = "op"
+    OUTPUT = "output"
+    CONSTANT = "constant"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How to produce one node of a captured graph again.
+
+    Attributes:
+        source: What kind of thing the node is.
+        call: The module call it belongs to (the leaf call itself, the fx region call,
+            or the eager call that ran the op); ``None`` for inputs, constants, output.
+        local: For an fx node, its name in the region's graph; for an op, its index
+            among the ops its eager call ran; for an input, its index among the
+            input tensors; for a constant, its attribute. For a tensor picked out
+            of what such a node made: ``(that local, (key, ...))``.
+    """
+
+    source: Source
+    call: CallKey | None = None
+    local: str | int | tuple[str | int | None, tuple[Any, ...]] | None = None
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     """Everything fxmaps knows of one node, written by the passes that learn it.
@@ -129,6 +166,10 @@ class NodeFacts:
         layout: Where the output keeps its channels (classification).
         params: How many parameters the node uses, shared ones included (classification).
         block: The innermost residual or sequential block around it (classification).
+        region: The eager module call whose Python code ran the node, or ``None``
+            for nodes torch.fx traced (capture).
+        origin: How a captured node is produced again, or ``None`` for a graph
+            symbolic tracing made whole (capture).
     """
 
     name: str
@@ -141,6 +182,8 @@ class NodeFacts:
     layout: Layout = Layout.UNKNOWN
     params: int = 0
     block: str | None = None
+    region: str | None = None
+    origin: Origin | None = None
 
 
 def facts(node: fx.Node) -> NodeFacts:

@@ -420,16 +420,18 @@ CASES: dict[str, Case] = {
         r"got Image; turn the image into a batch with fxmaps.load_image",
         toy.CifarResNet,
     ),
-    "dict": Case(
-        _analyze({"x": X}),
+    "dict-of-other-names": Case(
+        _analyze({"image": X}),
         fxmaps.InputError,
-        r"got dict; pass the tensors themselves",
+        r"the keys of example_input \('image'\) are not arguments of CifarResNet.forward "
+        r"\(x\); pass \{'x': \.\.\.\}",
         toy.CifarResNet,
     ),
     "empty-tuple": Case(
         _analyze(()),
         fxmaps.InputError,
-        r"example_input must be a tensor or a non-empty tuple of tensors, got an empty tuple",
+        r"example_input must be a tensor, a tuple of positional arguments, a dict of keyword "
+        r"arguments or fxmaps.Inputs\(args, kwargs\), got an empty tuple",
         toy.CifarResNet,
     ),
     "uint8-tensor": Case(
@@ -467,19 +469,20 @@ CASES: dict[str, Case] = {
     "list-of-ints": Case(
         _analyze([1, 2]),
         fxmaps.InputError,
-        r"example_input must be a tensor or a non-empty",
+        r"example_input must hold at least one tensor, got a list of int",
         toy.CifarResNet,
     ),
     "string": Case(
         _analyze("image"),
         fxmaps.InputError,
-        r"example_input must be a tensor or a non-empty",
+        r"example_input must be a tensor, a tuple of positional arguments, a dict of keyword "
+        r"arguments or fxmaps.Inputs\(args, kwargs\), got str",
         toy.CifarResNet,
     ),
     "tensor-and-int": Case(
         _analyze([torch.zeros(1), 3]),
         fxmaps.InputError,
-        r"example_input must be a tensor or a non-empty",
+        r"CifarResNet.forward takes 1 positional inputs \(x\), but the example input has 2",
         toy.CifarResNet,
     ),
     "lambda-for-a-model": Case(
@@ -555,8 +558,9 @@ CASES: dict[str, Case] = {
     ),
     "unknown-kind": Case(
         _graph(R64, lambda graph: graph.layers("convs")),
-        fxmaps.OptionError,
-        r"unknown kind in 'convs'; kinds are: conv",
+        fxmaps.NodeNotFoundError,
+        r"no node named 'convs' .* It is not a kind either; kinds are: activation, add, "
+        r"attention, concat, conv",
         resnet18,
     ),
     "unknown-node": Case(

@@ -68,12 +68,17 @@ def test_weights_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 
 
 def test_trace_failure_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(
-        capsys, "summary", "tests.models:RootDataDependent", "--input-size", "3", "8", "8"
-    )
+    code, _, err = run(capsys, "summary", "tests.models:RootDataDependent", "--no-input")
     assert code == 2
     assert "if y.mean() > 0" in err
+    assert "pass an example input" in err
     assert "Traceback" not in err
+    # With an input the model runs, and what torch.fx could not follow is captured.
+    code, out, _ = run(
+        capsys, "summary", "tests.models:RootDataDependent", "--input-size", "3", "8", "8"
+    )
+    assert code == 0
+    assert "Eager (ran as Python): RootDataDependent" in out
 
 
 def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,10 +84,32 @@ def test_module_called_twice_gets_suffixed_names() -> None:
     assert [layer.name for layer in graph.layers("conv")] == toy.SHARED_BLOCK["conv"]
 
 
+def _assert_captured(
+    model: nn.Module, x: torch.Tensor, eager: list[str], *, train: bool = False
+) -> fxmaps.ModelGraph:
+    """With an example input, ``eager`` are the calls that ran as Python, nothing is opaque,
+    and every module call is a node whose map is what a forward hook sees."""
+    graph = fxmaps.analyze(model, x, train=train)
+    assert [region.name for region in graph.eager] == eager
+    assert graph.opaque == ()
+    calls: dict[str, int] = {}
+    named: dict[str, tuple[str, int]] = {}
+    for layer in graph.layers():
+        if layer.module is not None:
+            named[layer.name] = (layer.target, calls.get(layer.target, 0))
+            calls[layer.target] = calls.get(layer.target, 0) + 1
+    maps = fxmaps.extract(graph, x, layers=list(named))
+    hooked = hook_outputs(model.train(train), x)
+    for name, (target, call) in named.items():
+        torch.testing.assert_close(maps[name], hooked[target][call], rtol=0, atol=0)
+    assert "Eager (ran as Python)" in graph.summary()
+    return graph
+
+
 def test_untraceable_submodule_becomes_opaque_with_a_warning() -> None:
     model = toy.DataDependent()
     with pytest.warns(fxmaps.FxmapsWarning, match=r"'gate' \(Gate: .*if x.sum\(\) > 0"):
-        graph = fxmaps.analyze(model, torch.randn(1, 3, 8, 8))
+        graph = fxmaps.analyze(model)  # nothing to run it with: the gate is one node
     assert [o.name for o in graph.opaque] == ["gate"]
     assert graph["gate"].opaque
     assert graph["gate"].kind is fxmaps.Kind.OTHER
@@ -95,18 +117,26 @@ def test_untraceable_submodule_becomes_opaque_with_a_warning() -> None:
     assert [layer.name for layer in graph.layers("conv")] == ["conv", "head"]
     x = torch.randn(1, 3, 8, 8)
     torch.testing.assert_close(graph.graph_module(x), model(x), rtol=0, atol=0)
+    # With an input the gate runs as Python; the op its branch took is a node too.
+    captured = _assert_captured(model, x, ["gate"])
+    (region,) = captured.eager
+    assert "if x.sum() > 0" in region.location
+    assert {layer.region for layer in captured.layers() if layer.name.startswith("gate.")} == {
+        "gate"
+    }
 
 
 def test_failing_instances_of_one_class_cost_two_traces(monkeypatch: pytest.MonkeyPatch) -> None:
     model = toy.ManyGates()
     roots = _roots_traced(monkeypatch)
     with pytest.warns(fxmaps.FxmapsWarning, match="12 module"):
-        graph = fxmaps.analyze(model, torch.randn(1, 2, 4, 4))
+        graph = fxmaps.analyze(model)
     assert [o.name for o in graph.opaque] == [f"blocks.{i}" for i in range(13) if i != 5]
     assert [layer.name for layer in graph.layers("conv")] == ["blocks.5.conv"]
     assert roots.count("ManyGates") == 2  # one failure, one success; the twins are probed alone
     x = torch.randn(1, 2, 4, 4)
     torch.testing.assert_close(graph.graph_module(x), model(x), rtol=0, atol=0)
+    _assert_captured(model, x, [f"blocks.{i}" for i in range(13) if i != 5])
 
 
 def test_failure_in_the_models_own_forward_names_the_line() -> None:
@@ -350,7 +380,7 @@ def test_builtins_on_proxies_make_only_their_module_opaque(builtin: str) -> None
     model.eval()
     x = torch.randn(2, 3, 8, 8)
     with pytest.warns(fxmaps.FxmapsWarning, match=rf"'1' \(_Builtin: .*{builtin}\("):
-        graph = fxmaps.analyze(model, x)
+        graph = fxmaps.analyze(model)
     assert [o.name for o in graph.opaque] == ["1"]
     assert [layer.name for layer in graph.layers() if layer.opaque] == ["1"]
     assert [layer.name for layer in graph.layers("conv")] == ["0"]  # 1.conv is inside
@@ -364,6 +394,9 @@ def test_builtins_on_proxies_make_only_their_module_opaque(builtin: str) -> None
     row = next(line for line in graph.summary().splitlines() if line.startswith("1 "))
     assert "(opaque)" in row
     assert fxmaps.render_graph(graph).source.count("<I>opaque</I>") == 1
+    # With the input, its conv is a node of its own.
+    captured = _assert_captured(model, x, ["1"])
+    assert "1.conv" in captured
 
 
 @pytest.mark.parametrize("builtin", ["int", "float", "len"])
@@ -561,7 +594,7 @@ def test_timm_registered_module_class_is_opaque_without_probing(
     roots = _roots_traced(monkeypatch)
     x = torch.randn(1, 3, 6, 6)
     with pytest.warns(fxmaps.FxmapsWarning, match=r"'1' \(_Padded: .*if x.shape\[-1\] % 4"):
-        graph = fxmaps.analyze(model, x)
+        graph = fxmaps.analyze(model)
     assert [o.name for o in graph.opaque] == ["1", "2", "3"]
     note = "timm registers _Padded as not traceable"
     assert all((note in o.reason) is registered for o in graph.opaque)
@@ -571,6 +604,7 @@ def test_timm_registered_module_class_is_opaque_without_probing(
     _assert_same_output(graph, model, x)
     maps = fxmaps.extract(graph, x, layers=["2"])
     torch.testing.assert_close(maps["2"], hook_outputs(model, x)["2"][0], rtol=0, atol=0)
+    _assert_captured(model, x, ["1", "2", "3"])
 
 
 @pytest.mark.parametrize("registered", [False, True], ids=["innermost", "registered"])
@@ -599,7 +633,7 @@ def test_timm_model_with_registered_modules(monkeypatch: pytest.MonkeyPatch) -> 
     roots = _roots_traced(monkeypatch)
     x = torch.randn(1, 3, 32, 32)
     with pytest.warns(fxmaps.FxmapsWarning, match="timm registers GPSA as not traceable"):
-        graph = fxmaps.analyze(model, x)
+        graph = fxmaps.analyze(model)
     gpsa = [name for name, module in model.named_modules() if isinstance(module, GPSA)]
     assert [o.name for o in graph.opaque] == gpsa == ["blocks.0.attn", "blocks.1.attn"]
     assert roots == ["ConVit", "ConVit"]
@@ -609,6 +643,8 @@ def test_timm_model_with_registered_modules(monkeypatch: pytest.MonkeyPatch) -> 
     hooked = hook_outputs(model, x)
     for name in gpsa:
         torch.testing.assert_close(maps[name], hooked[name][0], rtol=0, atol=0)
+    captured = _assert_captured(model, x, gpsa)
+    assert "blocks.0.attn.qk" in captured  # GPSA's own linears, inside what timm registers
 
 
 def test_timm_is_never_imported_for_other_models() -> None:
@@ -641,10 +677,15 @@ def test_a_trace_error_the_model_catches_still_makes_its_module_opaque() -> None
     x = torch.randn(1, 3, 4, 4)
     # Traced, the `except` branch would be recorded: a graph that always doubles.
     with pytest.warns(fxmaps.FxmapsWarning, match=r"'0' \(_Forgiving: .*if x.mean\(\) > 0"):
-        graph = fxmaps.analyze(model, x)
+        graph = fxmaps.analyze(model)
     assert [o.name for o in graph.opaque] == ["0"]
     for sign in (1, -1):  # both branches, as the model takes them
         _assert_same_output(graph, model, sign * x)
+    # Captured, the branch runs as Python each time: the conv's map follows either one.
+    captured = _assert_captured(model, x.abs(), ["0"])
+    for sign in (1, -1):
+        maps = fxmaps.extract(captured, sign * x.abs(), layers=["1"])
+        torch.testing.assert_close(maps["1"], hook_outputs(model, sign * x.abs())["1"][0])
 
 
 def _clamped_window(window: list[int], size: list[int]) -> list[int]:

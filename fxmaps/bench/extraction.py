@@ -38,7 +38,8 @@ from fxmaps.bench.harness import (
 from fxmaps.errors import FxmapsWarning, InputError
 from fxmaps.extract.extractor import FeatureExtractor, checked_inputs
 from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
-from fxmaps.graph.checks import ExampleInput, as_example_inputs, check_module
+from fxmaps.graph.checks import check_module
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
 
 __all__ = ["ExtractionBenchmark", "benchmark_extraction"]
 
@@ -142,29 +143,28 @@ def benchmark_extraction(
     extraction runs before the timed rounds, so that a wrong input fails with an
     fxmaps error (``ShapeError``, ``MemoryLimitError``, ...) before any timing.
     """
-    batch = as_example_inputs(inputs, argument="inputs")
-    if batch is None or repeat < 1:
+    model = model_or_graph.model if isinstance(model_or_graph, ModelGraph) else model_or_graph
+    check_module(model, "benchmark_extraction()")
+    given = as_inputs(inputs, model, argument="inputs")
+    if given is None or repeat < 1:
         raise InputError("benchmark_extraction needs inputs and repeat >= 1")
-    if not isinstance(model_or_graph, ModelGraph):
-        check_module(model_or_graph, "benchmark_extraction()")
     graph = (
         model_or_graph
         if isinstance(model_or_graph, ModelGraph)
-        else graph_for_inputs(model_or_graph, len(batch))
+        else graph_for_inputs(model_or_graph, given)
     )
-    model = graph.model
     chosen = require_layers(graph, layers)
     extractor = FeatureExtractor(graph, chosen, **options)
-    batch, notes = checked_inputs(graph, batch)
+    batch, notes = checked_inputs(graph, given)
     for note in notes:
         warnings.warn(note, FxmapsWarning, stacklevel=2)
     hooked = sorted({layer.target for layer in chosen if layer.module is not None})
     callables: dict[str, Callable[[], Any]] = {
-        FORWARD: lambda: model(*batch),
-        FXMAPS: lambda: extractor(*batch),
+        FORWARD: lambda: batch.call(model),
+        FXMAPS: lambda: batch.call(extractor),
         HOOKS: lambda: _hooked_forward(model, hooked, batch),
     }
-    device = batch[0].device
+    device = batch.tensors()[0].device
     saved = [(m, m.training) for m in model.modules()]
     try:
         model.train(graph.train)
@@ -172,13 +172,13 @@ def benchmark_extraction(
             extractor._run(batch)  # fails here, explained, if the input does not fit
             timings = run_interleaved(callables, rounds=repeat, warmup=warmup, device=device)
             peaks = {k: _peak_memory(f, device) if memory else None for k, f in callables.items()}
-            retained = extractor(*batch).nbytes
+            retained = batch.call(extractor).nbytes
     finally:
         for module, mode in saved:
             module.training = mode
     return ExtractionBenchmark(
         model=name or type(model).__name__,
-        input_shapes=[list(t.shape) for t in batch],
+        input_shapes=[list(t.shape) for t in batch.tensors()],
         layers=len(chosen),
         hooked=sum(1 for layer in chosen if layer.module is not None),
         retained_bytes=retained,
@@ -187,14 +187,14 @@ def benchmark_extraction(
     )
 
 
-def _hooked_forward(model: nn.Module, targets: list[str], batch: tuple[torch.Tensor, ...]) -> Any:
+def _hooked_forward(model: nn.Module, targets: list[str], batch: Inputs) -> Any:
     kept: list[Any] = []
     handles = [
         model.get_submodule(t).register_forward_hook(lambda _m, _i, out: kept.append(out))
         for t in targets
     ]
     try:
-        model(*batch)
+        batch.call(model)
     finally:
         for handle in handles:
             handle.remove()

@@ -152,9 +152,13 @@ _DEFAULT_METHODS: dict[str, Kind] = {
     ),
 }
 
-# Functions that live in modules fxmaps does not import itself, matched by qualified name.
+# Functions and module classes that live in modules fxmaps does not import itself,
+# matched by qualified name.
 _NAMED_FUNCTIONS: dict[str, Kind] = {
     "torchvision.models.swin_transformer.shifted_window_attention": Kind.ATTENTION,
+}
+_NAMED_MODULES: dict[str, Kind] = {
+    "transformers.pytorch_utils.Conv1D": Kind.LINEAR,
 }
 
 _module_rules: dict[type[nn.Module], Kind] = {}
@@ -231,6 +235,9 @@ def _lookup_module_kind(cls: type) -> Kind:
     for base in cls.__mro__:
         if base in _module_rules:
             return _module_rules[base]
+        named = _NAMED_MODULES.get(f"{base.__module__}.{base.__qualname__}")
+        if named is not None:
+            return named
     for base in cls.__mro__:
         for family, kind in _MODULE_FAMILIES:
             if base.__module__ == family.__name__:

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from fxmaps.errors import (
     DeviceError,
@@ -43,22 +43,26 @@ from fxmaps.extract import cache
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, number
 from fxmaps.extract.rewrite import Plan, build_extraction
+from fxmaps.extract.runner import CapturedExtraction
 from fxmaps.extract.transforms import map_options
 from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
 from fxmaps.graph.checks import (
-    ExampleInput,
-    as_example_inputs,
+    check_device,
     check_module,
     non_finite_input_note,
     non_finite_maps_note,
     prepare_inputs,
 )
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
 from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
 from fxmaps.trace.state import preserved_state
+from fxmaps.trace.variants import graph_inputs, placeholder_values
 
 __all__ = ["FeatureExtractor", "checked_inputs", "extract"]
 
-_Extraction = tuple[fx.GraphModule, Plan, frozenset[str]]
+_Found = tuple[dict[str, Any], dict[str, int], dict[str, Any]]
+_Run = Callable[[Inputs], _Found]
+_Extraction = tuple[_Run, nn.Module, Plan, frozenset[str]]
 
 _TRANSFORM_PREFIX = "fxmaps_map_"
 _OUT_OF_PLACE_PREFIX = "fxmaps_out_of_place_"
@@ -135,13 +139,25 @@ class FeatureExtractor(nn.Module):
             )
         self.max_bytes = max_bytes
         self._key = (tuple(self.names), self._options)
-        self.graph_module, self._plan, self._forced = cache.cached(
+        self._runner, self.graph_module, self._plan, self._forced = cache.cached(
             graph, ("extraction", self._key), self._build
         )
 
     def _build(self, forced: frozenset[str] = frozenset()) -> _Extraction:
+        """How to run, and the module that holds the layers it runs (so that the
+        extractor's parameters are the model's): the rewritten graph; for a captured
+        model, the captured run and the model."""
+        model = self._graph.model
+        if self._graph.capture is not None:
+            captured = CapturedExtraction(self._graph, self._layers, self._options, forced)
+            return captured, model, Plan(forced, ()), forced
         module, plan = build_extraction(self._graph, self._layers, self._options, forced)
-        return module, plan, forced
+
+        def run(inputs: Inputs) -> _Found:
+            found: _Found = module(*graph_inputs(model, inputs))
+            return found
+
+        return run, module, plan, forced
 
     @property
     def names(self) -> list[str]:
@@ -161,22 +177,25 @@ class FeatureExtractor(nn.Module):
         """
         return self._plan.out_of_place
 
-    def forward(self, *inputs: torch.Tensor) -> FeatureMaps:
-        batch = as_example_inputs(inputs, argument="inputs") or ()
-        batch, notes = checked_inputs(self._graph, batch)
+    def forward(self, *args: Any, **kwargs: Any) -> FeatureMaps:
+        """The maps for the model called with ``args`` and ``kwargs``."""
+        inputs = as_inputs(Inputs(args, kwargs), self._graph.model, argument="inputs")
+        assert inputs is not None  # an Inputs is never None
+        inputs, notes = checked_inputs(self._graph, inputs)
         for note in notes:
             warnings.warn(note, FxmapsWarning, stacklevel=4)  # past nn.Module's __call__
-        return self._run(batch)
+        return self._run(inputs)
 
-    def _run(self, batch: tuple[torch.Tensor, ...]) -> FeatureMaps:
+    def _run(self, inputs: Inputs) -> FeatureMaps:
         """Extract from inputs that :func:`checked_inputs` already checked."""
+        batch = inputs.tensors()
         self._check_memory(batch)
         try:
-            maps, versions, kept = self.graph_module(*batch)
+            maps, versions, kept = self._runner(inputs)
         except FxmapsError:
             raise
         except Exception as err:
-            explained = _explain_failure(self._graph, batch, err)
+            explained = _explain_failure(self._graph, inputs, err)
             if explained is None:
                 raise
             raise explained from err
@@ -193,8 +212,8 @@ class FeatureExtractor(nn.Module):
                 )
             rebuilt = self._build(self._forced | mutated)
             cache.store(self._graph, ("extraction", self._key), rebuilt)
-            self.graph_module, self._plan, self._forced = rebuilt
-            return self._run(batch)
+            self._runner, self.graph_module, self._plan, self._forced = rebuilt
+            return self._run(inputs)
         tensors = {name: v for name, v in maps.items() if isinstance(v, torch.Tensor)}
         layers = {layer.name: layer for layer in self._layers}
         channels = {name: k for name, k in kept.items() if k is not None}
@@ -275,16 +294,17 @@ def extract(
         >>> list(maps), tuple(maps["layer1.0.conv1"].shape)
         (['layer1.0.conv1', 'layer1.0.conv2', 'layer1.1.conv1', 'layer1.1.conv2'], (2, 4, 16, 16))
     """
-    batch = as_example_inputs(inputs, argument="inputs")
-    if batch is None:
+    model = model_or_graph.model if isinstance(model_or_graph, ModelGraph) else model_or_graph
+    check_module(model, "extract()")
+    given = as_inputs(inputs, model, argument="inputs")
+    if given is None:
         raise InputError(
             "extract() needs inputs: a tensor or a tuple of tensors", argument="inputs", got="None"
         )
     if isinstance(model_or_graph, ModelGraph):
         graph = model_or_graph
     else:
-        check_module(model_or_graph, "extract()")
-        graph = graph_for_inputs(model_or_graph, len(batch))
+        graph = graph_for_inputs(model_or_graph, given)
     extractor = FeatureExtractor(
         graph,
         layers,
@@ -295,23 +315,22 @@ def extract(
         spatial=spatial,
         max_bytes=max_bytes,
     )
-    batch, notes = checked_inputs(graph, batch)
-    bad_input = non_finite_input_note(batch, "input")
+    given, notes = checked_inputs(graph, given)
+    bad_input = non_finite_input_note(given.tensors(), "input")
     for note in [*notes, bad_input]:
         if note:
             warnings.warn(note, FxmapsWarning, stacklevel=2)
     with preserved_state(graph.model, train=graph.train), torch.no_grad():
-        maps: FeatureMaps = extractor._run(batch)
+        maps: FeatureMaps = extractor._run(given)
         if bad_input is None and not all_finite(list(maps.values())):
-            warnings.warn(_non_finite_maps(graph, batch, maps), FxmapsWarning, stacklevel=2)
+            warnings.warn(_non_finite_maps(graph, given, maps), FxmapsWarning, stacklevel=2)
     return maps
 
 
-def checked_inputs(
-    graph: ModelGraph, inputs: tuple[torch.Tensor, ...]
-) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+def checked_inputs(graph: ModelGraph, inputs: Inputs) -> tuple[Inputs, list[str]]:
     """The inputs checked against the graph's model (see :func:`fxmaps.analyze.prepare_inputs`);
-    a model on the meta device is refused, since its maps would hold no values."""
+    a model on the meta device is refused, since its maps would hold no values. For a
+    captured model, only the devices are checked: its graph describes one run."""
     param = next(graph.model.parameters(), None)
     if param is not None and param.device.type == "meta":
         raise DeviceError(
@@ -320,12 +339,13 @@ def checked_inputs(
             "(model.to_empty(device='cpu'), then load_state_dict); analyze() with a meta "
             "input gives its shapes"
         )
+    if graph.capture is not None:
+        check_device(graph.model, inputs.tensors(), argument="input")
+        return inputs, []
     return prepare_inputs(graph.model, graph.graph_module, inputs, argument="input")
 
 
-def _explain_failure(
-    graph: ModelGraph, batch: tuple[torch.Tensor, ...], err: Exception
-) -> FxmapsError | None:
+def _explain_failure(graph: ModelGraph, inputs: Inputs, err: Exception) -> FxmapsError | None:
     """What made the run fail, as an fxmaps error; ``None`` when it is not the input's fault."""
     text = str(err)
     if isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text:
@@ -334,17 +354,23 @@ def _explain_failure(
             f"{text.strip().splitlines()[0] if text.strip() else ''}); keep less: a smaller "
             "batch, fewer layers, channels=, reduce= or dtype=torch.float16"
         )
+    if graph.capture is not None:
+        return None
+    values = placeholder_values(graph.graph_module, graph.model, inputs)
     try:
         with preserved_state(graph.model, train=graph.train):
-            propagate(graph.graph_module, batch, train=graph.train)
+            propagate(graph.graph_module, values, train=graph.train)
     except ShapeError as shape_error:
         return shape_error
     return None
 
 
-def _non_finite_maps(graph: ModelGraph, batch: tuple[torch.Tensor, ...], maps: FeatureMaps) -> str:
+def _non_finite_maps(graph: ModelGraph, inputs: Inputs, maps: FeatureMaps) -> str:
     bad = [name for name, tensor in maps.items() if not all_finite(tensor)]
     more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-    with preserved_state(graph.model, train=graph.train):
-        first = first_non_finite(graph.graph_module, batch)
+    first = bad[0]
+    if graph.capture is None:
+        values = placeholder_values(graph.graph_module, graph.model, inputs)
+        with preserved_state(graph.model, train=graph.train):
+            first = first_non_finite(graph.graph_module, values) or first
     return non_finite_maps_note(first, f"the map of {bad[0]!r}{more}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import inspect
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from fxmaps.extract.transforms import MapOptions, MapTransform
 from fxmaps.facts import Kind, facts
 from fxmaps.graph import Layer, ModelGraph
 
-__all__ = ["Plan", "build_extraction"]
+__all__ = ["Plan", "build_extraction", "rewrite_for_maps"]
 
 _TRANSFORM_PREFIX = "fxmaps_map_"
 _OUT_OF_PLACE_PREFIX = "fxmaps_out_of_place_"
@@ -57,16 +57,39 @@ def build_extraction(
     """A graph module returning ``(maps, versions, kept channels)`` for the chosen layers.
 
     ``forced`` names maps to copy whatever the analysis says (found mutated by a run).
+    It takes the tensor arguments of a call (the graph's checks of the other
+    arguments are dropped).
     """
-    source = graph.graph_module
+    chosen = [(layer, graph.fx_node(layer.name)) for layer in layers]
+    return rewrite_for_maps(graph.graph_module, chosen, options, forced)
+
+
+def rewrite_for_maps(
+    source: fx.GraphModule,
+    chosen: Sequence[tuple[Layer, fx.Node]],
+    options: MapOptions,
+    forced: Iterable[str],
+    *,
+    keep_output: bool = False,
+    replace: Mapping[str, nn.Module] | None = None,
+) -> tuple[fx.GraphModule, Plan]:
+    """``source`` rewritten to return ``(maps, versions, kept channels)`` of ``chosen``
+    (each a layer and its node in ``source``), or with ``keep_output``
+    ``(output, maps, versions, kept)``: a traced region that must still give its output.
+    ``replace`` calls other modules at some ``call_module`` targets (shadows)."""
+    replace = replace or {}
     nodes = [n for n in source.graph.nodes if n.op != "output"]
     modules = {n: source.get_submodule(str(n.target)) for n in nodes if n.op == "call_module"}
-    values = {layer.name: _value_node(graph.fx_node(layer.name)) for layer in layers}
+    values = {layer.name: _value_node(node) for layer, node in chosen}
+    layers = [layer for layer, _ in chosen]
     returned = {layer.name for layer in layers if layer.kind is Kind.OUTPUT}
     requested = {n for name, v in values.items() if name not in returned for n in _nodes_in(v)}
     at_end = {n for name in returned for n in _nodes_in(values[name])}
+    result = _output_value(source) if keep_output else None
+    at_end |= set(_nodes_in(result))
     plan = plan_liveness(source, nodes, requested, read_at_end=at_end)
-    snapshots = ({facts(n).name for n in plan.snapshots} | set(forced)) - returned
+    by_node = {node: layer.name for layer, node in chosen}
+    snapshots = ({by_node[n] for n in plan.snapshots if n in by_node} | set(forced)) - returned
 
     position = {node: i for i, node in enumerate(nodes)}
     ready: dict[fx.Node | None, list[Layer]] = {}  # the node after which each map exists
@@ -82,10 +105,12 @@ def build_extraction(
     for node in nodes:
         if node in plan.out_of_place:
             env[node] = _copy_out_of_place(new, root, node, modules.get(node), env)
-        elif node.op == "placeholder" or node in plan.live:
+        elif (node.op == "placeholder" and not facts(node).hidden) or node in plan.live:
             env[node] = new.node_copy(node, env.__getitem__)
             if node.op in ("call_module", "get_attr"):
-                root[str(node.target)] = operator.attrgetter(str(node.target))(source)
+                target = str(node.target)
+                shadow = replace.get(target)
+                root[target] = shadow if shadow is not None else operator.attrgetter(target)(source)
         for layer in ready.get(node, []):
             value = fx.map_arg(values[layer.name], env.__getitem__)
             _emit(new, root, layer, value, options, layer.name in snapshots, outputs)
@@ -93,12 +118,21 @@ def build_extraction(
         value = fx.map_arg(values[layer.name], env.__getitem__)
         _emit(new, root, layer, value, options, False, outputs)
     maps, versions, kept = outputs
-    new.output(({n: maps[n] for n in values}, versions, kept))
+    taken = ({n: maps[n] for n in values}, versions, kept)
+    if keep_output:
+        new.output((fx.map_arg(result, env.__getitem__), *taken))
+    else:
+        new.output(taken)
     rewritten = tuple(
         facts(n).name for n in nodes if n in plan.out_of_place and not facts(n).hidden
     )
     module = fx.GraphModule(root, new, "FeatureExtractorGraph")
     return module, Plan(frozenset(snapshots), rewritten)
+
+
+def _output_value(source: fx.GraphModule) -> Any:
+    output = next(n for n in reversed(source.graph.nodes) if n.op == "output")
+    return output.args[0]
 
 
 def _copy_out_of_place(

@@ -13,8 +13,7 @@ from fxmaps.classify import note_kinds, note_structure
 from fxmaps.errors import FxmapsWarning, InputError
 from fxmaps.graph.build import build_graph
 from fxmaps.graph.checks import (
-    ExampleInput,
-    as_example_inputs,
+    check_device,
     check_module,
     non_finite_input_note,
     non_finite_maps_note,
@@ -22,8 +21,10 @@ from fxmaps.graph.checks import (
 )
 from fxmaps.graph.model_graph import ModelGraph
 from fxmaps.trace import LeafSpec, Traced, trace
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
 from fxmaps.trace.shapes import first_non_finite, propagate, shape_of
 from fxmaps.trace.state import preserved_state
+from fxmaps.trace.variants import placeholder_values
 
 __all__ = ["analyze", "graph_for_inputs"]
 
@@ -81,50 +82,74 @@ def analyze(
         >>> g.info()["residual"], [r.merge for r in g.residuals()]
         (1, ['1.add'])
     """
-    inputs = as_example_inputs(example_input)
-    traced = _trace(
-        model, None if inputs is None else len(inputs), leaf_modules, autowrap_functions, train
-    )
+    check_module(model)
+    inputs = as_inputs(example_input, model)
+    if inputs is not None:
+        check_device(model, inputs.tensors())
+        _check_materialized(model)
+    traced = _trace(model, inputs, leaf_modules, autowrap_functions, train)
     module = traced.graph_module
     note_kinds(module)
     if inputs is not None:
-        inputs, notes = prepare_inputs(model, module, inputs)
-        bad_input = non_finite_input_note(inputs, "example input")
-        for note in [*notes, bad_input]:
-            if note:
-                warnings.warn(note, FxmapsWarning, stacklevel=2)
-        _check_materialized(model)
-        with preserved_state(model, train=train):
-            found = propagate(module, inputs, train=train, record=True)
-            if not found.finite and bad_input is None:
-                first = first_non_finite(module, inputs)
-                warnings.warn(non_finite_maps_note(first), FxmapsWarning, stacklevel=2)
-    shapes = None if inputs is None else tuple(shape_of(t) for t in inputs)
+        inputs = _check_and_run(model, traced, inputs, train)
+    shapes = None if inputs is None else tuple(shape_of(t) for t in inputs.tensors())
     return build_graph(model, traced, note_structure(module), shapes, train)
 
 
-def graph_for_inputs(model: nn.Module, n_inputs: int) -> ModelGraph:
-    """The eval-mode graph for calls with ``n_inputs`` positional inputs, without shapes.
+def _check_and_run(model: nn.Module, traced: Traced, inputs: Inputs, train: bool) -> Inputs:
+    """Check the inputs against the graph (fixing what is unambiguous), then find every
+    node's shape: a run of the traced graph, or what the capture's run saw."""
+    module = traced.graph_module
+    notes: list[str] = []
+    if traced.capture is None:
+        inputs, notes = prepare_inputs(model, module, inputs)
+    bad_input = non_finite_input_note(inputs.tensors(), "example input")
+    for note in [*notes, bad_input]:
+        if note:
+            warnings.warn(note, FxmapsWarning, stacklevel=3)
+    finite, first = _run_for_shapes(model, traced, inputs, train)
+    if not finite and bad_input is None:
+        warnings.warn(non_finite_maps_note(first), FxmapsWarning, stacklevel=3)
+    return inputs
+
+
+def _run_for_shapes(
+    model: nn.Module, traced: Traced, inputs: Inputs, train: bool
+) -> tuple[bool, str | None]:
+    """Every node's shape written into its facts; whether the output is finite, and if
+    not, the first node that made NaN or inf. A capture's run already did both."""
+    if traced.capture is not None:
+        return traced.capture.finite, traced.capture.first_non_finite
+    module = traced.graph_module
+    values = placeholder_values(module, model, inputs)
+    with preserved_state(model, train=train):
+        found = propagate(module, values, train=train, record=True)
+        return found.finite, None if found.finite else first_non_finite(module, values)
+
+
+def graph_for_inputs(model: nn.Module, inputs: Inputs) -> ModelGraph:
+    """The eval-mode graph for calls with ``inputs``, without shapes.
 
     What :func:`fxmaps.extract` uses when given a model: no shape propagation,
-    which would cost a forward pass of its own.
+    which would cost a forward pass of its own (a model torch.fx cannot follow is
+    captured, which runs it once).
     """
-    traced = _trace(model, n_inputs, (), (), False)
+    check_module(model, "extract()")
+    traced = _trace(model, inputs, (), (), False)
     note_kinds(traced.graph_module)
     return build_graph(model, traced, note_structure(traced.graph_module), None, False)
 
 
 def _trace(
     model: nn.Module,
-    n_inputs: int | None,
+    inputs: Inputs | None,
     leaf_modules: Iterable[LeafSpec],
     autowrap_functions: Iterable[Callable[..., Any]],
     train: bool,
 ) -> Traced:
-    check_module(model)
     traced = trace(
         model,
-        n_inputs=n_inputs,
+        inputs,
         leaf_modules=leaf_modules,
         autowrap_functions=autowrap_functions,
         train=train,
@@ -156,8 +181,9 @@ def _warn_opaque(model: nn.Module, traced: Traced) -> None:
     described = "; ".join(f"{o.name!r} ({o.module_type}: {o.reason} at {o.location})" for o in auto)
     warnings.warn(
         f"fxmaps could not trace into {len(auto)} module(s) of {type(model).__name__} and "
-        f"shows each as one opaque node: {described}. Their insides are not shown; pass "
-        "leaf_modules=[...] to choose this yourself.",
+        f"shows each as one opaque node: {described}. Their insides are not shown; pass an "
+        "example input (analyze(model, example_input)) to run them as Python and capture "
+        "what they compute, or leaf_modules=[...] to choose this yourself.",
         FxmapsWarning,
         stacklevel=4,
     )

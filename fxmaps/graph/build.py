@@ -35,6 +35,8 @@ def build_graph(
         first_use_params=_first_use_params(nodes, module),
         input_shapes=input_shapes,
         train=train,
+        eager=traced.eager,
+        capture=traced.capture,
     )
 
 

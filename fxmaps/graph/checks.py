@@ -10,11 +10,9 @@ dimension is added, with a note, where that is unambiguous.
 from __future__ import annotations
 
 import operator
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import fx, nn
 from torchvision.models import WeightsEnum, get_model_weights, list_models
@@ -22,14 +20,12 @@ from torchvision.models import WeightsEnum, get_model_weights, list_models
 from fxmaps.errors import DeviceError, InputError, ShapeError
 from fxmaps.facts import Kind, facts
 from fxmaps.graph.model_graph import ModelGraph
-from fxmaps.trace.shapes import (
-    all_finite,
-)
+from fxmaps.trace.inputs import Inputs
+from fxmaps.trace.shapes import all_finite
+from fxmaps.trace.variants import graph_inputs, with_graph_inputs
 
 __all__ = [
-    "ExampleInput",
     "FirstLayer",
-    "as_example_inputs",
     "check_device",
     "check_module",
     "first_layers",
@@ -37,8 +33,6 @@ __all__ = [
     "non_finite_maps_note",
     "prepare_inputs",
 ]
-
-ExampleInput = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 
 
 def check_module(model: object, caller: str = "analyze()") -> None:
@@ -84,70 +78,8 @@ def _what_instead(obj: object) -> str:
     )
 
 
-def as_example_inputs(
-    example_input: ExampleInput | None, *, argument: str = "example_input"
-) -> tuple[torch.Tensor, ...] | None:
-    """``None``, or the input as a tuple of tensors; anything else raises ``InputError``.
-
-    NumPy arrays are accepted and turned into tensors with ``torch.as_tensor``
-    (sharing their memory); the checks of :func:`prepare_inputs` then apply to
-    them as to any tensor (an ``(H, W, C)`` ``uint8`` photo is refused there
-    with what to do).
-    """
-    if example_input is None:
-        return None
-    if isinstance(example_input, (torch.Tensor, np.ndarray)):
-        return (_as_tensor(example_input, argument),)
-    items = example_input if isinstance(example_input, (tuple, list)) else ()
-    if items and all(isinstance(x, (torch.Tensor, np.ndarray)) for x in items):
-        return tuple(_as_tensor(x, argument) for x in items)
-    raise InputError(
-        f"{argument} must be a tensor or a non-empty tuple of tensors, got "
-        f"{_describe_value(example_input)}; {_input_fix(example_input)}"
-    )
-
-
-def _as_tensor(value: torch.Tensor | np.ndarray, argument: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(value)
-    except (TypeError, RuntimeError) as err:
-        raise InputError(
-            f"{argument}: a NumPy array of dtype {value.dtype} cannot be made a tensor ({err}); "
-            "convert it to a float array first, for example array.astype('float32')"
-        ) from err
-
-
-def _describe_value(value: object) -> str:
-    if isinstance(value, (tuple, list)):
-        kinds = sorted({type(x).__name__ for x in value})
-        return (
-            f"an empty {type(value).__name__}"
-            if not value
-            else (f"a {type(value).__name__} of {', '.join(kinds)}")
-        )
-    return type(value).__name__
-
-
-def _input_fix(value: object) -> str:
-    if isinstance(value, (str, os.PathLike)):
-        return f"to look at an image file, load it first: fxmaps.load_image({str(value)!r})"
-    if type(value).__module__.startswith("PIL."):
-        return "turn the image into a batch with fxmaps.load_image(image)"
-    if isinstance(value, Mapping):
-        return "pass the tensors themselves, as a tuple in the order forward takes them"
-    if (
-        isinstance(value, (tuple, list))
-        and value
-        and not any(isinstance(x, (torch.Tensor, np.ndarray)) for x in value)
-    ):
-        return "make it a tensor first, for example torch.tensor(values)"
-    return "for an image batch pass a tensor of shape (N, C, H, W)"
-
-
 def check_device(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], *, argument: str = "example input"
+    model: nn.Module, inputs: Sequence[torch.Tensor], *, argument: str = "example input"
 ) -> None:
     """Raise ``DeviceError`` when an input is not on the device of the model's parameters.
 
@@ -204,7 +136,8 @@ def first_layers(graph_module: fx.GraphModule) -> list[FirstLayer | None]:
     Reads the kinds classification wrote into the nodes' facts.
     """
     found: list[FirstLayer | None] = []
-    for placeholder in [n for n in graph_module.graph.nodes if n.op == "placeholder"]:
+    inputs = [n for n in graph_module.graph.nodes if n.op == "placeholder" and not facts(n).hidden]
+    for placeholder in inputs:
         reached, rank, dtype = {placeholder}, {placeholder}, {placeholder}
         first = None
         for node in graph_module.graph.nodes:
@@ -238,10 +171,10 @@ def _keeps_rank(node: fx.Node, kind: Kind) -> bool:
 def prepare_inputs(
     model: nn.Module,
     graph_module: fx.GraphModule,
-    inputs: tuple[torch.Tensor, ...],
+    inputs: Inputs,
     *,
     argument: str = "example input",
-) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+) -> tuple[Inputs, list[str]]:
     """Check inputs against the model; fix what is unambiguous, and say so.
 
     * on another device than the model: ``DeviceError``;
@@ -256,15 +189,17 @@ def prepare_inputs(
       shape is ambiguous, and fewer dimensions are missing more than the batch:
       ``ShapeError`` with what to do.
 
+    The graph is a symbolic trace: its inputs are the tensor arguments.
+
     Returns:
         The inputs to run, and the notes to show as warnings.
     """
-    check_device(model, inputs, argument=argument)
+    check_device(model, inputs.tensors(), argument=argument)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     prepared: list[torch.Tensor] = []
     notes: list[str] = []
     firsts = first_layers(graph_module)
-    for i, tensor in enumerate(inputs):
+    for i, tensor in enumerate(graph_inputs(model, inputs)):
         first = firsts[i] if i < len(firsts) else None
         if first is not None and first.kind is not Kind.EMBEDDING and dtype is not None:
             if first.same_dtype:
@@ -272,7 +207,7 @@ def prepare_inputs(
             if first.same_rank:
                 tensor = _batched(tensor, first, f"{argument} {i}", notes)
         prepared.append(tensor)
-    return tuple(prepared), notes
+    return with_graph_inputs(model, inputs, prepared), notes
 
 
 def _floating(
@@ -341,7 +276,7 @@ def _batched(tensor: torch.Tensor, first: FirstLayer, label: str, notes: list[st
     return tensor
 
 
-def non_finite_input_note(inputs: tuple[torch.Tensor, ...], argument: str) -> str | None:
+def non_finite_input_note(inputs: Sequence[torch.Tensor], argument: str) -> str | None:
     """A note when an input holds NaN or inf (those spread to every map after them)."""
     for i, tensor in enumerate(inputs):
         if not all_finite(tensor):

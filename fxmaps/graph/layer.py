@@ -27,6 +27,9 @@ class Layer:
         params: Number of parameters the node uses (shared ones included).
         block: The innermost enclosing residual or sequential block, if any.
         opaque: Whether the node is a module fxmaps did not trace into.
+        region: For a model fxmaps captured, the module call whose ``forward`` ran as
+            Python and ran this node (see ``ModelGraph.eager``); ``None`` for nodes
+            torch.fx traced.
         layout: Whether the output keeps its channels first ``(N, C, ...)`` or last
             ``(N, ..., C)``.
     """
@@ -40,6 +43,7 @@ class Layer:
     block: str | None
     opaque: bool = False
     layout: Layout = Layout.UNKNOWN
+    region: str | None = None
 
     @classmethod
     def of(cls, found: NodeFacts, module: nn.Module | None) -> Layer:
@@ -54,6 +58,7 @@ class Layer:
             block=found.block,
             opaque=found.opaque,
             layout=found.layout,
+            region=found.region,
         )
 
     @property

@@ -20,6 +20,7 @@ from fxmaps.facts import ShapeTree, facts
 from fxmaps.graph.layer import Layer
 from fxmaps.graph.select import Selection, select_layers
 from fxmaps.trace import OpaqueModule
+from fxmaps.trace.regions import Capture, EagerRegion
 
 __all__ = [
     "ATTR_BLOCK",
@@ -79,6 +80,8 @@ class ModelGraph:
         first_use_params: Mapping[str, int],
         input_shapes: tuple[ShapeTree | None, ...] | None,
         train: bool,
+        eager: Sequence[EagerRegion] = (),
+        capture: Capture | None = None,
     ) -> None:
         self._model = model
         self._graph_module = graph_module
@@ -94,6 +97,8 @@ class ModelGraph:
         self._first_use_params = dict(first_use_params)
         self._input_shapes = input_shapes
         self._train = train
+        self._eager = tuple(eager)
+        self._capture = capture
 
     # -- records -------------------------------------------------------------------------
 
@@ -151,6 +156,18 @@ class ModelGraph:
     def opaque(self) -> tuple[OpaqueModule, ...]:
         """Modules traced as single nodes (auto-leaf or ``leaf_modules``), with reasons."""
         return self._opaque
+
+    @property
+    def eager(self) -> tuple[EagerRegion, ...]:
+        """Module calls whose own ``forward`` ran as Python, because torch.fx could not
+        follow it, with the reason; everything they called is in the graph."""
+        return self._eager
+
+    @property
+    def capture(self) -> Capture | None:
+        """How a captured model ran (to run it that way again), or ``None`` when symbolic
+        tracing made the whole graph (advanced use)."""
+        return self._capture
 
     @property
     def autowrapped(self) -> tuple[str, ...]:
@@ -241,6 +258,8 @@ class ModelGraph:
         info = {key: counts[key] for key in HEADLINE}
         info.update({k: v for k, v in kinds.items() if v and k not in info})
         info["opaque"] = len(self._opaque)
+        if self._eager:
+            info["eager"] = len(self._eager)
         info["nodes"] = len(self._layers)
         return info
 

@@ -239,17 +239,21 @@ def _node_attrs(node: DrawnNode, show_shapes: bool, marked: bool) -> dict[str, s
             attrs.update(_SMALL_ATTRS)
         if first.opaque:
             attrs.update(style="rounded,filled,dashed", penwidth="2")
+        elif first.region is not None:
+            attrs.update(style="rounded,filled,dotted", penwidth="2")
     if marked:
         attrs.update(_HIGHLIGHT)
     return attrs
 
 
 def _label(node: DrawnNode, show_shapes: bool) -> str:
-    """Bold name; then type, "opaque", size, parameters; shape; folded parameter nodes."""
+    """Bold name; then type, "opaque" or "eager", size, parameters; shape; folded parameter
+    nodes."""
     first, count = node.layers[0], len(node.layers)
     if node.group is None:
         details = [_esc(node.module_type)] if _shows_type(first) else []
         details += ["<I>opaque</I>"] if first.opaque else []
+        details += ["<I>eager</I>"] if first.region is not None else []
     else:
         details = [_type_and_kind(node.module_type, node.group)]
         details += [f"{count} node{'s' if count > 1 else ''}"]
@@ -295,6 +299,8 @@ def _legend_cells(plan: GraphPlan) -> list[tuple[str, str]]:
         cells.append((_swatch("#ffffff", border), "holds downsample"))
     if any(node.group is None and node.layers[0].opaque for node in nodes):
         cells.append((_swatch("#ffffff", ' STYLE="DASHED"'), "opaque"))
+    if any(node.group is None and node.layers[0].region is not None for node in nodes):
+        cells.append((_swatch("#ffffff", ' STYLE="DOTTED"'), "eager: ran as Python"))
     for role, (symbol, text) in _EDGE_LEGEND.items():
         if role in roles:
             cells.append((_symbol(_EDGE_STYLE[role]["color"], symbol), text))

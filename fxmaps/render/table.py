@@ -60,7 +60,13 @@ def summary_footer(graph: ModelGraph) -> list[str]:
             f"{'training' if graph.train else 'eval'}-mode graph"
         )
     if graph.opaque:
-        names = ", ".join(o.name for o in graph.opaque[:5])
-        more = f" and {len(graph.opaque) - 5} more" if len(graph.opaque) > 5 else ""
-        lines.append(f"Opaque (not traced into): {names}{more}")
+        lines.append(f"Opaque (not traced into): {_listed([o.name for o in graph.opaque])}")
+    if graph.eager:
+        calls = [f"{region.name} ({region.module_type})" for region in graph.eager]
+        lines.append(f"Eager (ran as Python): {_listed(calls)}")
     return lines
+
+
+def _listed(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -8,8 +8,21 @@ and timm's registry (:mod:`.registry`). Shape propagation and the meta-device ru
 (:mod:`.aliasing`) are passes over the traced graph that later stages share.
 """
 
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
 from fxmaps.trace.options import LeafSpec, TraceRequest
 from fxmaps.trace.record import OpaqueModule, Traced
+from fxmaps.trace.regions import EagerRegion
 from fxmaps.trace.seam import Backend, trace
 
-__all__ = ["Backend", "LeafSpec", "OpaqueModule", "TraceRequest", "Traced", "trace"]
+__all__ = [
+    "Backend",
+    "EagerRegion",
+    "ExampleInput",
+    "Inputs",
+    "LeafSpec",
+    "OpaqueModule",
+    "TraceRequest",
+    "Traced",
+    "as_inputs",
+    "trace",
+]

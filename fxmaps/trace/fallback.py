@@ -25,7 +25,7 @@ from fxmaps.errors import InputError, TraceError
 from fxmaps.facts import facts
 from fxmaps.trace.autowrap import Helper, patch_list
 from fxmaps.trace.diagnose import Failure, diagnose, trace_error_message
-from fxmaps.trace.options import TraceRequest, concrete_args, split_leaf_specs
+from fxmaps.trace.options import NotSymbolic, TraceRequest, concrete_args, split_leaf_specs
 from fxmaps.trace.record import (
     OpaqueModule,
     Traced,
@@ -37,21 +37,41 @@ from fxmaps.trace.record import (
 from fxmaps.trace.registry import Untraceable, known_untraceable
 from fxmaps.trace.symbolic import SymbolicTracer
 
-__all__ = ["trace_symbolic"]
+__all__ = ["OwnCodeFailure", "trace_symbolic"]
 
 _EXTRA_RETRIES = 32
 
 
-def trace_symbolic(model: nn.Module, request: TraceRequest) -> Traced:
+class OwnCodeFailure(Exception):
+    """Tracing failed in the module's own ``forward``, where no leaf choice helps."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+def trace_symbolic(
+    model: nn.Module, request: TraceRequest, *, own_failure: str = "raise"
+) -> Traced:
     """Trace ``model`` with fxmaps's symbolic tracer under the fallback policy.
+
+    Args:
+        model: The module to trace.
+        request: What to honour (inputs, leaves, autowrapped functions, mode).
+        own_failure: When tracing fails in ``model``'s own code: ``"raise"`` a
+            ``TraceError``, or ``"signal"`` it with :class:`OwnCodeFailure` for a caller
+            that can run that code instead. Either way a model that is itself one of
+            torch.nn's layers is kept whole (with ``"raise"``, a class timm registers
+            too).
 
     Raises:
         TraceError: Tracing failed in the model's own ``forward``, or no leaf
             choice helps; the message names the module and the source line.
         InputError: A bad leaf specification, or inputs that do not fit ``forward``.
+        NotSymbolic: The inputs cannot be given to a symbolic trace (tensors in a list).
     """
     leaf_types, leaf_names = split_leaf_specs(model, request.leaf_modules)
-    concrete, input_names = concrete_args(model, request.n_inputs)
+    concrete, input_names = concrete_args(model, request.inputs)
     known = known_untraceable()
     auto_leaves: dict[str, Failure] = {}
     helpers: dict[int, Helper] = {}
@@ -74,6 +94,8 @@ def trace_symbolic(model: nn.Module, request: TraceRequest) -> Traced:
                 helpers[id(failure.helper[0])] = failure.helper
                 continue
             leaf = _leaf_for(failure, auto_leaves)
+            if leaf is None and own_failure == "signal" and not _is_torch_nn(model):
+                raise OwnCodeFailure(failure) from err
             if leaf is None:
                 return _whole_or_error(model, input_names, failure, known, err)
             twins = _registered_twins(model, leaf, failure, auto_leaves, known)
@@ -85,7 +107,7 @@ def trace_symbolic(model: nn.Module, request: TraceRequest) -> Traced:
         module = graph_module(graph, model, constants)
         opaque = _opaque_modules(module, (leaf_types, leaf_names), auto_leaves)
         autowrapped = tuple(f"{fn.__module__}.{fn.__qualname__}" for fn, _ in helpers.values())
-        return finish(module, input_names, opaque, autowrapped)
+        return finish(module, input_names, opaque, autowrapped, auto_leaves)
     raise TraceError(f"fxmaps gave up tracing {type(model).__name__}: too many retries")
 
 
@@ -136,9 +158,13 @@ def _kept_whole(model: nn.Module, known: Untraceable) -> str | None:
     cls = type(model).__name__
     if isinstance(model, known.classes):
         return f"timm registers {cls} as not traceable; the model is one node"
-    if fx.Tracer.is_leaf_module(fx.Tracer(), model, ""):
+    if _is_torch_nn(model):
         return f"torch.nn's {cls} is kept whole"
     return None
+
+
+def _is_torch_nn(model: nn.Module) -> bool:
+    return bool(fx.Tracer.is_leaf_module(fx.Tracer(), model, ""))
 
 
 def _failing_twins(
@@ -163,7 +189,7 @@ def _failing_twins(
         try:
             concrete, _ = concrete_args(module, None)
             symbolic_graph(tracer, module, concrete, request.train)
-        except InputError:
+        except (InputError, NotSymbolic):
             continue
         except Exception as err:
             failure = diagnose(err, tracer.failure)

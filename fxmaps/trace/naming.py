@@ -29,6 +29,10 @@ class Namer:
     def name(self, scope: str, node: fx.Node) -> str:
         """The public name of ``node``, created inside the module call ``scope``."""
         base = scope if node.op == "call_module" else f"{scope}.{node.name}" if scope else node.name
+        return self.unique(base)
+
+    def unique(self, base: str) -> str:
+        """``base`` (its ``_N`` suffix dropped) the first time, then ``base_1``, ``base_2``..."""
         match = _SUFFIX.fullmatch(base)
         if match:
             base = match.group(1)

@@ -13,11 +13,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from fxmaps.errors import InputError
+from fxmaps.trace.inputs import Inputs, bind, tensor_leaves
 
-__all__ = ["LeafSpec", "TraceRequest", "concrete_args", "split_leaf_specs"]
+__all__ = [
+    "LeafSpec",
+    "NotSymbolic",
+    "TraceRequest",
+    "concrete_args",
+    "split_leaf_specs",
+]
 
 LeafSpec = type[nn.Module] | nn.Module | str
 """A leaf module given by class, by instance or by qualified name."""
@@ -25,20 +33,24 @@ LeafSpec = type[nn.Module] | nn.Module | str
 _SIMPLE_DEFAULTS = (type(None), bool, int, float, str)
 
 
+class NotSymbolic(Exception):
+    """The call cannot be traced symbolically as given (a list of tensors as one argument,
+    ...): a backend that runs the code must take it."""
+
+
 @dataclass(frozen=True)
 class TraceRequest:
     """Everything a tracing backend is asked to honour.
 
     Attributes:
-        n_inputs: How many positional inputs calls will pass (``None``: the
-            required ones); optional ``forward`` arguments beyond them are fixed
-            at their defaults.
+        inputs: What the model is called with, or ``None``: then the required
+            arguments are inputs and optional ones are fixed at their defaults.
         leaf_modules: Classes, instances or qualified names not to trace into.
         autowrap_functions: Functions to record as single call nodes.
         train: Trace the training-mode graph instead of the eval-mode graph.
     """
 
-    n_inputs: int | None = None
+    inputs: Inputs | None = None
     leaf_modules: tuple[LeafSpec, ...] = ()
     autowrap_functions: tuple[Callable[..., Any], ...] = ()
     train: bool = False
@@ -47,13 +59,13 @@ class TraceRequest:
     def of(
         cls,
         *,
-        n_inputs: int | None = None,
+        inputs: Inputs | None = None,
         leaf_modules: Iterable[LeafSpec] = (),
         autowrap_functions: Iterable[Callable[..., Any]] = (),
         train: bool = False,
     ) -> TraceRequest:
         """A request from any iterables of leaves and functions."""
-        return cls(n_inputs, tuple(leaf_modules), tuple(autowrap_functions), train)
+        return cls(inputs, tuple(leaf_modules), tuple(autowrap_functions), train)
 
 
 def split_leaf_specs(
@@ -83,32 +95,54 @@ def split_leaf_specs(
     return tuple(types), frozenset(names)
 
 
-def concrete_args(model: nn.Module, n_inputs: int | None) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Optional ``forward`` arguments the caller does not pass, fixed at their defaults;
-    and the names of the arguments left as inputs.
+def concrete_args(
+    model: nn.Module, inputs: Inputs | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The ``forward`` arguments fixed for a symbolic trace, and the names left as inputs.
+
+    Given tensors are inputs; given values that hold no tensor are fixed at those
+    values; arguments not given are fixed at their defaults. Without ``inputs`` the
+    required arguments are the inputs.
 
     Raises:
-        InputError: More inputs than ``forward`` takes, or a required argument missing.
+        InputError: The inputs do not fit ``forward``, or a required argument is missing.
+        NotSymbolic: An argument holds tensors inside a list, tuple or dict.
     """
     params = list(inspect.signature(model.forward).parameters.values())
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if n_inputs is None:
-        n_inputs = sum(1 for p in positional if p.default is p.empty)
-    if n_inputs > len(positional) and not any(p.kind is p.VAR_POSITIONAL for p in params):
-        raise InputError(
-            f"{type(model).__name__}.forward takes {len(positional)} positional inputs "
-            f"({', '.join(p.name for p in positional)}), but the example input has {n_inputs}"
-        )
-    inputs = {p.name for p in positional[:n_inputs]}
+    given = _given(model, inputs, params)
     concrete: dict[str, Any] = {}
     for p in params:
-        if p.name in inputs or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.name in given:
+            value = given[p.name]
+            if isinstance(value, torch.Tensor):
+                continue
+            if tensor_leaves(value):
+                raise NotSymbolic(f"argument {p.name!r} holds tensors inside a container")
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                concrete[p.name] = value
+            continue
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is p.empty:
             raise InputError(
                 f"{type(model).__name__}.forward needs the argument {p.name!r}, which the "
-                "example input does not give; pass a tuple with one tensor per input"
+                "example input does not give; pass a tuple with one tensor per input",
+                argument=p.name,
             )
         if isinstance(p.default, _SIMPLE_DEFAULTS):
             concrete[p.name] = p.default
     return concrete, tuple(p.name for p in params if p.name not in concrete)
+
+
+def _given(
+    model: nn.Module, inputs: Inputs | None, params: list[inspect.Parameter]
+) -> dict[str, Any]:
+    """Each given argument by name; without inputs, a tensor stands for each required one."""
+    if inputs is not None:
+        return dict(bind(model, inputs).arguments)
+    required = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return {p.name: torch.empty(0) for p in required}

@@ -20,6 +20,7 @@ from torch import fx, nn
 
 from fxmaps.facts import Scope, facts, note
 from fxmaps.trace.naming import RESERVED, rename_reserved
+from fxmaps.trace.regions import Capture, EagerRegion
 
 __all__ = ["OpaqueModule", "Traced", "finish", "graph_module", "symbolic_graph", "whole_model"]
 
@@ -37,12 +38,27 @@ class OpaqueModule:
 @dataclass(frozen=True)
 class Traced:
     """What tracing produced: a graph module whose nodes carry their facts in ``node.meta``
-    (see :mod:`fxmaps.facts`), and what could not be traced into."""
+    (see :mod:`fxmaps.facts`), and what could not be traced into.
+
+    Attributes:
+        graph_module: The graph. For a captured model it describes the run it was
+            captured from (see :mod:`.capture`); its :attr:`capture` says how to run
+            the model that way again.
+        opaque: Module calls shown as one node, with what they hide.
+        autowrapped: Helper functions recorded as single call nodes so that tracing
+            could go on.
+        auto_leaves: Qualified paths of submodules made leaves because tracing
+            failed in them (a capture opens them).
+        eager: Module calls whose own ``forward`` ran as Python (capture).
+        capture: How the captured model ran, or ``None`` for a symbolic trace.
+    """
 
     graph_module: fx.GraphModule
     opaque: tuple[OpaqueModule, ...]
     autowrapped: tuple[str, ...]
-    """Helper functions recorded as single call nodes so that tracing could go on."""
+    auto_leaves: frozenset[str] = frozenset()
+    eager: tuple[EagerRegion, ...] = ()
+    capture: Capture | None = None
 
 
 def symbolic_graph(
@@ -88,6 +104,7 @@ def finish(
     input_names: tuple[str, ...],
     opaque: Iterable[OpaqueModule],
     autowrapped: Iterable[str],
+    auto_leaves: Iterable[str] = (),
 ) -> Traced:
     """Write scopes, hidden and opaque into the nodes' facts; the :class:`Traced` record."""
     opaque = tuple(opaque)
@@ -96,7 +113,7 @@ def finish(
         note(node, scopes=scopes, opaque=facts(node).name in opaque_names)
     for node in _hidden_nodes(module.graph, input_names):
         note(node, hidden=True)
-    return Traced(module, opaque, tuple(autowrapped))
+    return Traced(module, opaque, tuple(autowrapped), frozenset(auto_leaves))
 
 
 def whole_model(model: nn.Module, input_names: tuple[str, ...], opaque: OpaqueModule) -> Traced:

@@ -1,12 +1,16 @@
-"""The tracing seam: a model and what is asked of the trace in, a :class:`Traced` out.
+"""The tracing seam: a model, its inputs and what is asked of the trace in; a :class:`Traced` out.
 
 A backend is any callable ``(model, request) -> Traced`` whose graph module's nodes
 carry their facts in ``node.meta`` (:mod:`fxmaps.facts`): a name users can type, a
 target, the module calls around it, whether it is hidden or opaque. Everything
-downstream (shapes, classification, the graph, extraction) reads only that, so a
-backend that captures models symbolic tracing cannot follow plugs in here.
-Today's backend is :func:`~fxmaps.trace.fallback.trace_symbolic`: fxmaps's
-``fx.Tracer`` under the fallback policy (autowrap, auto-leaf).
+downstream (shapes, classification, the graph, extraction) reads only that.
+
+The default policy: fxmaps's symbolic tracer first (:func:`.fallback.trace_symbolic`).
+A graph it makes whole is the answer. Where it had to stop (in the model's own
+``forward``, or at submodules it could only keep as opaque leaves) and an example
+input is given, the model is captured instead (:func:`.capture.capture`): run once,
+traced wherever torch.fx can follow, Python where it cannot. Without an example input
+nothing can run, so what could not be traced stays opaque, or fails with what to do.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from fxmaps.trace.fallback import trace_symbolic
-from fxmaps.trace.options import LeafSpec, TraceRequest
+from fxmaps.errors import TraceError
+from fxmaps.trace.capture import capture
+from fxmaps.trace.fallback import OwnCodeFailure, trace_symbolic
+from fxmaps.trace.inputs import Inputs
+from fxmaps.trace.options import LeafSpec, NotSymbolic, TraceRequest
 from fxmaps.trace.record import Traced
 
 __all__ = ["Backend", "trace"]
@@ -31,33 +38,57 @@ class Backend(Protocol):
 
 def trace(
     model: nn.Module,
+    inputs: Inputs | None = None,
     *,
-    n_inputs: int | None = None,
     leaf_modules: Iterable[LeafSpec] = (),
     autowrap_functions: Iterable[Callable[..., Any]] = (),
     train: bool = False,
-    backend: Backend = trace_symbolic,
+    backend: Backend | None = None,
 ) -> Traced:
     """Capture ``model`` as a graph module whose nodes carry their facts.
 
     Args:
         model: The model to trace. Its mode, attributes and parameters are left
             as they were.
-        n_inputs: How many positional inputs the caller will pass; optional
-            ``forward`` arguments beyond those are fixed at their defaults.
+        inputs: What the model is called with. With them, what symbolic tracing
+            cannot follow runs once as Python and is captured; without them, the
+            required arguments are the inputs and optional ones keep their defaults.
         leaf_modules: Classes, instances or qualified names not to trace into.
         autowrap_functions: Functions to record as single call nodes.
         train: Trace the training-mode graph instead of the eval-mode graph.
-        backend: What captures the graph.
+        backend: What captures the graph, instead of the default policy.
 
     Raises:
-        TraceError: The model cannot be traced; the message names the module and
-            the source line, and what to try.
+        TraceError: The model cannot be traced and no input was given to run it
+            with; the message names the module and the source line, and what to try.
     """
     request = TraceRequest.of(
-        n_inputs=n_inputs,
+        inputs=inputs,
         leaf_modules=leaf_modules,
         autowrap_functions=autowrap_functions,
         train=train,
     )
-    return backend(model, request)
+    if backend is not None:
+        return backend(model, request)
+    if inputs is None:
+        return _symbolic_only(model, request)
+    try:
+        traced = trace_symbolic(model, request, own_failure="signal")
+    except OwnCodeFailure as failed:
+        return capture(model, request, root=failed.failure)
+    except NotSymbolic:
+        return capture(model, request)
+    return capture(model, request, root=traced) if traced.auto_leaves else traced
+
+
+def _symbolic_only(model: nn.Module, request: TraceRequest) -> Traced:
+    try:
+        return trace_symbolic(model, request)
+    except TraceError as err:
+        raise TraceError(
+            f"{err} Or pass an example input (analyze(model, example_input)): fxmaps then runs "
+            "the code torch.fx cannot follow as Python and traces everything it calls",
+            module=err.module,
+            location=err.location,
+            cause=err.cause,
+        ) from err.__cause__

@@ -160,7 +160,7 @@ class Propagation:
 
 def propagate(
     graph_module: fx.GraphModule,
-    inputs: Sequence[torch.Tensor],
+    inputs: Sequence[Any],
     *,
     train: bool = False,
     record: bool = False,
@@ -203,11 +203,9 @@ def is_too_small(err: BaseException) -> bool:
     return bool(_TOO_SMALL.search(str(err)))
 
 
-def _too_small_hint(
-    graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor], train: bool
-) -> str:
-    sides = [side for t in inputs if t.dim() >= 3 for side in t.shape[2:]]
-    given = "×".join(str(side) for t in inputs if t.dim() >= 3 for side in t.shape[2:])
+def _too_small_hint(graph_module: fx.GraphModule, inputs: Sequence[Any], train: bool) -> str:
+    sides = [side for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:]]
+    given = "×".join(str(side) for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:])
     size = minimum_input_size(graph_module, inputs, train=train)
     if size is None:
         return f". The input ({given}) is too small for the model; try a larger one"
@@ -219,7 +217,7 @@ def _too_small_hint(
 
 
 def minimum_input_size(
-    graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor], *, train: bool = False
+    graph_module: fx.GraphModule, inputs: Sequence[Any], *, train: bool = False
 ) -> int | None:
     """The smallest spatial side ``s`` for which no layer runs out of input, or ``None``.
 
@@ -227,17 +225,17 @@ def minimum_input_size(
     at least ``s``; whether each size goes through is found by running the graph on
     the meta device (shapes only, nothing computed, the model untouched), doubling
     then bisecting. ``None`` when the meta run cannot tell (it fails for another
-    reason) or no side up to 8192 is enough.
+    reason) or no side up to 8192 is enough. ``inputs`` are the placeholders' values.
     """
-    sides = [side for t in inputs if t.dim() >= 3 for side in t.shape[2:]]
+    sides = [side for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:]]
     if not sides:
         return None
 
     def fits(side: int) -> bool:
         resized = [
             _meta_like(t, (*t.shape[:2], *(max(d, side) for d in t.shape[2:])))
-            if t.dim() >= 3
-            else _meta_like(t, tuple(t.shape))
+            if isinstance(t, torch.Tensor) and t.dim() >= 3
+            else t
             for t in inputs
         ]
         try:
@@ -274,7 +272,7 @@ class MetaFailure(Exception):
 
 def meta_values(
     graph_module: fx.GraphModule,
-    inputs: Sequence[torch.Tensor],
+    inputs: Sequence[Any],
     wanted: Iterable[fx.Node],
     *,
     train: bool = False,
@@ -291,7 +289,9 @@ def meta_values(
             values or makes tensors on the CPU); ``.node`` and ``.cause`` say which.
     """
     interpreter = _MetaInterpreter(graph_module, set(wanted), train)
-    meta_inputs = [_meta_like(t, tuple(t.shape)) for t in inputs]
+    meta_inputs = [
+        _meta_like(t, tuple(t.shape)) if isinstance(t, torch.Tensor) else t for t in inputs
+    ]
     try:
         with torch.no_grad():
             interpreter.run(*meta_inputs)
@@ -300,6 +300,10 @@ def meta_values(
     except _NodeFailed as failed:
         raise MetaFailure(failed.node, failed.cause) from failed.cause
     return interpreter.values
+
+
+def _tensors(values: Sequence[Any]) -> list[torch.Tensor]:
+    return [v for v in values if isinstance(v, torch.Tensor)]
 
 
 def _meta_like(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -366,7 +370,7 @@ class _FirstNonFinite(fx.Interpreter):
         return result
 
 
-def first_non_finite(graph_module: fx.GraphModule, inputs: Sequence[torch.Tensor]) -> str | None:
+def first_non_finite(graph_module: fx.GraphModule, inputs: Sequence[Any]) -> str | None:
     """The name of the first node whose output holds NaN or inf (one more forward pass)."""
     try:
         with torch.no_grad():

@@ -109,10 +109,13 @@ class SymbolicTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if module_qualified_name in self._leaf_names or isinstance(m, self._leaf_types):
             return True
+        childless = next(m.children(), None) is None
         if isinstance(m, _TV_OPS_MODULES):
             # Atomic ops modules (FrozenBatchNorm2d, StochasticDepth, Permute, ...)
             # stay one node; composite ones are traced into.
-            return next(m.children(), None) is None
+            return childless
+        if childless and (_known_leaf(type(m)) or _computes_as_torch_nn(type(m))):
+            return True
         return bool(super().is_leaf_module(m, module_qualified_name))
 
     def call_module(
@@ -191,6 +194,27 @@ class SymbolicTracer(fx.Tracer):
             if wrapped and is_helper_function(node.target) and holds_list((node.args, node.kwargs)):
                 node.target = with_fresh_lists(node.target)
         return graph
+
+
+_KNOWN_LEAVES = frozenset({"transformers.pytorch_utils.Conv1D"})
+"""Layers of other libraries that are one layer (a linear with its weight transposed)."""
+
+
+def _known_leaf(cls: type) -> bool:
+    return any(f"{c.__module__}.{c.__qualname__}" in _KNOWN_LEAVES for c in cls.__mro__)
+
+
+def _computes_as_torch_nn(cls: type) -> bool:
+    """A subclass of a torch.nn layer that keeps its ``forward`` (torchvision's
+    ``Conv3DSimple``): it computes what that layer does, so it is one node like it."""
+    for base in cls.__mro__[1:]:
+        if base.__module__.startswith(("torch.nn.", "torch.ao.nn.")):
+            plain = base is not nn.Module and not issubclass(base, _CONTAINERS)
+            return plain and getattr(cls, "forward", None) is getattr(base, "forward", None)
+    return False
+
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 def target_name(node: fx.Node) -> str:

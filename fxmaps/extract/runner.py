@@ -1,0 +1,327 @@
+"""Extraction from a captured model: run it the way it was captured, take each map where made.
+
+A captured graph (:mod:`fxmaps.trace.capture`) describes one run; its nodes say
+where they come from. To extract, the model runs again through shadows of its
+modules, and each module call is handled as it was when captured: a leaf is
+called and its output kept if asked for; a traced region runs as its graph,
+rewritten (:mod:`.rewrite`) to also return the maps asked for inside it (copying
+only those a later in-place op overwrites); an eager call runs its Python, with
+its ops watched only when one of them is asked for. Nothing else is added to the
+run, so the cost stays that of a forward pass plus the maps kept.
+
+A call that does not look like the one captured (other arguments, a module called
+more often) runs as the model would, and a map asked for in it is refused with
+what to do, rather than lined up with the wrong values.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from fxmaps.classify import note_kinds
+from fxmaps.errors import FxmapsError
+from fxmaps.extract.rewrite import rewrite_for_maps
+from fxmaps.extract.transforms import MapOptions, MapTransform
+from fxmaps.facts import CallKey, Kind, Origin, Source, facts
+from fxmaps.graph import Layer, ModelGraph
+from fxmaps.trace.glue import OpWatch
+from fxmaps.trace.inputs import Inputs, bind
+from fxmaps.trace.regions import Capture
+from fxmaps.trace.shadows import Shadows
+from fxmaps.trace.variants import fingerprint, graph_inputs
+
+__all__ = ["CapturedExtraction"]
+
+_Found = tuple[dict[str, Any], dict[str, int], dict[str, torch.Tensor | None]]
+_Want = tuple[Layer, tuple[Any, ...]]  # a layer, and the keys that pick it out of its value
+
+
+@dataclass
+class _CallPlan:
+    """What to take from one module call."""
+
+    whole: list[_Want] = field(default_factory=list)  # the leaf call's output
+    nodes: dict[str, list[_Want]] = field(default_factory=dict)  # fx region: local node
+    ops: dict[int, list[_Want]] = field(default_factory=dict)  # eager call: op index
+
+
+class _State(threading.local):
+    counts: dict[str, int]
+    stack: list[CallKey]
+    found: _Found
+    op_index: dict[CallKey, int]
+
+
+class CapturedExtraction:
+    """The maps of the chosen layers of a captured graph, from runs of the model."""
+
+    def __init__(
+        self, graph: ModelGraph, layers: list[Layer], options: MapOptions, forced: frozenset[str]
+    ) -> None:
+        if graph.capture is None:
+            raise ValueError("CapturedExtraction needs a captured graph")
+        self._graph = graph
+        self._capture: Capture = graph.capture
+        self._options = options
+        self._forced = forced
+        self._plans: dict[CallKey, _CallPlan] = {}
+        self._inputs: list[tuple[Layer, int, tuple[Any, ...]]] = []
+        self._constants: list[Layer] = []
+        self._outputs: list[Layer] = []
+        self._order = [layer.name for layer in layers]
+        for layer in layers:
+            self._plan(layer, facts(graph.fx_node(layer.name)).origin)
+        self._regions: dict[CallKey, fx.GraphModule] = {}
+        self._state = _State()
+        self._shadows = Shadows(graph.model, self._dispatch)
+        self._watch = OpWatch(self._op) if any(p.ops for p in self._plans.values()) else None
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _plan(self, layer: Layer, origin: Origin | None) -> None:
+        if origin is None or origin.source is Source.OUTPUT:
+            self._outputs.append(layer)
+            return
+        local, keys = _split(origin.local)
+        if origin.source is Source.INPUT:
+            self._inputs.append((layer, int(local or 0), keys))
+            return
+        if origin.source is Source.CONSTANT or origin.call is None:
+            self._constants.append(layer)
+            return
+        plan = self._plans.setdefault(origin.call, _CallPlan())
+        if origin.source is Source.LEAF:
+            plan.whole.append((layer, keys))
+        elif origin.source is Source.FX:
+            plan.nodes.setdefault(str(local), []).append((layer, keys))
+        else:
+            plan.ops.setdefault(int(local or 0), []).append((layer, keys))
+
+    # -- running ---------------------------------------------------------------------------
+
+    def __call__(self, inputs: Inputs) -> _Found:
+        """``(maps, versions, kept channels)`` of one run on ``inputs``."""
+        state = self._state
+        state.counts, state.stack, state.op_index = {}, [], {}
+        state.found = ({}, {}, {})
+        model = self._graph.model
+        bound = bind(model, inputs)
+        self._shadows.sync()
+        watching = self._watch if self._watch is not None else _NoWatch()
+        with watching:
+            output = self._shadows.of("")(*bound.args, **bound.kwargs)
+        tensors = _leaves(list(bound.arguments.values()))
+        for layer, index, keys in self._inputs:
+            self._take(layer, _pick(tensors[index], keys))
+        for layer in self._outputs:
+            self._take(layer, output, at_end=True)
+        for layer in self._constants:
+            self._take(layer, _attribute(self._graph, layer), at_end=True)
+        maps, versions, kept = state.found
+        ordered = {name: maps[name] for name in self._order if name in maps}
+        return ordered, versions, kept
+
+    def _dispatch(
+        self, path: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        state = self._state
+        key = (path, state.counts.get(path, 0))
+        state.counts[path] = key[1] + 1
+        decision = self._capture.calls.get(key)
+        plan = self._plans.get(key)
+        if decision == "leaf":
+            output = self._quiet(lambda: module(*args, **kwargs))
+            for layer, keys in plan.whole if plan else ():
+                self._take(layer, _pick(output, keys))
+            return output
+        if isinstance(decision, int) and self._capture.fingerprints.get(key) == fingerprint(
+            args, kwargs
+        ):
+            return self._region(key, decision, module, args, kwargs)
+        if decision == "eager":
+            return self._eager(key, module, args, kwargs, plan)
+        self._refuse(key, plan, module)
+        return type(module).forward(self._shadows.of(path), *args, **kwargs)
+
+    def _region(
+        self,
+        key: CallKey,
+        index: int,
+        module: nn.Module,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        compiled = self._regions.get(key)
+        if compiled is None:
+            compiled = self._regions[key] = self._compile(key, index)
+        values = graph_inputs(module, Inputs(args, kwargs))
+        output, maps, versions, kept = self._quiet(lambda: compiled(*values))
+        output = self._capture.variants[index].graph_module.graph.process_outputs(output)
+        found_maps, found_versions, found_kept = self._state.found
+        plan = self._plans.get(key)
+        for local, wants in plan.nodes.items() if plan else ():
+            for layer, keys in wants:
+                if keys:
+                    self._take(layer, _pick(maps[_raw(local)], keys))
+                else:
+                    found_maps[layer.name] = maps[layer.name]
+                    found_versions[layer.name] = versions[layer.name]
+                    found_kept[layer.name] = kept[layer.name]
+        return output
+
+    def _compile(self, key: CallKey, index: int) -> fx.GraphModule:
+        """The region's graph, rewritten to return its output and the maps asked for."""
+        variant = self._capture.variants[index]
+        source = variant.graph_module
+        if not any(facts(n).kind for n in source.graph.nodes):
+            note_kinds(source)
+        by_name = {n.name: n for n in source.graph.nodes}
+        chosen: list[tuple[Layer, fx.Node]] = []
+        plan = self._plans.get(key)
+        for local, wants in plan.nodes.items() if plan else ():
+            node = by_name[local]
+            for layer, keys in wants:
+                if keys:
+                    raw = Layer(_raw(local), Kind.OTHER, "", None, None, 0, None)
+                    chosen.append((raw, node))
+                else:
+                    chosen.append((layer, node))
+        shadows = {target: self._shadows.of(path) for target, path in variant.dispatch.items()}
+        module, _ = rewrite_for_maps(
+            source,
+            _unique(chosen),
+            self._options,
+            self._forced,
+            keep_output=True,
+            replace=shadows,
+        )
+        return module
+
+    def _eager(
+        self,
+        key: CallKey,
+        module: nn.Module,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        plan: _CallPlan | None,
+    ) -> Any:
+        state = self._state
+        state.stack.append(key)
+        state.op_index[key] = 0
+        try:
+            if self._watch is not None:
+                with self._watch.switched(bool(plan and plan.ops)):
+                    return type(module).forward(self._shadows.of(key[0]), *args, **kwargs)
+            return type(module).forward(self._shadows.of(key[0]), *args, **kwargs)
+        finally:
+            state.stack.pop()
+
+    def _op(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> Any:
+        state = self._state
+        key = state.stack[-1]
+        index = state.op_index[key]
+        state.op_index[key] = index + 1
+        expected = self._capture.ops.get(key, ())
+        label = _label(func)
+        if index >= len(expected) or expected[index] != label:
+            raise FxmapsError(
+                f"the forward of {key[0] or type(self._graph.model).__name__!r} ran other ops "
+                f"than when it was analysed (op {index}: {label} where "
+                f"{expected[index] if index < len(expected) else 'nothing'} was): its input "
+                "takes another path through the code. Analyse the model with this input "
+                "(fxmaps.analyze(model, inputs)) to extract these maps"
+            )
+        plan = self._plans[key]
+        for layer, keys in plan.ops.get(index, ()):
+            self._take(layer, _pick(result, keys))
+        return result
+
+    def _quiet(self, run: Callable[[], Any]) -> Any:
+        if self._watch is None:
+            return run()
+        with self._watch.switched(False):
+            return run()
+
+    # -- maps ------------------------------------------------------------------------------
+
+    def _take(self, layer: Layer, value: Any, *, at_end: bool = False) -> None:
+        maps, versions, kept = self._state.found
+        snapshot = layer.name in self._forced and not at_end
+        transform = MapTransform(self._options, layer.layout, snapshot)
+        maps[layer.name], kept[layer.name] = transform(value)
+        tensor = maps[layer.name]
+        is_tensor = isinstance(tensor, torch.Tensor) and not tensor.is_inference()
+        versions[layer.name] = int(tensor._version) if is_tensor and not at_end else -1
+
+    def _refuse(self, key: CallKey, plan: _CallPlan | None, module: nn.Module) -> None:
+        if plan is None:
+            return
+        names = [layer.name for layer, _ in [*plan.whole, *_flat(plan.nodes), *_flat(plan.ops)]]
+        raise FxmapsError(
+            f"{type(module).__name__} {key[0]!r} (call {key[1]}) was called with other kinds of "
+            f"arguments, or more often, than when the model was analysed, so the maps asked "
+            f"for in it ({', '.join(names[:5])}) cannot be taken. Analyse the model with this "
+            "input (fxmaps.analyze(model, inputs)) to extract them"
+        )
+
+
+class _NoWatch:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _split(local: Any) -> tuple[Any, tuple[Any, ...]]:
+    if isinstance(local, tuple):
+        return local[0], tuple(local[1])
+    return local, ()
+
+
+def _raw(local: str) -> str:
+    return f"fxmaps_raw:{local}"
+
+
+def _unique(chosen: list[tuple[Layer, fx.Node]]) -> list[tuple[Layer, fx.Node]]:
+    seen: dict[str, tuple[Layer, fx.Node]] = {}
+    for layer, node in chosen:
+        seen.setdefault(layer.name, (layer, node))
+    return list(seen.values())
+
+
+def _pick(value: Any, keys: tuple[Any, ...]) -> Any:
+    for key in keys:
+        value = value[key]
+    return value
+
+
+def _flat(groups: dict[Any, list[_Want]]) -> list[_Want]:
+    return [want for wants in groups.values() for want in wants]
+
+
+def _label(func: Any) -> str:
+    from fxmaps.trace.glue import as_fx_call
+
+    _, target, _ = as_fx_call(func, ())
+    return target if isinstance(target, str) else getattr(target, "__name__", "op")
+
+
+def _leaves(value: Any) -> list[torch.Tensor]:
+    from fxmaps.trace.inputs import tensor_leaves
+
+    return tensor_leaves(value)
+
+
+def _attribute(graph: ModelGraph, layer: Layer) -> Any:
+    node = graph.fx_node(layer.name)
+    value: Any = graph.graph_module
+    for atom in str(node.target).split("."):
+        value = getattr(value, atom)
+    return value
