@@ -61,8 +61,10 @@ def test_layers_filter_by_kinds(resnet18_graph: fxmaps.ModelGraph) -> None:
     assert len(both) == 20
     with pytest.raises(
         fxmaps.NodeNotFoundError, match=r"'convs'.* not a kind either; kinds are: .*conv"
-    ):
+    ) as excinfo:
         resnet18_graph.layers("convs")
+    assert excinfo.value.name == "convs"
+    assert all(name in resnet18_graph for name in excinfo.value.candidates)
     assert resnet18_graph.layers("layer1.*.conv1") == resnet18_graph.layers(
         lambda layer: layer.name in ("layer1.0.conv1", "layer1.1.conv1")
     )
@@ -70,8 +72,13 @@ def test_layers_filter_by_kinds(resnet18_graph: fxmaps.ModelGraph) -> None:
 
 
 def test_unknown_name_suggests_close_matches(resnet18_graph: fxmaps.ModelGraph) -> None:
-    with pytest.raises(fxmaps.NodeNotFoundError, match=r"'layer1.0.conv9'.*'layer1.0.conv1'"):
+    with pytest.raises(
+        fxmaps.NodeNotFoundError, match=r"'layer1.0.conv9'.*'layer1.0.conv1'"
+    ) as excinfo:
         resnet18_graph["layer1.0.conv9"]
+    assert excinfo.value.name == "layer1.0.conv9"
+    assert excinfo.value.candidates[0] in ("layer1.0.conv1", "layer1.0.conv2")
+    assert all(name in resnet18_graph for name in excinfo.value.candidates)
     with pytest.raises(KeyError, match="did you mean"):
         resnet18_graph.fx_node("layer1.0.conv9")
     assert "layer1.0.conv1" in resnet18_graph

@@ -56,22 +56,25 @@ def test_other_modes_are_converted_with_a_note(tmp_path: Path, mode: str) -> Non
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(fxmaps.ImageError, match=r"no image file at '.*nope.jpg'"):
+    with pytest.raises(fxmaps.ImageError, match=r"no image file at '.*nope.jpg'") as excinfo:
         fxmaps.load_image(tmp_path / "nope.jpg")
+    assert excinfo.value.source == str(tmp_path / "nope.jpg")
 
 
 def test_not_an_image(tmp_path: Path) -> None:
     path = tmp_path / "notes.png"
     path.write_text("not pixels")
-    with pytest.raises(fxmaps.ImageError, match=r"is not an image fxmaps can read"):
+    with pytest.raises(fxmaps.ImageError, match=r"is not an image fxmaps can read") as excinfo:
         fxmaps.load_image(path)
+    assert excinfo.value.source == str(path)
 
 
 def test_truncated_image(tmp_path: Path) -> None:
     path = tmp_path / "cut.jpg"
     path.write_bytes(DEFAULT_IMAGE.read_bytes()[:5000])
-    with pytest.raises(fxmaps.ImageError, match=r"is truncated or corrupt"):
+    with pytest.raises(fxmaps.ImageError, match=r"is truncated or corrupt") as excinfo:
         fxmaps.load_image(path)
+    assert excinfo.value.source == str(path)
 
 
 @pytest.fixture
@@ -114,14 +117,21 @@ def test_a_report_downloads_its_image_once(
 
 
 def test_unreachable_url(server: str) -> None:
-    with pytest.raises(fxmaps.ImageError, match=r"cannot download '.*/missing.png': HTTP 404"):
+    with pytest.raises(
+        fxmaps.ImageError, match=r"cannot download '.*/missing.png': HTTP 404"
+    ) as excinfo:
         fxmaps.load_image(f"{server}/missing.png")
+    assert excinfo.value.source == f"{server}/missing.png"
     with pytest.raises(fxmaps.ImageError, match=r"cannot download 'http://127.0.0.1:9/x.png'"):
         fxmaps.load_image("http://127.0.0.1:9/x.png")
 
 
 def test_bad_options() -> None:
-    with pytest.raises(fxmaps.OptionError, match=r"size=0 must be a positive number"):
+    with pytest.raises(fxmaps.OptionError, match=r"size=0 must be a positive number") as excinfo:
         fxmaps.load_image(size=0)
-    with pytest.raises(fxmaps.OptionError, match=r"weights='Nope_Weights.X' names no torchvision"):
+    assert (excinfo.value.option, excinfo.value.value) == ("size", 0)
+    with pytest.raises(
+        fxmaps.OptionError, match=r"weights='Nope_Weights.X' names no torchvision"
+    ) as excinfo:
         fxmaps.load_image(weights="Nope_Weights.X")
+    assert (excinfo.value.option, excinfo.value.value) == ("weights", "Nope_Weights.X")

@@ -38,8 +38,11 @@ def test_read_only(maps: fxmaps.FeatureMaps) -> None:
 def test_unknown_map_suggests_names(maps: fxmaps.FeatureMaps) -> None:
     with pytest.raises(
         fxmaps.NodeNotFoundError, match=r"no map named 'layer2.0.conv9'.*'layer2.0.conv1'"
-    ):
+    ) as excinfo:
         maps["layer2.0.conv9"]
+    assert excinfo.value.name == "layer2.0.conv9"
+    assert "layer2.0.conv1" in excinfo.value.candidates
+    assert set(excinfo.value.candidates) <= set(maps)
 
 
 def test_layer_metadata(maps: fxmaps.FeatureMaps) -> None:
@@ -95,12 +98,17 @@ def test_load_refuses_pickled_objects(tmp_path: Path) -> None:
 def test_load_refuses_other_files(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(toy.CifarResNet().state_dict(), path)
-    with pytest.raises(fxmaps.InputError, match=r"is not a feature-maps file written by fxmaps"):
+    with pytest.raises(
+        fxmaps.InputError, match=r"is not a feature-maps file written by fxmaps"
+    ) as excinfo:
         fxmaps.FeatureMaps.load(path)
-    with pytest.raises(fxmaps.InputError, match=r"no feature-maps file at"):
+    assert (excinfo.value.argument, excinfo.value.got) == ("path", str(path))
+    with pytest.raises(fxmaps.InputError, match=r"no feature-maps file at") as excinfo:
         fxmaps.FeatureMaps.load(tmp_path / "missing.pt")
+    assert (excinfo.value.argument, excinfo.value.got) == ("path", str(tmp_path / "missing.pt"))
 
 
 def test_save_into_a_missing_folder(maps: fxmaps.FeatureMaps, tmp_path: Path) -> None:
-    with pytest.raises(fxmaps.OutputError, match=r"folder .*nowhere.* does not exist"):
+    with pytest.raises(fxmaps.OutputError, match=r"folder .*nowhere.* does not exist") as excinfo:
         maps.save(tmp_path / "nowhere" / "maps.pt")
+    assert excinfo.value.path == str(tmp_path / "nowhere" / "maps.pt")

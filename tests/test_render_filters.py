@@ -133,26 +133,41 @@ def test_not_a_convolution() -> None:
     graph = fxmaps.analyze(toy.CifarResNet(), torch.randn(1, 3, 32, 32))
     with pytest.raises(
         InputError, match=r"layer 'bn1' is a norm node \(BatchNorm2d\), not a convolution"
-    ):
+    ) as excinfo:
         plot_filters(graph["bn1"])
-    with pytest.raises(InputError, match="calls a function, not a module"):
+    assert (excinfo.value.node, excinfo.value.got) == ("bn1", "BatchNorm2d")
+    with pytest.raises(InputError, match="calls a function, not a module") as excinfo:
         plot_filters(graph["layer1.0.add"])
+    assert excinfo.value.node == "layer1.0.add"
+    assert excinfo.value.argument == "layer_or_weight"
     with pytest.raises(InputError, match="no weight to draw yet"):
         plot_filters(nn.LazyConv2d(4, 3))
-    with pytest.raises(InputError, match="Linear is not a convolution"):
+    with pytest.raises(InputError, match="Linear is not a convolution") as excinfo:
         plot_filters(nn.Linear(3, 4))
+    assert (excinfo.value.argument, excinfo.value.got) == ("layer_or_weight", "Linear")
     with pytest.raises(InputError, match=r"shaped \(4, 3\); expected conv weights"):
         plot_filters(torch.randn(4, 3))
-    with pytest.raises(InputError, match="cannot draw filters of a str"):
+    with pytest.raises(InputError, match="cannot draw filters of a str") as excinfo:
         plot_filters("conv1")  # type: ignore[arg-type]
+    assert (excinfo.value.argument, excinfo.value.got) == ("layer_or_weight", "str")
 
 
 def test_invalid_options() -> None:
-    with pytest.raises(OptionError, match="mode='rgb' needs 2-D kernels over 3 input channels"):
+    with pytest.raises(
+        OptionError, match="mode='rgb' needs 2-D kernels over 3 input channels"
+    ) as excinfo:
         plot_filters(nn.Conv2d(8, 4, 3), mode="rgb")
-    with pytest.raises(OptionError, match="mode='color' is not valid; use one of 'auto', 'rgb'"):
+    assert excinfo.value.valid == ("channels", "mean")
+    with pytest.raises(
+        OptionError, match="mode='color' is not valid; use one of 'auto', 'rgb'"
+    ) as excinfo:
         plot_filters(nn.Conv2d(8, 4, 3), mode="color")
-    with pytest.raises(OptionError, match="max_filters=0"):
+    assert (excinfo.value.option, excinfo.value.value) == ("mode", "color")
+    assert excinfo.value.valid[:2] == ("auto", "rgb")
+    with pytest.raises(OptionError, match="max_filters=0") as excinfo:
         plot_filters(nn.Conv2d(8, 4, 3), max_filters=0)
-    with pytest.raises(OptionError, match="cmap='RdBu_rr'"):
+    assert (excinfo.value.option, excinfo.value.value) == ("max_filters", 0)
+    with pytest.raises(OptionError, match="cmap='RdBu_rr'") as excinfo:
         plot_filters(nn.Conv2d(8, 4, 3), cmap="RdBu_rr")
+    assert (excinfo.value.option, excinfo.value.value) == ("cmap", "RdBu_rr")
+    assert "RdBu_r" in excinfo.value.valid

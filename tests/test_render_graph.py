@@ -303,13 +303,18 @@ def test_small_nodes_leave_room_around_their_names(vit: ModelGraph) -> None:
 
 @pytest.mark.parametrize("collapse", ["all", "Blocks", 0, -2, True, 1.5, None])
 def test_invalid_collapse(resnet18: ModelGraph, collapse: object) -> None:
-    with pytest.raises(fxmaps.OptionError, match=r"is not valid; use 'none', 'blocks' or"):
+    with pytest.raises(
+        fxmaps.OptionError, match=r"is not valid; use 'none', 'blocks' or"
+    ) as excinfo:
         render_graph(resnet18, collapse=collapse)  # type: ignore[arg-type]
+    assert (excinfo.value.option, excinfo.value.value) == ("collapse", collapse)
 
 
 def test_invalid_rankdir(resnet18: ModelGraph) -> None:
-    with pytest.raises(fxmaps.OptionError, match=r"rankdir='up' .* TB, LR, BT, RL"):
+    with pytest.raises(fxmaps.OptionError, match=r"rankdir='up' .* TB, LR, BT, RL") as excinfo:
         render_graph(resnet18, rankdir="up")
+    assert (excinfo.value.option, excinfo.value.value) == ("rankdir", "up")
+    assert excinfo.value.valid == ("TB", "LR", "BT", "RL")
 
 
 def test_rankdir_is_set(resnet18: ModelGraph) -> None:
@@ -368,8 +373,12 @@ def test_highlight_names_and_predicates(resnet18: ModelGraph) -> None:
 
 
 def test_highlight_unknown_name(resnet18: ModelGraph) -> None:
-    with pytest.raises(fxmaps.NodeNotFoundError, match=r"did you mean .*'layer1\.0\.conv1'"):
+    with pytest.raises(
+        fxmaps.NodeNotFoundError, match=r"did you mean .*'layer1\.0\.conv1'"
+    ) as excinfo:
         render_graph(resnet18, highlight=["layer1.0.conv"])
+    assert excinfo.value.name == "layer1.0.conv"
+    assert "layer1.0.conv1" in excinfo.value.candidates
 
 
 @pytest.fixture
@@ -437,10 +446,15 @@ def test_save_graph_warns_when_dot_shrinks_a_png(cifar: ModelGraph, tmp_path: Pa
 
 def test_save_graph_errors(cifar: ModelGraph, tmp_path: Path) -> None:
     dot = render_graph(cifar)
-    with pytest.raises(fxmaps.OutputError, match=r"folder .*missing.* does not exist"):
+    with pytest.raises(fxmaps.OutputError, match=r"folder .*missing.* does not exist") as output:
         save_graph(dot, tmp_path / "missing" / "model.svg")
-    with pytest.raises(fxmaps.OptionError, match=r"'.*model\.jpeg'.*\.svg \.png \.pdf \.dot \.gv"):
+    assert output.value.path == str(tmp_path / "missing" / "model.svg")
+    with pytest.raises(
+        fxmaps.OptionError, match=r"'.*model\.jpeg'.*\.svg \.png \.pdf \.dot \.gv"
+    ) as excinfo:
         save_graph(dot, tmp_path / "model.jpeg")
+    assert (excinfo.value.option, excinfo.value.value) == ("path", str(tmp_path / "model.jpeg"))
+    assert excinfo.value.valid == (".svg", ".png", ".pdf", ".dot", ".gv")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -119,14 +119,21 @@ def test_mosaic_shared_and_raw_values() -> None:
 
 
 def test_mosaic_rejects_bad_input() -> None:
-    with pytest.raises(InputError, match=r"\(n, h, w\), not \(3, 4\)"):
+    with pytest.raises(InputError, match=r"\(n, h, w\), not \(3, 4\)") as input_info:
         mosaic(np.zeros((3, 4)))
-    with pytest.raises(OptionError, match=r"normalize='global'.*'per-map', 'shared', 'none'"):
+    assert input_info.value.argument == "maps"
+    with pytest.raises(
+        OptionError, match=r"normalize='global'.*'per-map', 'shared', 'none'"
+    ) as excinfo:
         mosaic(np.zeros((2, 3, 3)), normalize="global")
-    with pytest.raises(OptionError, match="pad=-1"):
+    assert (excinfo.value.option, excinfo.value.value) == ("normalize", "global")
+    assert excinfo.value.valid == ("per-map", "shared", "none")
+    with pytest.raises(OptionError, match="pad=-1") as excinfo:
         mosaic(np.zeros((2, 3, 3)), pad=-1)
-    with pytest.raises(OptionError, match="ncols=0"):
+    assert (excinfo.value.option, excinfo.value.value) == ("pad", -1)
+    with pytest.raises(OptionError, match="ncols=0") as excinfo:
         mosaic(np.zeros((2, 3, 3)), ncols=0)
+    assert (excinfo.value.option, excinfo.value.value) == ("ncols", 0)
 
 
 # -- plot_feature_maps ---------------------------------------------------------------------------
@@ -197,8 +204,15 @@ def test_batch_sample_selection() -> None:
         tiles_of(the_image(fig), (2, 2), (40, 40)), scaled(batch[2]), atol=1e-6
     )
     assert "sample 2 of 3" in fig.axes[0].get_title()
-    with pytest.raises(OptionError, match="sample=3 is out of range for a batch of 3; use 0 to 2"):
+    with pytest.raises(
+        OptionError, match="sample=3 is out of range for a batch of 3; use 0 to 2"
+    ) as excinfo:
         plot_feature_maps(batch, sample=3)
+    assert (excinfo.value.option, excinfo.value.value, excinfo.value.valid) == (
+        "sample",
+        3,
+        ("0..2",),
+    )
     with pytest.raises(OptionError, match=r"sample=1\.5"):
         plot_feature_maps(batch, sample=1.5)  # type: ignore[arg-type]
 
@@ -256,10 +270,12 @@ def test_feature_maps_of_several_need_a_name() -> None:
     )
     with pytest.raises(
         InputError, match="holds 2 maps; say which to draw with name=, one of 'a', 'b'"
-    ):
+    ) as excinfo:
         plot_feature_maps(maps)
-    with pytest.raises(NodeNotFoundError, match="no map named 'c'"):
+    assert excinfo.value.argument == "name"
+    with pytest.raises(NodeNotFoundError, match="no map named 'c'") as not_found:
         plot_feature_maps(maps, "c")
+    assert not_found.value.name == "c"
     assert texts(plot_feature_maps(maps, "b")) == ["0", "1"]
 
 
@@ -282,8 +298,9 @@ def test_invalid_options(options: dict[str, Any], message: str) -> None:
 
 
 def test_invalid_inputs() -> None:
-    with pytest.raises(InputError, match="cannot draw a list"):
+    with pytest.raises(InputError, match="cannot draw a list") as excinfo:
         plot_feature_maps([[1.0, 2.0]])  # type: ignore[arg-type]
+    assert (excinfo.value.argument, excinfo.value.got) == ("maps_or_tensor", "list")
     with pytest.raises(InputError, match=r"shaped \(5,\); expected \(N, C, H, W\)"):
         plot_feature_maps(torch.rand(5))
     with pytest.raises(InputError, match="complex"):
@@ -408,13 +425,15 @@ def test_plot_layers_says_which_maps_it_cannot_draw() -> None:
 
 
 def test_plot_layers_rejects_bad_input() -> None:
-    with pytest.raises(InputError, match="non-empty FeatureMaps"):
+    with pytest.raises(InputError, match="non-empty FeatureMaps") as input_info:
         plot_layers({"x": torch.rand(1, 2, 3, 3)})  # type: ignore[arg-type]
-    with pytest.raises(OptionError, match="per_layer=0"):
+    assert (input_info.value.argument, input_info.value.got) == ("maps", "dict")
+    with pytest.raises(OptionError, match="per_layer=0") as excinfo:
         plot_layers(
             FeatureMaps({"x": torch.rand(1, 2, 3, 3)}, {"x": layer("x", Layout.UNKNOWN)}),
             per_layer=0,
         )
+    assert (excinfo.value.option, excinfo.value.value) == ("per_layer", 0)
 
 
 # -- headless and light --------------------------------------------------------------------------

@@ -79,12 +79,21 @@ def test_default_channels_skip_dead_ones(stats: ChannelStats) -> None:
 
 def test_bad_requests(stats: ChannelStats) -> None:
     _, data = build()
-    with pytest.raises(fxmaps.OptionError, match=r"channels=\[9\]: '3' has channels 0\.\.7"):
+    with pytest.raises(
+        fxmaps.OptionError, match=r"channels=\[9\]: '3' has channels 0\.\.7"
+    ) as excinfo:
         plot_top_images(stats, data, "3", channels=[9])
-    with pytest.raises(fxmaps.OptionError, match=r"k=0 must be at least 1"):
+    assert (excinfo.value.option, excinfo.value.value, excinfo.value.valid) == (
+        "channels",
+        [9],
+        (f"0..{stats['3'].channels - 1}",),
+    )
+    with pytest.raises(fxmaps.OptionError, match=r"k=0 must be at least 1") as excinfo:
         plot_top_images(stats, data, "3", k=0)
-    with pytest.raises(fxmaps.InputError, match=r"no statistics for 'fc'"):
+    assert (excinfo.value.option, excinfo.value.value) == ("k", 0)
+    with pytest.raises(fxmaps.InputError, match=r"no statistics for 'fc'") as input_info:
         plot_top_images(stats, data, "fc")
+    assert (input_info.value.argument, input_info.value.got) == ("name", "fc")
 
 
 def test_channel_stats_histograms(stats: ChannelStats) -> None:

@@ -181,22 +181,46 @@ def test_save_and_load(tmp_path: Path) -> None:
         for field in ("mean", "std", "max", "positive", "top_indices", "top_scores"):
             assert torch.equal(getattr(loaded[name], field), getattr(stats[name], field))
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(fxmaps.InputError, match=r"not a file written by ChannelStats.save"):
+    with pytest.raises(
+        fxmaps.InputError, match=r"not a file written by ChannelStats.save"
+    ) as excinfo:
         ChannelStats.load(tmp_path / "other.pt")
-    with pytest.raises(fxmaps.InputError, match=r"no channel-statistics file at"):
+    assert (excinfo.value.argument, excinfo.value.got) == ("path", str(tmp_path / "other.pt"))
+    with pytest.raises(fxmaps.InputError, match=r"no channel-statistics file at") as excinfo:
         ChannelStats.load(tmp_path / "missing.pt")
-    with pytest.raises(fxmaps.InputError, match=r"no statistics for 'fc'; these nodes have them"):
+    assert (excinfo.value.argument, excinfo.value.got) == ("path", str(tmp_path / "missing.pt"))
+    with pytest.raises(
+        fxmaps.InputError, match=r"no statistics for 'fc'; these nodes have them"
+    ) as excinfo:
         stats["fc"]
+    assert (excinfo.value.argument, excinfo.value.got) == ("name", "fc")
 
 
 def test_bad_datasets_and_options() -> None:
     model, data = build()
-    with pytest.raises(fxmaps.InputError, match=r"the dataset is empty"):
+    with pytest.raises(fxmaps.InputError, match=r"the dataset is empty") as input_info:
         channel_stats(model, torch.utils.data.Subset(data, []), progress=False)
-    with pytest.raises(fxmaps.OptionError, match=r"topk=0, batch_size=64"):
+    assert input_info.value.argument == "dataset"
+    with pytest.raises(fxmaps.OptionError, match=r"topk=0, batch_size=64") as excinfo:
         channel_stats(model, data, topk=0, progress=False)
-    with pytest.raises(fxmaps.OptionError, match=r"score='median'; choose 'max' or 'mean'"):
+    assert (excinfo.value.option, excinfo.value.value, excinfo.value.valid) == (
+        "topk",
+        0,
+        (">= 1",),
+    )
+    with pytest.raises(fxmaps.OptionError, match=r"num_workers=-1: topk and") as excinfo:
+        channel_stats(model, data, num_workers=-1, progress=False)
+    assert (excinfo.value.option, excinfo.value.value, excinfo.value.valid) == (
+        "num_workers",
+        -1,
+        (">= 0",),
+    )
+    with pytest.raises(
+        fxmaps.OptionError, match=r"score='median'; choose 'max' or 'mean'"
+    ) as excinfo:
         channel_stats(model, data, score="median", progress=False)  # type: ignore[arg-type]
+    assert (excinfo.value.option, excinfo.value.value) == ("score", "median")
+    assert excinfo.value.valid == ("max", "mean")
 
     class Strings(Dataset[str]):
         def __len__(self) -> int:
@@ -205,8 +229,11 @@ def test_bad_datasets_and_options() -> None:
         def __getitem__(self, index: int) -> str:
             return "a photo"
 
-    with pytest.raises(fxmaps.InputError, match=r"dataset item 0 holds a str, not a tensor"):
+    with pytest.raises(
+        fxmaps.InputError, match=r"dataset item 0 holds a str, not a tensor"
+    ) as input_info:
         channel_stats(model, Strings(), progress=False)
+    assert (input_info.value.argument, input_info.value.got) == ("dataset", "str")
 
 
 WORKER = """

@@ -153,7 +153,11 @@ def benchmark_extraction(
     """
     batch = as_example_inputs(inputs, argument="inputs")
     if batch is None or repeat < 1:
-        raise InputError("benchmark_extraction needs inputs and repeat >= 1")
+        raise InputError(
+            "benchmark_extraction needs inputs and repeat >= 1",
+            argument="inputs" if batch is None else "repeat",
+            got="None" if batch is None else str(repeat),
+        )
     if not isinstance(model_or_graph, ModelGraph):
         check_module(model_or_graph, "benchmark_extraction()")
     graph = (
