@@ -45,7 +45,7 @@ class FxmapsError(Exception):
 
 
 def _restore(cls: type[FxmapsError], args: tuple[Any, ...], state: dict[str, Any]) -> FxmapsError:
-    error = cls.__new__(cls)
+    error = cls(*args)  # not cls.__new__(cls): MemoryError refuses that for MemoryLimitError
     error.args = args
     vars(error).update(state)
     return error
@@ -112,13 +112,24 @@ class InputError(FxmapsError, TypeError):
 
     Attributes:
         argument: The name of the argument at fault, or ``None``.
-        got: What it was, in words (``"str"``, ``"a list of str"``), or ``""``.
+        got: What it was, in words (``"str"``, ``"a list of str"``), or the bad value
+            itself as text (a path, a name, a shape), or ``""``.
+        node: The public name of the node the argument concerns, or ``None``.
     """
 
-    def __init__(self, message: str = "", /, *, argument: str | None = None, got: str = "") -> None:
+    def __init__(
+        self,
+        message: str = "",
+        /,
+        *,
+        argument: str | None = None,
+        got: str = "",
+        node: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.argument = argument
         self.got = got
+        self.node = node
 
 
 class DeviceError(FxmapsError, ValueError):

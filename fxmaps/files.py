@@ -23,9 +23,10 @@ def output_file(path: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         raise OutputError(
             f"cannot write {str(path)!r}: it is a folder; name a file in it, for example "
-            f"{str(path / ('output' + (path.suffix or '.png')))!r}"
+            f"{str(path / ('output' + (path.suffix or '.png')))!r}",
+            path=str(path),
         )
-    _writable(path.parent, f"cannot write {str(path)!r}")
+    _writable(path.parent, f"cannot write {str(path)!r}", path)
     return path
 
 
@@ -33,11 +34,13 @@ def output_folder(path: str | os.PathLike[str]) -> Path:
     """The folder ``path``, created if missing (its parent must exist and be writable)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OutputError(f"cannot write into {str(path)!r}: it is a file, not a folder")
+        raise OutputError(
+            f"cannot write into {str(path)!r}: it is a file, not a folder", path=str(path)
+        )
     if not path.is_dir():
-        _writable(path.parent, f"cannot create {str(path)!r}")
+        _writable(path.parent, f"cannot create {str(path)!r}", path)
         path.mkdir()
-    _writable(path, f"cannot write into {str(path)!r}")
+    _writable(path, f"cannot write into {str(path)!r}", path)
     return path
 
 
@@ -55,15 +58,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def _writable(folder: Path, what: str) -> None:
+def _writable(folder: Path, what: str, path: Path) -> None:
+    """Raise :class:`OutputError` (about ``path``) unless ``folder`` exists and is writable."""
     if not folder.is_dir():
         blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
         if blocker is not None and not blocker.is_dir():
             raise OutputError(
-                f"{what}: {str(blocker)!r} is a file, not a folder; choose a path in a folder"
+                f"{what}: {str(blocker)!r} is a file, not a folder; choose a path in a folder",
+                path=str(path),
             )
-        raise OutputError(f"{what}: folder {str(folder)!r} does not exist; create it first")
+        raise OutputError(
+            f"{what}: folder {str(folder)!r} does not exist; create it first", path=str(path)
+        )
     if not os.access(folder, os.W_OK):
         raise OutputError(
-            f"{what}: folder {str(folder)!r} is not writable; choose a folder you can write to"
+            f"{what}: folder {str(folder)!r} is not writable; choose a folder you can write to",
+            path=str(path),
         )

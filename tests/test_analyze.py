@@ -82,8 +82,9 @@ def test_without_input_there_are_no_shapes() -> None:
 
 def test_uninitialized_lazy_modules_are_not_materialized() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
-    with pytest.raises(fxmaps.InputError, match=r"uninitialized lazy modules \('2'\)"):
+    with pytest.raises(fxmaps.InputError, match=r"uninitialized lazy modules \('2'\)") as excinfo:
         fxmaps.analyze(model, torch.randn(1, 3, 8, 8))
+    assert excinfo.value.argument == "model"
     assert isinstance(model[2], nn.LazyLinear)
     assert [layer.name for layer in fxmaps.analyze(model).layers("linear")] == ["2"]
 

@@ -19,7 +19,7 @@ import shutil
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,9 @@ class Case:
 
     ``model`` builds the model that is passed in and checked bit for bit afterwards
     (``None``: the call takes no model). ``setup`` writes input files into the folder
-    first; afterwards the folder holds them, unchanged, and nothing else.
+    first; afterwards the folder holds them, unchanged, and nothing else. ``facts`` are
+    attributes the error must carry, by name; ``{folder}`` in a string value stands for
+    the folder.
     """
 
     run: Callable[[Any, Path], object]
@@ -151,6 +153,7 @@ class Case:
     match: str
     model: Callable[[], Any] | None = None
     setup: Callable[[Path], None] | None = None
+    facts: dict[str, object] = field(default_factory=dict)
 
 
 X = torch.randn(2, 3, 32, 32)
@@ -516,18 +519,21 @@ CASES: dict[str, Case] = {
         r"CifarResNet's parameters are on the meta device and hold no values, so it has no "
         r"maps",
         lambda: toy.CifarResNet().to("meta"),
+        facts={"got": "meta"},
     ),
     "maps-device-option": Case(
         _extract(X, device="nowhere:0"),
         fxmaps.OptionError,
         r"device='nowhere:0' is not a device",
         toy.CifarResNet,
+        facts={"option": "device", "value": "nowhere:0"},
     ),
     "maps-device-option-extractor": Case(
         _extractor(X, device="bogus"),
         fxmaps.OptionError,
         r"device='bogus' is not a device; use for example 'cpu'",
         toy.CifarResNet,
+        facts={"option": "device", "value": "bogus"},
     ),
     # 7. an empty selection says which kinds there are
     "empty-list": Case(
@@ -536,12 +542,14 @@ CASES: dict[str, Case] = {
         r"layers=\[\] selects nothing; pass a kind, node names or glob patterns. The kinds "
         r"CifarResNet has are: .*conv \(7\)",
         toy.CifarResNet,
+        facts={"option": "layers", "value": []},
     ),
     "absent-kind": Case(
         _extract(X, layers="attention"),
         fxmaps.OptionError,
         r"selects no node of CifarResNet; the kinds it has are: .*downsample \(2\)",
         toy.CifarResNet,
+        facts={"option": "layers", "value": "attention"},
     ),
     # 8. a name that does not exist: close matches
     "unknown-name": Case(
@@ -549,12 +557,14 @@ CASES: dict[str, Case] = {
         fxmaps.NodeNotFoundError,
         r"'layer1.0.conv9'.*'layer1.0.conv1'",
         toy.CifarResNet,
+        facts={"name": "layer1.0.conv9"},
     ),
     "unknown-pattern": Case(
         _extractor(X, layers="layer9.*"),
         fxmaps.NodeNotFoundError,
         r"pattern 'layer9.\*' matches no node",
         toy.CifarResNet,
+        facts={"name": "layer9.*"},
     ),
     "unknown-kind": Case(
         _graph(R64, lambda graph: graph.layers("convs")),
@@ -597,12 +607,14 @@ CASES: dict[str, Case] = {
         _spec("{folder}/nope.py:Net"),
         fxmaps.ModelLoadError,
         r"model file '.*nope.py' does not exist",
+        facts={"spec": "{folder}/nope.py:Net"},
     ),
     "syntax-error": Case(
         _spec("{folder}/net.py:Net"),
         fxmaps.ModelLoadError,
         r"importing '.*net.py' failed: SyntaxError at line 2: .*fix the file",
         setup=_write("net.py", "import torch\ndef Net(:\n"),
+        facts={"spec": "{folder}/net.py:Net"},
     ),
     "exits-on-import": Case(
         _spec("{folder}/script.py:Net"),
@@ -610,36 +622,43 @@ CASES: dict[str, Case] = {
         r"ran code that exited \(SystemExit: 3\); put the file's script code under "
         r"if __name__ == '__main__'",
         setup=_write("script.py", "import sys\nsys.exit(3)\n"),
+        facts={"spec": "{folder}/script.py:Net"},
     ),
     "missing-attribute": Case(
         _spec(f"{HERE}:Tinny"),
         fxmaps.ModelLoadError,
         r"has no attribute 'Tinny'; did you mean Tiny",
+        facts={"spec": f"{HERE}:Tinny"},
     ),
     "not-a-module-class": Case(
         _spec(f"{HERE}:Case"),
         fxmaps.ModelLoadError,
         r"is the class Case, which is not an nn.Module",
+        facts={"spec": f"{HERE}:Case"},
     ),
     "not-a-factory": Case(
         _spec(f"{HERE}:NOT_A_FACTORY"),
         fxmaps.ModelLoadError,
         r"is of type int, neither an nn.Module class nor a factory function",
+        facts={"spec": f"{HERE}:NOT_A_FACTORY"},
     ),
     "factory-arguments": Case(
         _spec(f"{HERE}:needs_arguments"),
         fxmaps.ModelLoadError,
         r"cannot be built without arguments \(width\)",
+        facts={"spec": f"{HERE}:needs_arguments"},
     ),
     "factory-raises": Case(
         _spec(f"{HERE}:raises_when_built"),
         fxmaps.ModelLoadError,
         r"building '.*raises_when_built' failed: RuntimeError: no config file found",
+        facts={"spec": f"{HERE}:raises_when_built"},
     ),
     "factory-returns-a-tensor": Case(
         _spec(f"{HERE}:returns_a_tensor"),
         fxmaps.ModelLoadError,
         r"returned Tensor, not an nn.Module",
+        facts={"spec": f"{HERE}:returns_a_tensor"},
     ),
     # 11. weights files
     "weights-keys": Case(
@@ -649,6 +668,7 @@ CASES: dict[str, Case] = {
         r"from this model\?",
         toy.CifarResNet,
         _save("w.pt", lambda: toy.Conv1dNet().state_dict()),
+        facts={"spec": "{folder}/w.pt"},
     ),
     "weights-shapes": Case(
         _weights("w.pt"),
@@ -658,6 +678,7 @@ CASES: dict[str, Case] = {
         _save(
             "w.pt", lambda: {"linear.weight": torch.zeros(10, 32), "linear.bias": torch.zeros(10)}
         ),
+        facts={"spec": "{folder}/w.pt"},
     ),
     "weights-not-a-state-dict": Case(
         _weights("w.pt"),
@@ -666,6 +687,7 @@ CASES: dict[str, Case] = {
         r"torch.save\(model.state_dict\(\), path\)",
         toy.CifarResNet,
         _save("w.pt", lambda: [1, 2]),
+        facts={"spec": "{folder}/w.pt"},
     ),
     "weights-whole-model": Case(
         _weights("w.pt"),
@@ -673,6 +695,7 @@ CASES: dict[str, Case] = {
         r"holds pickled Python objects \(tests.models.CifarResNet\).*torch.save\(model\)",
         toy.CifarResNet,
         _save("w.pt", toy.CifarResNet),
+        facts={"spec": "{folder}/w.pt"},
     ),
     "weights-truncated": Case(
         _weights("w.pt"),
@@ -680,6 +703,7 @@ CASES: dict[str, Case] = {
         r"cannot read weights file .*: it is truncated or corrupt",
         toy.CifarResNet,
         _truncated,
+        facts={"spec": "{folder}/w.pt"},
     ),
     "weights-text": Case(
         _weights("w.pt"),
@@ -687,6 +711,7 @@ CASES: dict[str, Case] = {
         r"it is not a file written by torch.save",
         toy.CifarResNet,
         _write("w.pt", "hello"),
+        facts={"spec": "{folder}/w.pt"},
     ),
     # 12. images
     "image-truncated": Case(
@@ -694,12 +719,14 @@ CASES: dict[str, Case] = {
         fxmaps.ImageError,
         r"'.*cut.jpg' is truncated or corrupt",
         setup=_write("cut.jpg", DEFAULT_IMAGE.read_bytes()[:3000]),
+        facts={"source": "{folder}/cut.jpg"},
     ),
     "image-not-an-image": Case(
         lambda _, folder: fxmaps.load_image(folder / "notes.png"),
         fxmaps.ImageError,
         r"is not an image fxmaps can read",
         setup=_write("notes.png", "not pixels"),
+        facts={"source": "{folder}/notes.png"},
     ),
     "image-a-tensor": Case(
         lambda _, __: fxmaps.load_image(X),  # type: ignore[arg-type]
@@ -733,6 +760,7 @@ CASES: dict[str, Case] = {
         fxmaps.OutputError,
         r"folder '.*missing' does not exist; create it first",
         toy.CifarResNet,
+        facts={"path": "{folder}/missing/maps.pt"},
     ),
     "output-parent-is-a-file": Case(
         _save_maps("notes.txt/maps.pt"),
@@ -740,12 +768,14 @@ CASES: dict[str, Case] = {
         r"'.*notes.txt' is a file, not a folder",
         toy.CifarResNet,
         _write("notes.txt", "x"),
+        facts={"path": "{folder}/notes.txt/maps.pt"},
     ),
     "output-is-a-folder": Case(
         lambda model, folder: fxmaps.extract(model, X).save(folder),
         fxmaps.OutputError,
         r"it is a folder; name a file in it",
         toy.CifarResNet,
+        facts={"path": "{folder}"},
     ),
     "save-graph-missing-folder": Case(
         lambda model, folder: fxmaps.save_graph(
@@ -773,12 +803,14 @@ CASES: dict[str, Case] = {
         r"1000 B \(max_bytes=1000\); the largest: 'conv1' .*channels='top:16'.*reduce='mean'.*"
         r"dtype=torch.float16.*max_bytes=",
         toy.CifarResNet,
+        facts={"limit": 1000},
     ),
     "memory-limit-extractor": Case(
         _extractor(X, max_bytes=10),
         fxmaps.MemoryLimitError,
         r"more than the limit of 10 B",
         toy.CifarResNet,
+        facts={"limit": 10},
     ),
     "memory-limit-report": Case(
         lambda model, folder: fxmaps.report(model, X[:1], folder / "r.html", max_bytes=1000),
@@ -786,12 +818,14 @@ CASES: dict[str, Case] = {
         r"the 7 maps asked for would take about .* for a batch of 1, more than the limit of "
         r"1000 B \(max_bytes=1000\)",
         toy.CifarResNet,
+        facts={"limit": 1000},
     ),
     "memory-limit-negative": Case(
         _extractor(X, max_bytes=-1),
         fxmaps.OptionError,
         r"max_bytes=-1 must be a number of bytes >= 0",
         toy.CifarResNet,
+        facts={"option": "max_bytes", "value": -1},
     ),
     # 15. drawing options and things that cannot be drawn
     **{
@@ -960,6 +994,11 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         case.run(model, tmp_path)
     assert isinstance(info.value, fxmaps.FxmapsError)
     assert "\n" not in str(info.value)
+    expected = {
+        name: value.format(folder=tmp_path) if isinstance(value, str) else value
+        for name, value in case.facts.items()
+    }
+    assert {name: getattr(info.value, name) for name in expected} == expected
     if model is not None and model_before is not None:
         assert_unchanged(model, model_before)
     assert files(tmp_path) == before

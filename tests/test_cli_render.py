@@ -210,8 +210,10 @@ def test_a_failed_write_keeps_the_old_file(
 
 
 def test_debug_raises(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="'resnet1' is not a torchvision model"):
+    with pytest.raises(ModelLoadError, match="'resnet1' is not a torchvision model") as excinfo:
         main(["report", "resnet1", "-o", str(tmp_path / "r.html"), "--debug"])
+    assert excinfo.value.spec == "resnet1"
+    assert "resnet18" in excinfo.value.candidates
 
 
 # ---------------------------------------------------------------------------- help

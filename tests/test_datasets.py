@@ -59,9 +59,16 @@ def test_class_folders_are_labels(tmp_path: Path) -> None:
 
 
 def test_bad_data(tmp_path: Path) -> None:
-    with pytest.raises(fxmaps.InputError, match=r"'nowhere' is neither 'digits' nor a folder"):
+    with pytest.raises(
+        fxmaps.InputError, match=r"'nowhere' is neither 'digits' nor a folder"
+    ) as excinfo:
         image_dataset("nowhere", (3, 32, 32))
-    with pytest.raises(fxmaps.InputError, match=r"no images \(.*\.png.*\) in"):
+    assert (excinfo.value.argument, excinfo.value.got) == ("data", "nowhere")
+    with pytest.raises(fxmaps.InputError, match=r"no images \(.*\.png.*\) in") as excinfo:
         ImageFiles(tmp_path, (3, 32, 32))
-    with pytest.raises(fxmaps.InputError, match=r"need a model that takes \(1 or 3, H, W\)"):
+    assert (excinfo.value.argument, excinfo.value.got) == ("data", str(tmp_path))
+    with pytest.raises(
+        fxmaps.InputError, match=r"need a model that takes \(1 or 3, H, W\)"
+    ) as excinfo:
         Digits((16,))
+    assert (excinfo.value.argument, excinfo.value.got) == ("input_size", "(16,)")

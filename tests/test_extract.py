@@ -269,34 +269,57 @@ def test_select_by_predicate(resnet18_graph: fxmaps.ModelGraph) -> None:
 def test_unknown_name_suggests_close_matches(resnet18_graph: fxmaps.ModelGraph) -> None:
     with pytest.raises(
         fxmaps.NodeNotFoundError, match=r"'layer1.0.conv9'.*did you mean .*'layer1.0.conv1'"
-    ):
+    ) as excinfo:
         fxmaps.extract(resnet18_graph, X, layers=["layer1.0.conv9"])
+    assert excinfo.value.name == "layer1.0.conv9"
+    assert "layer1.0.conv1" in excinfo.value.candidates
+    assert all(name in resnet18_graph for name in excinfo.value.candidates)
 
 
 @pytest.mark.parametrize(
-    ("layers", "error", "message"),
+    ("layers", "error", "message", "facts"),
     [
-        ("layer9.*", fxmaps.NodeNotFoundError, r"pattern 'layer9.\*' matches no node"),
-        ([], fxmaps.OptionError, r"layers=\[\] selects nothing"),
+        (
+            "layer9.*",
+            fxmaps.NodeNotFoundError,
+            r"pattern 'layer9.\*' matches no node",
+            {"name": "layer9.*"},
+        ),
+        ([], fxmaps.OptionError, r"layers=\[\] selects nothing", {"option": "layers", "value": []}),
         (
             "attention",
             fxmaps.OptionError,
             r"selects no node of ResNet; the kinds it has are: .*conv",
+            {"option": "layers", "value": "attention"},
         ),
-        (lambda layer: False, fxmaps.OptionError, r"selects no node of ResNet"),
+        (
+            lambda layer: False,
+            fxmaps.OptionError,
+            r"selects no node of ResNet",
+            {"option": "layers"},
+        ),
         (
             [3],
             fxmaps.InputError,
             r"layers entries must be kinds, node names, glob patterns or layers, got int",
+            {"argument": "layers", "got": "int"},
         ),
     ],
     ids=["pattern", "empty", "absent-kind", "predicate", "type"],
 )
 def test_selection_errors(
-    resnet18_graph: fxmaps.ModelGraph, layers: object, error: type[Exception], message: str
+    resnet18_graph: fxmaps.ModelGraph,
+    layers: object,
+    error: type[Exception],
+    message: str,
+    facts: dict[str, object],
 ) -> None:
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as excinfo:
         fxmaps.extract(resnet18_graph, X, layers=layers)  # type: ignore[arg-type]
+    assert {key: getattr(excinfo.value, key) for key in facts} == facts
+    if isinstance(excinfo.value, fxmaps.OptionError):  # the kinds the graph has, from its layers
+        kinds = {layer.kind.value for layer in resnet18_graph.layers()}
+        assert excinfo.value.valid == tuple(sorted(kinds))
 
 
 # -- memory controls ------------------------------------------------------------------------------
@@ -364,13 +387,18 @@ def test_dtype_and_device(resnet18_graph: fxmaps.ModelGraph) -> None:
 def test_invalid_controls(
     resnet18_graph: fxmaps.ModelGraph, option: str, value: object, message: str
 ) -> None:
-    with pytest.raises(fxmaps.OptionError, match=message):
+    with pytest.raises(fxmaps.OptionError, match=message) as excinfo:
         fxmaps.extract(resnet18_graph, X, **{option: value})  # type: ignore[arg-type]
+    assert (excinfo.value.option, excinfo.value.value) == (option, value)
 
 
 def test_channel_index_out_of_range(resnet18_graph: fxmaps.ModelGraph) -> None:
-    with pytest.raises(fxmaps.OptionError, match=r"out of range for a map with 64 channels"):
+    with pytest.raises(
+        fxmaps.OptionError, match=r"out of range for a map with 64 channels"
+    ) as excinfo:
         fxmaps.extract(resnet18_graph, X, layers="conv1", channels=[64])
+    assert (excinfo.value.option, excinfo.value.value) == ("channels", [64])
+    assert excinfo.value.valid == ("-64..63",)
 
 
 # -- transformers ---------------------------------------------------------------------------------
@@ -464,8 +492,9 @@ def test_feature_extractor_in_a_training_loop() -> None:
 
 
 def test_extract_needs_inputs() -> None:
-    with pytest.raises(fxmaps.InputError, match=r"extract\(\) needs inputs"):
+    with pytest.raises(fxmaps.InputError, match=r"extract\(\) needs inputs") as excinfo:
         fxmaps.extract(toy.CifarResNet(), None)  # type: ignore[arg-type]
+    assert (excinfo.value.argument, excinfo.value.got) == ("inputs", "None")
 
 
 @pytest.mark.gpu

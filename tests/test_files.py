@@ -57,10 +57,18 @@ def test_written_files_get_the_umask_permissions(tmp_path: Path) -> None:
 
 
 def test_missing_folders_are_output_errors(tmp_path: Path) -> None:
-    with pytest.raises(fxmaps.OutputError, match=r"cannot write .*a\.svg.*folder .*nowhere.* does"):
-        output_file(tmp_path / "nowhere" / "a.svg")
-    with pytest.raises(fxmaps.OutputError, match=r"cannot create .*inner.*folder .*nowhere.* does"):
-        output_folder(tmp_path / "nowhere" / "inner")
+    file = tmp_path / "nowhere" / "a.svg"
+    with pytest.raises(
+        fxmaps.OutputError, match=r"cannot write .*a\.svg.*folder .*nowhere.* does"
+    ) as excinfo:
+        output_file(file)
+    assert excinfo.value.path == str(file)
+    folder = tmp_path / "nowhere" / "inner"
+    with pytest.raises(
+        fxmaps.OutputError, match=r"cannot create .*inner.*folder .*nowhere.* does"
+    ) as excinfo:
+        output_folder(folder)
+    assert excinfo.value.path == str(folder)
     assert list(tmp_path.iterdir()) == []
     error = fxmaps.OutputError("x")
     assert isinstance(error, fxmaps.FxmapsError)
@@ -78,7 +86,10 @@ def test_read_only_folders_are_output_errors(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     try:
-        with pytest.raises(fxmaps.OutputError, match=r"folder .*locked.* is not writable"):
+        with pytest.raises(
+            fxmaps.OutputError, match=r"folder .*locked.* is not writable"
+        ) as excinfo:
             output_file(locked / "a.svg")
+        assert excinfo.value.path == str(locked / "a.svg")
     finally:
         locked.chmod(0o755)

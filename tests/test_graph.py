@@ -63,8 +63,10 @@ def test_layers_filter_by_kinds(resnet18_graph: fxmaps.ModelGraph) -> None:
     assert len(both) == 20
     with pytest.raises(
         fxmaps.NodeNotFoundError, match=r"'convs'.* not a kind either; kinds are: .*conv"
-    ):
+    ) as excinfo:
         resnet18_graph.layers("convs")
+    assert excinfo.value.name == "convs"
+    assert all(name in resnet18_graph for name in excinfo.value.candidates)
     assert resnet18_graph.layers("layer1.*.conv1") == resnet18_graph.layers(
         lambda layer: layer.name in ("layer1.0.conv1", "layer1.1.conv1")
     )

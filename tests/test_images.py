@@ -95,7 +95,10 @@ def test_a_report_downloads_its_image_once(
 
 
 def test_unreachable_url(server: str) -> None:
-    with pytest.raises(fxmaps.ImageError, match=r"cannot download '.*/missing.png': HTTP 404"):
+    with pytest.raises(
+        fxmaps.ImageError, match=r"cannot download '.*/missing.png': HTTP 404"
+    ) as excinfo:
         fxmaps.load_image(f"{server}/missing.png")
+    assert excinfo.value.source == f"{server}/missing.png"
     with pytest.raises(fxmaps.ImageError, match=r"cannot download 'http://127.0.0.1:9/x.png'"):
         fxmaps.load_image("http://127.0.0.1:9/x.png")

@@ -241,10 +241,12 @@ def test_feature_maps_of_several_need_a_name() -> None:
     )
     with pytest.raises(
         InputError, match="holds 2 maps; say which to draw with name=, one of 'a', 'b'"
-    ):
+    ) as excinfo:
         plot_feature_maps(maps)
-    with pytest.raises(NodeNotFoundError, match="no map named 'c'"):
+    assert excinfo.value.argument == "name"
+    with pytest.raises(NodeNotFoundError, match="no map named 'c'") as not_found:
         plot_feature_maps(maps, "c")
+    assert not_found.value.name == "c"
     assert texts(plot_feature_maps(maps, "b")) == ["0", "1"]
 
 
@@ -366,13 +368,15 @@ def test_plot_layers_says_which_maps_it_cannot_draw() -> None:
 
 
 def test_plot_layers_rejects_bad_input() -> None:
-    with pytest.raises(InputError, match="non-empty FeatureMaps"):
+    with pytest.raises(InputError, match="non-empty FeatureMaps") as input_info:
         plot_layers({"x": torch.rand(1, 2, 3, 3)})  # type: ignore[arg-type]
-    with pytest.raises(OptionError, match="per_layer=0"):
+    assert (input_info.value.argument, input_info.value.got) == ("maps", "dict")
+    with pytest.raises(OptionError, match="per_layer=0") as excinfo:
         plot_layers(
             FeatureMaps({"x": torch.rand(1, 2, 3, 3)}, {"x": layer("x", Layout.UNKNOWN)}),
             per_layer=0,
         )
+    assert (excinfo.value.option, excinfo.value.value) == ("per_layer", 0)
 
 
 # -- headless and light --------------------------------------------------------------------------

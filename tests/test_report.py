@@ -254,8 +254,9 @@ def test_a_missing_folder_fails_before_any_work(
         raise AssertionError("report analysed the model before checking its output path")
 
     monkeypatch.setattr(report_module, "analyze", no_work)
-    with pytest.raises(OutputError, match=r"folder '.*missing' does not exist"):
+    with pytest.raises(OutputError, match=r"folder '.*missing' does not exist") as excinfo:
         fxmaps.report(nn.Conv2d(3, 4, 3), None, tmp_path / "missing" / "r.html")
+    assert excinfo.value.path == str(tmp_path / "missing" / "r.html")
 
 
 def test_an_error_midway_leaves_the_old_page(

@@ -147,7 +147,11 @@ def benchmark_extraction(
     check_module(model, "benchmark_extraction()")
     given = as_inputs(inputs, model, argument="inputs")
     if given is None or repeat < 1:
-        raise InputError("benchmark_extraction needs inputs and repeat >= 1")
+        raise InputError(
+            "benchmark_extraction needs inputs and repeat >= 1",
+            argument="inputs" if given is None else "repeat",
+            got="None" if given is None else str(repeat),
+        )
     graph = (
         model_or_graph
         if isinstance(model_or_graph, ModelGraph)

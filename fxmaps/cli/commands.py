@@ -101,7 +101,11 @@ def bench(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"--device {args.device}: no CUDA device here; use --device cpu")
+        raise DeviceError(
+            f"--device {args.device}: no CUDA device here; use --device cpu",
+            expected="cpu",
+            got=str(device),
+        )
     inputs = torch.randn(args.batch, *_size(args, loaded), device=device)
     result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
                                   repeat=args.repeat, name=args.model,
@@ -117,11 +121,15 @@ def demo(args: argparse.Namespace) -> int:
     """resnet18 looking at the bundled photo: graph, maps, filters and report in one folder."""
     folder = args.output
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"cannot write into {str(folder)!r}: it is a file, not a folder")
+        raise OutputError(
+            f"cannot write into {str(folder)!r}: it is a file, not a folder", path=str(folder)
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)  # the demo's own default folder may be new
     except OSError as err:
-        raise OutputError(f"cannot create {str(folder)!r}: {err.strerror or err}") from err
+        raise OutputError(
+            f"cannot create {str(folder)!r}: {err.strerror or err}", path=str(folder)
+        ) from err
     loaded = load_model("resnet18")
     image = load_image()
     analysed = analyze(loaded.model, image)
@@ -183,7 +191,10 @@ def _image(args: argparse.Namespace, loaded: LoadedModel) -> torch.Tensor:
 def _first_conv(analysed: Any) -> Any:
     convs = analysed.layers("conv")
     if not convs:
-        raise OptionError(f"{type(analysed.model).__name__} has no conv layer to draw filters of")
+        raise OptionError(
+            f"{type(analysed.model).__name__} has no conv layer to draw filters of",
+            option="layer",
+        )
     return convs[0]
 
 
@@ -200,7 +211,9 @@ def _check_folder(path: Path) -> None:
     if path.is_dir():
         output_folder(path)
     elif path.exists():
-        raise OutputError(f"cannot write maps into {str(path)!r}: it is a file, not a folder")
+        raise OutputError(
+            f"cannot write maps into {str(path)!r}: it is a file, not a folder", path=str(path)
+        )
     else:
         output_file(path)  # its parent must exist and be writable
 

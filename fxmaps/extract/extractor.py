@@ -136,6 +136,7 @@ class FeatureExtractor(nn.Module):
                 f"max_bytes={max_bytes!r} must be a number of bytes >= 0, or None",
                 option="max_bytes",
                 value=max_bytes,
+                valid=("a number of bytes >= 0", "None"),
             )
         self.max_bytes = max_bytes
         self._key = (tuple(self.names), self._options)
@@ -337,7 +338,8 @@ def checked_inputs(graph: ModelGraph, inputs: Inputs) -> tuple[Inputs, list[str]
             f"{type(graph.model).__name__}'s parameters are on the meta device and hold no "
             "values, so it has no maps to extract. Give it real weights first "
             "(model.to_empty(device='cpu'), then load_state_dict); analyze() with a meta "
-            "input gives its shapes"
+            "input gives its shapes",
+            got="meta",
         )
     if graph.capture is not None:
         check_device(graph.model, inputs.tensors(), argument="input")

@@ -63,7 +63,11 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         except KeyError:
             matches = close_matches(name, self._maps)
             hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
-            raise NodeNotFoundError(f"no map named {name!r} among {len(self)}{hint}") from None
+            raise NodeNotFoundError(
+                f"no map named {name!r} among {len(self)}{hint}",
+                name=name,
+                candidates=tuple(matches),
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._maps)
@@ -138,7 +142,9 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         """Read maps written by :meth:`save`; never executes pickled code."""
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"no feature-maps file at {str(path)!r}")
+            raise InputError(
+                f"no feature-maps file at {str(path)!r}", argument="path", got=str(path)
+            )
         try:
             if path.suffix == ".safetensors":
                 meta, maps, channels = _read_safetensors(path)
@@ -151,7 +157,9 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
             raise
         except Exception as err:
             raise InputError(
-                f"{str(path)!r} is not a feature-maps file written by fxmaps: {err}"
+                f"{str(path)!r} is not a feature-maps file written by fxmaps: {err}",
+                argument="path",
+                got=str(path),
             ) from err
         layers = {entry["name"]: _layer_from_dict(entry) for entry in meta["layers"]}
         ordered = {entry["name"]: maps[entry["name"]] for entry in meta["layers"]}

@@ -72,10 +72,17 @@ def _device(device: torch.device | str | None) -> str | None:
         target = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as err:
         raise OptionError(
-            f"device={device!r} is not a device; use for example 'cpu', 'cuda' or 'cuda:1'"
+            f"device={device!r} is not a device; use for example 'cpu', 'cuda' or 'cuda:1'",
+            option="device",
+            value=device,
+            valid=("cpu", "cuda", "cuda:<index>"),
         ) from err
     if target.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device={device!r}: there is no CUDA device here; use device='cpu'")
+        raise DeviceError(
+            f"device={device!r}: there is no CUDA device here; use device='cpu'",
+            expected="cpu",
+            got=str(target),
+        )
     return str(target)
 
 
@@ -98,7 +105,10 @@ def _channels_spec(channels: Any) -> tuple[Any, ...] | None:
             return ("indices", *values)
     raise OptionError(
         f"channels={channels!r} is not valid; pass channel indices ([0, 5, 7]), a slice "
-        "(slice(0, 16)), or 'top:k' for the k channels with the largest mean activation"
+        "(slice(0, 16)), or 'top:k' for the k channels with the largest mean activation",
+        option="channels",
+        value=channels,
+        valid=("channel indices", "a slice", "'top:k'"),
     )
 
 
@@ -111,7 +121,10 @@ def _reduce_spec(reduce: str | None) -> tuple[str, str] | None:
         forms = ", ".join(f"'{r}'" for r in _REDUCERS)
         raise OptionError(
             f"reduce={reduce!r} is not valid; use {forms} (over channels) or 'mean:space', "
-            "'max:space', 'norm:space' (over the spatial or token axes)"
+            "'max:space', 'norm:space' (over the spatial or token axes)",
+            option="reduce",
+            value=reduce,
+            valid=(*_REDUCERS, *(f"{r}:space" for r in _REDUCERS)),
         )
     return reducer, over
 
@@ -122,7 +135,9 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     value = getattr(torch, str(dtype), None)
     if not isinstance(value, torch.dtype):
         raise OptionError(
-            f"dtype={dtype!r} is not a torch dtype; for example torch.float16 or 'float16'"
+            f"dtype={dtype!r} is not a torch dtype; for example torch.float16 or 'float16'",
+            option="dtype",
+            value=dtype,
         )
     return value
 
@@ -193,7 +208,10 @@ def _select(
         kept = torch.tensor(spec[1:], device=tensor.device)
         if kept.min() < -size or kept.max() >= size:
             raise OptionError(
-                f"channels={list(spec[1:])} is out of range for a map with {size} channels"
+                f"channels={list(spec[1:])} is out of range for a map with {size} channels",
+                option="channels",
+                value=list(spec[1:]),
+                valid=(f"{-size}..{size - 1}",),
             )
     return tensor.index_select(axis, kept % size), kept % size
 

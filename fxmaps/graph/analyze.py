@@ -170,7 +170,9 @@ def _check_materialized(model: nn.Module) -> None:
         raise InputError(
             f"{type(model).__name__} has uninitialized lazy modules ({listed}); "
             "shape propagation would initialize them and so change the model. Run one forward "
-            "pass yourself first, or call analyze() without an example input"
+            "pass yourself first, or call analyze() without an example input",
+            argument="model",
+            got=f"{type(model).__name__} with uninitialized lazy modules",
         )
 
 

@@ -40,12 +40,17 @@ MIN_SIDE = 200  # ... and enlarged further so that their short side gets this ma
 def as_float(value: MapLike) -> Array:
     if isinstance(value, torch.Tensor):
         if value.is_complex():
-            raise InputError(f"cannot draw a complex map ({value.dtype}); pass .abs() or .real")
+            raise InputError(
+                f"cannot draw a complex map ({value.dtype}); pass .abs() or .real",
+                got=str(value.dtype),
+            )
         return value.detach().to(device="cpu", dtype=torch.float32).numpy()
     try:
         return np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise InputError(f"cannot draw an array of dtype {value.dtype}: {err}") from err
+        raise InputError(
+            f"cannot draw an array of dtype {value.dtype}: {err}", got=str(value.dtype)
+        ) from err
 
 
 def scaled(array: Array, *, shared: bool) -> Array:
@@ -86,7 +91,7 @@ def axes(
     if ax is not None:
         fig = ax.get_figure(root=True)
         if fig is None:
-            raise InputError("ax belongs to no figure; create it with fig.add_subplot()")
+            raise _orphan_axes()
         ax.set_title(wrapped(title, 80), fontsize=TITLE_SIZE)
         return fig, ax, None
     height, width = round(shape[0] * scale), round(shape[1] * scale)
@@ -167,7 +172,7 @@ def place(ax: Axes, picture: AxesImage) -> float:
     height, width = picture.get_size()
     parent = ax.get_figure(root=False)
     if parent is None:
-        raise InputError("ax belongs to no figure; create it with fig.add_subplot()")
+        raise _orphan_axes()
     box = ax.get_position(original=True).transformed(parent.transSubfigure)
     fit = float(min(box.width / width, box.height / height))
     zoom = math.floor(fit + 1e-6)
@@ -261,7 +266,12 @@ def _on_pixels(picture: AxesImage) -> tuple[int, float, float] | None:
 
 def grid(count: int, ncols: int | None) -> tuple[int, int]:
     if ncols is not None and (isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1):
-        raise OptionError(f"ncols={ncols!r} is not valid; use a whole number >= 1, or None")
+        raise OptionError(
+            f"ncols={ncols!r} is not valid; use a whole number >= 1, or None",
+            option="ncols",
+            value=ncols,
+            valid=("a whole number >= 1", "None"),
+        )
     cols = min(count, ncols or math.ceil(math.sqrt(count)))
     return math.ceil(count / cols), cols
 
@@ -295,15 +305,31 @@ def colormap(name: str) -> Colormap:
     except (KeyError, TypeError):
         near = close_matches(str(name), list(matplotlib.colormaps))
         hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
-        raise OptionError(f"cmap={name!r} is not a matplotlib colormap{hint}") from None
+        raise OptionError(
+            f"cmap={name!r} is not a matplotlib colormap{hint}",
+            option="cmap",
+            value=name,
+            valid=tuple(matplotlib.colormaps),
+        ) from None
     lut = base(np.linspace(0, 1, 64))[:, :3]
     near_white = float(np.abs(lut - 1).max(axis=1).min()) < 0.15
     # Tiles use "under" for the padding between them and "over" for empty cells.
     return base.with_extremes(bad=BAD_COLOR, under="0.8" if near_white else "white", over="white")
 
 
+def _orphan_axes() -> InputError:
+    return InputError(
+        "ax belongs to no figure; create it with fig.add_subplot()",
+        argument="ax",
+        got="axes of no figure",
+    )
+
+
 def check_choice(option: str, value: object, valid: Sequence[str]) -> None:
     if value not in valid:
         raise OptionError(
-            f"{option}={value!r} is not valid; use one of {', '.join(map(repr, valid))}"
+            f"{option}={value!r} is not valid; use one of {', '.join(map(repr, valid))}",
+            option=option,
+            value=value,
+            valid=tuple(valid),
         )

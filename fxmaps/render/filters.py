@@ -106,7 +106,12 @@ def plot_filters(
     kernels = _kernels(layer_or_weight)
     view = _view(kernels, mode)
     if isinstance(max_filters, bool) or not isinstance(max_filters, int) or max_filters < 1:
-        raise OptionError(f"max_filters={max_filters!r} is not valid; use a whole number >= 1")
+        raise OptionError(
+            f"max_filters={max_filters!r} is not valid; use a whole number >= 1",
+            option="max_filters",
+            value=max_filters,
+            valid=("a whole number >= 1",),
+        )
     weight = kernels.weight[:max_filters]
     notes = kernels.notes
     if len(weight) < len(kernels.weight):
@@ -129,33 +134,47 @@ def _kernels(source: Layer | nn.Module | torch.Tensor | npt.NDArray[Any]) -> _Ke
         if source.module is None:
             raise InputError(
                 f"layer {source.name!r} ({source.kind.value}, {source.target}) calls a function, "
-                "not a module: pass the weight tensor it uses instead"
+                "not a module: pass the weight tensor it uses instead",
+                argument="layer_or_weight",
+                got=f"a call of {source.target}",
+                node=source.name,
             )
         if not isinstance(source.module, _CONVS):
             raise InputError(
                 f"layer {source.name!r} is a {source.kind.value} node ({source.module_type}), "
-                "not a convolution; pick one of g.layers('conv')"
+                "not a convolution; pick one of g.layers('conv')",
+                argument="layer_or_weight",
+                got=source.module_type,
+                node=source.name,
             )
         return _from_module(source.module, source.name)
     if isinstance(source, nn.Module):
         if not isinstance(source, _CONVS):
             raise InputError(
                 f"{type(source).__name__} is not a convolution; plot_filters() draws "
-                "nn.Conv1d/2d/3d (and transposed) weights, or a weight tensor"
+                "nn.Conv1d/2d/3d (and transposed) weights, or a weight tensor",
+                argument="layer_or_weight",
+                got=type(source).__name__,
             )
         return _from_module(source, type(source).__name__)
     if isinstance(source, (torch.Tensor, np.ndarray)):
         weight = canvas.as_float(source)
         return _from_weight(weight, f"weight {format_shape(weight.shape)}", ())
     raise InputError(
-        f"cannot draw filters of a {type(source).__name__}; pass a conv Layer, module or weight"
+        f"cannot draw filters of a {type(source).__name__}; pass a conv Layer, module or weight",
+        argument="layer_or_weight",
+        got=type(source).__name__,
     )
 
 
 def _from_module(module: nn.Module, name: str) -> _Kernels:
     parameter = module.weight
     if not isinstance(parameter, torch.Tensor) or isinstance(parameter, UninitializedParameter):
-        raise InputError(f"{name} has no weight to draw yet; run the model once first")
+        raise InputError(
+            f"{name} has no weight to draw yet; run the model once first",
+            argument="layer_or_weight",
+            got="an uninitialized weight",
+        )
     weight, groups = canvas.as_float(parameter), int(getattr(module, "groups", 1))
     label = f"{name}  weight {format_shape(tuple(parameter.shape))}"
     notes: tuple[str, ...] = ()
@@ -178,7 +197,9 @@ def _from_weight(weight: Array, label: str, notes: tuple[str, ...]) -> _Kernels:
     if weight.ndim not in (3, 4) or 0 in weight.shape:
         raise InputError(
             f"cannot draw a weight shaped {weight.shape}; expected conv weights (out, in, k), "
-            "(out, in, kh, kw) or (out, in, kd, kh, kw)"
+            "(out, in, kh, kw) or (out, in, kd, kh, kw)",
+            argument="layer_or_weight",
+            got=f"a weight shaped {weight.shape}",
         )
     one_d = weight.ndim == 3
     return _Kernels(weight[:, :, None] if one_d else weight, label, notes, one_d)
@@ -190,7 +211,10 @@ def _view(kernels: _Kernels, mode: str) -> str:
     if mode == "rgb" and (inputs != 3 or kernels.one_d):
         raise OptionError(
             f"mode='rgb' needs 2-D kernels over 3 input channels; {kernels.label} has "
-            f"{inputs}{' (1-D)' if kernels.one_d else ''}; use mode='channels' or 'mean'"
+            f"{inputs}{' (1-D)' if kernels.one_d else ''}; use mode='channels' or 'mean'",
+            option="mode",
+            value=mode,
+            valid=("channels", "mean"),
         )
     if mode != "auto":
         return mode

@@ -136,7 +136,12 @@ def render_graph(
     """
     check_collapse(collapse)
     if rankdir not in _RANKDIRS:
-        raise OptionError(f"rankdir={rankdir!r} is not valid; use one of {', '.join(_RANKDIRS)}")
+        raise OptionError(
+            f"rankdir={rankdir!r} is not valid; use one of {', '.join(_RANKDIRS)}",
+            option="rankdir",
+            value=rankdir,
+            valid=tuple(_RANKDIRS),
+        )
     plan = plan_graph(graph, collapse, highlight)
     dense = _DENSE if len(plan.edges) > 1.5 * len(plan.nodes) else {}
     dot = _diagram_class()(
@@ -183,7 +188,12 @@ def save_graph(dot: graphviz.Digraph, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     if target.suffix.lower() not in _FORMATS:
         valid = " ".join(_FORMATS)
-        raise OptionError(f"cannot tell the format of {str(target)!r}; use a suffix of: {valid}")
+        raise OptionError(
+            f"cannot tell the format of {str(target)!r}; use a suffix of: {valid}",
+            option="path",
+            value=str(target),
+            valid=tuple(_FORMATS),
+        )
     fmt = _FORMATS[target.suffix.lower()]
     output_file(target)
     if fmt is None:

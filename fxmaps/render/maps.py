@@ -73,10 +73,19 @@ def mosaic(
     """
     array = np.array(maps, dtype=np.float32)
     if array.ndim != 3 or 0 in array.shape:
-        raise InputError(f"mosaic() takes maps shaped (n, h, w), not {array.shape}")
+        raise InputError(
+            f"mosaic() takes maps shaped (n, h, w), not {array.shape}",
+            argument="maps",
+            got=f"maps shaped {array.shape}",
+        )
     canvas.check_choice("normalize", normalize, (*_NORMALIZE, "none"))
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise OptionError(f"pad={pad!r} is not valid; use a whole number of pixels >= 0")
+        raise OptionError(
+            f"pad={pad!r} is not valid; use a whole number of pixels >= 0",
+            option="pad",
+            value=pad,
+            valid=("a whole number of pixels >= 0",),
+        )
     array[~np.isfinite(array)] = np.nan
     values = array if normalize == "none" else canvas.scaled(array, shared=normalize == "shared")
     image: Array = canvas.tiles(values, canvas.grid(len(array), ncols), pad, np.nan)
@@ -178,7 +187,11 @@ def plot_layers(
         ['0  1×4×10×10  ·  3 of 4 channels by energy', '2  1×6×8×8  ·  3 of 6 channels by energy']
     """
     if not isinstance(maps, FeatureMaps) or not maps:
-        raise InputError(f"plot_layers() takes a non-empty FeatureMaps, not {maps!r}")
+        raise InputError(
+            f"plot_layers() takes a non-empty FeatureMaps, not {maps!r}",
+            argument="maps",
+            got="an empty FeatureMaps" if isinstance(maps, FeatureMaps) else type(maps).__name__,
+        )
     _check_options(order=order, normalize="per-map", count=("per_layer", per_layer))
     colormap = canvas.colormap(cmap)
     rows = [_layer_row(maps, name, sample, order, per_layer) for name in maps]
@@ -336,4 +349,9 @@ def _check_options(*, order: str, normalize: str, count: tuple[str, int]) -> Non
     canvas.check_choice("normalize", normalize, _NORMALIZE)
     option, value = count
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f"{option}={value!r} is not valid; use a whole number >= 1")
+        raise OptionError(
+            f"{option}={value!r} is not valid; use a whole number >= 1",
+            option=option,
+            value=value,
+            valid=("a whole number >= 1",),
+        )

@@ -48,7 +48,9 @@ def panel_of(source: MapLike | FeatureMaps, name: str | None, sample: int) -> Pa
         return _batched(tensor, sample, label, kept, notes, axis or "position")
     if not isinstance(source, (torch.Tensor, np.ndarray)):
         raise InputError(
-            f"cannot draw a {type(source).__name__}; pass a tensor, a NumPy array or a FeatureMaps"
+            f"cannot draw a {type(source).__name__}; pass a tensor, a NumPy array or a FeatureMaps",
+            argument="maps_or_tensor",
+            got=type(source).__name__,
         )
     shape = tuple(source.shape)
     label = f"{name}  {format_shape(shape)}" if name else format_shape(shape)
@@ -60,7 +62,10 @@ def panel_of(source: MapLike | FeatureMaps, name: str | None, sample: int) -> Pa
         )
     raise InputError(
         f"cannot draw a map shaped {shape}; expected (N, C, H, W), (C, H, W), (H, W) or "
-        "(N, C, D, H, W); 1-D maps (N, C, L) are drawn from a FeatureMaps, which knows their layout"
+        "(N, C, D, H, W); 1-D maps (N, C, L) are drawn from a FeatureMaps, which knows their "
+        "layout",
+        argument="maps_or_tensor",
+        got=f"a map shaped {shape}",
     )
 
 
@@ -70,7 +75,10 @@ def _map_name(maps: FeatureMaps, name: str | None) -> str:
     if len(maps) != 1:
         names = ", ".join(map(repr, list(maps)[:8])) + (", ..." if len(maps) > 8 else "")
         raise InputError(
-            f"this FeatureMaps holds {len(maps)} maps; say which to draw with name=, one of {names}"
+            f"this FeatureMaps holds {len(maps)} maps; say which to draw with name=, "
+            f"one of {names}",
+            argument="name",
+            got="None",
         )
     return next(iter(maps))
 
@@ -100,10 +108,13 @@ def _batched(
 ) -> Panel:
     size = len(source)
     if size == 0:
-        raise InputError(f"cannot draw {label}: the batch is empty")
+        raise InputError(f"cannot draw {label}: the batch is empty", got="an empty batch")
     if isinstance(sample, bool) or not isinstance(sample, int) or not -size <= sample < size:
         raise OptionError(
-            f"sample={sample!r} is out of range for a batch of {size}; use 0 to {size - 1}"
+            f"sample={sample!r} is out of range for a batch of {size}; use 0 to {size - 1}",
+            option="sample",
+            value=sample,
+            valid=(f"0..{size - 1}",),
         )
     notes = (*notes, f"sample {sample % size} of {size}") if size > 1 else notes
     item = canvas.as_float(source[sample])
@@ -124,7 +135,10 @@ def _unbatched(
         item = item[:, depth // 2]
         notes = (*notes, f"middle depth slice {depth // 2} of {depth}")
     if item.ndim not in (2, 3) or 0 in item.shape:
-        raise InputError(f"cannot draw maps shaped {item.shape} (channels first); nothing to show")
+        raise InputError(
+            f"cannot draw maps shaped {item.shape} (channels first); nothing to show",
+            got=f"maps shaped {item.shape}",
+        )
     channels = np.arange(len(item)) if kept is None else kept.detach().cpu().numpy()
     if len(channels) != len(item):
         channels = np.arange(len(item))

@@ -81,7 +81,10 @@ def check_collapse(collapse: str | int) -> None:
     if collapse not in ("none", "blocks") and not depth_ok:
         raise OptionError(
             f"collapse={collapse!r} is not valid; use 'none', 'blocks' or a module depth "
-            "(an int >= 1, e.g. collapse=1 for top-level modules)"
+            "(an int >= 1, e.g. collapse=1 for top-level modules)",
+            option="collapse",
+            value=collapse,
+            valid=("none", "blocks", "a module depth >= 1"),
         )
 
 

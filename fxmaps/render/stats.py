@@ -76,7 +76,9 @@ def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None)
     """Per layer, histograms of the channel means and of the fractions of positive values."""
     names = list(layers) if layers is not None else list(stats)
     if not names:
-        raise OptionError("no layers to plot; the statistics hold none")
+        raise OptionError(
+            "no layers to plot; the statistics hold none", option="layers", value=layers
+        )
     height = 60 + 190 * len(names)
     fig = canvas.figure(760, height)
     top, bottom = 1 - 60 / height, 30 / height
@@ -101,7 +103,12 @@ def _heat(maps: torch.Tensor, layer: str) -> npt.NDArray[np.float32]:
     if maps.dim() == 2:  # a linear layer: one value per channel, shown as a flat tint
         maps = maps[..., None, None]
     if maps.dim() != 4:
-        raise InputError(f"{layer!r} gives maps of shape {tuple(maps.shape)}; need (N, C, H, W)")
+        raise InputError(
+            f"{layer!r} gives maps of shape {tuple(maps.shape)}; need (N, C, H, W)",
+            argument="layer",
+            got=f"maps of shape {tuple(maps.shape)}",
+            node=layer,
+        )
     maps = F.interpolate(maps, size=(_CELL, _CELL), mode="bilinear", align_corners=False)
     low = maps.amin(dim=(2, 3), keepdim=True)
     high = maps.amax(dim=(2, 3), keepdim=True)

@@ -27,7 +27,11 @@ class Digits(Dataset[tuple[torch.Tensor, int]]):
         try:
             from sklearn.datasets import load_digits
         except ImportError as err:
-            raise InputError("--data digits needs scikit-learn: pip install scikit-learn") from err
+            raise InputError(
+                "--data digits needs scikit-learn: pip install scikit-learn",
+                argument="data",
+                got="digits",
+            ) from err
         channels, height, width = _chw(shape)
         data = load_digits()
         images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
@@ -52,7 +56,11 @@ class ImageFiles(Dataset[tuple[torch.Tensor, int]]):
     def __init__(self, root: str | Path, shape: tuple[int, ...]) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise InputError(f"--data {str(root)!r} is neither 'digits' nor a folder")
+            raise InputError(
+                f"--data {str(root)!r} is neither 'digits' nor a folder",
+                argument="data",
+                got=str(root),
+            )
         self.channels, self.size, _ = _chw(shape)
         classes = sorted(p for p in self.root.iterdir() if p.is_dir() and _images(p))
         if classes:
@@ -63,7 +71,11 @@ class ImageFiles(Dataset[tuple[torch.Tensor, int]]):
             self.classes = []
         if not self.files:
             suffixes = " ".join(sorted(IMAGE_SUFFIXES))
-            raise InputError(f"no images ({suffixes}) in {str(root)!r} or its subfolders")
+            raise InputError(
+                f"no images ({suffixes}) in {str(root)!r} or its subfolders",
+                argument="data",
+                got=str(root),
+            )
 
     def __len__(self) -> int:
         return len(self.files)
@@ -85,7 +97,9 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise InputError(
             f"image datasets need a model that takes (1 or 3, H, W) images, not {shape}; "
-            "pass --input-size C H W"
+            "pass --input-size C H W",
+            argument="input_size",
+            got=str(shape),
         )
     return shape[0], shape[1], shape[2]
 

@@ -64,7 +64,12 @@ def load_image(
         torch.Size([1, 3, 224, 224])
     """
     if size < 1:
-        raise OptionError(f"size={size} must be a positive number of pixels")
+        raise OptionError(
+            f"size={size} must be a positive number of pixels",
+            option="size",
+            value=size,
+            valid=("a positive number of pixels",),
+        )
     image = read_image(path_or_url)
     transforms = _weights(weights).transforms() if weights is not None else None
     if transforms is not None and normalize:
@@ -103,10 +108,13 @@ def read_image(path_or_url: str | Path | Image | None = None) -> Image:
             image.load()
         except UnidentifiedImageError as err:
             raise ImageError(
-                f"{str(source)!r} is not an image fxmaps can read (PNG, JPEG, ...)"
+                f"{str(source)!r} is not an image fxmaps can read (PNG, JPEG, ...)",
+                source=str(source),
             ) from err
         except (OSError, SyntaxError, ValueError) as err:
-            raise ImageError(f"{str(source)!r} is truncated or corrupt: {err}") from err
+            raise ImageError(
+                f"{str(source)!r} is truncated or corrupt: {err}", source=str(source)
+            ) from err
     if image.mode != "RGB":
         warnings.warn(
             f"{str(source)!r} is a {image.mode} image; converted to RGB",
@@ -123,11 +131,13 @@ def _is_url(source: str | Path) -> bool:
 
 def _read_file(path: Path) -> bytes:
     if not path.is_file():
-        raise ImageError(f"no image file at {str(path)!r}")
+        raise ImageError(f"no image file at {str(path)!r}", source=str(path))
     try:
         return path.read_bytes()
     except OSError as err:
-        raise ImageError(f"cannot read {str(path)!r}: {err.strerror or err}") from err
+        raise ImageError(
+            f"cannot read {str(path)!r}: {err.strerror or err}", source=str(path)
+        ) from err
 
 
 def _download(url: str) -> bytes:
@@ -140,7 +150,8 @@ def _download(url: str) -> bytes:
             reason = f"HTTP {err.code} {err.reason}"
         raise ImageError(
             f"cannot download {url!r}: {reason}. Check the address and the internet "
-            "connection, or pass a local file"
+            "connection, or pass a local file",
+            source=url,
         ) from err
 
 
@@ -151,7 +162,9 @@ def _weights(weights: Any) -> Any:
         except (KeyError, ValueError, AttributeError) as err:
             raise OptionError(
                 f"weights={weights!r} names no torchvision weights; use a name like "
-                "'ResNet18_Weights.IMAGENET1K_V1'"
+                "'ResNet18_Weights.IMAGENET1K_V1'",
+                option="weights",
+                value=weights,
             ) from err
     return weights
 

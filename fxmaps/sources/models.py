@@ -59,7 +59,7 @@ def load_model(spec: str, *, weights: str | Path | None = None) -> LoadedModel:
         loaded = _custom_model(spec)
         if default:
             raise ModelLoadError(
-                f"weights='DEFAULT' needs a torchvision or timm model, not {spec!r}"
+                f"weights='DEFAULT' needs a torchvision or timm model, not {spec!r}", spec=spec
             )
     else:
         loaded = _torchvision_model(spec, pretrained=default)
@@ -81,11 +81,13 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"weights file {str(path)!r} does not exist")
+        raise ModelLoadError(f"weights file {str(path)!r} does not exist", spec=str(path))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelLoadError(f"cannot read weights file {str(path)!r}: {_unreadable(err)}") from err
+        raise ModelLoadError(
+            f"cannot read weights file {str(path)!r}: {_unreadable(err)}", spec=str(path)
+        ) from err
     state = _state_dict_of(checkpoint, path)
     expected = model.state_dict()
     problems = []
@@ -102,7 +104,8 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     if problems:
         raise ModelLoadError(
             f"weights in {str(path)!r} do not match {type(model).__name__}: "
-            f"{'; '.join(problems)}. Was the file saved from this model?"
+            f"{'; '.join(problems)}. Was the file saved from this model?",
+            spec=str(path),
         )
     model.load_state_dict(state, strict=True)
 
@@ -117,7 +120,8 @@ def _state_dict_of(checkpoint: Any, path: Path) -> Mapping[str, torch.Tensor]:
             return {str(k).removeprefix(prefix): v for k, v in checkpoint.items()}
     raise ModelLoadError(
         f"{str(path)!r} holds no state dict (a mapping of names to tensors); "
-        "save one with torch.save(model.state_dict(), path)"
+        "save one with torch.save(model.state_dict(), path)",
+        spec=str(path),
     )
 
 
@@ -150,14 +154,17 @@ def _torchvision_model(name: str, *, pretrained: bool) -> LoadedModel:
         hint = f"; did you mean {', '.join(matches)}?" if matches else ""
         raise ModelLoadError(
             f"{name!r} is not a torchvision model{hint} Other forms: timm:NAME, "
-            "path/to/file.py:Name, package.module:Name"
+            "path/to/file.py:Name, package.module:Name",
+            spec=name,
+            candidates=tuple(matches),
         )
     try:
         model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
     except Exception as err:
         raise ModelLoadError(
             f"cannot build torchvision model {name!r}: {err}"
-            + (" (downloading weights needs internet access)" if pretrained else "")
+            + (" (downloading weights needs internet access)" if pretrained else ""),
+            spec=name,
         ) from err
     return LoadedModel(model, name, _torchvision_input_size(name))
 
@@ -182,16 +189,18 @@ def _timm_model(spec: str, *, pretrained: bool) -> LoadedModel:
         import timm
     except ImportError as err:
         raise ModelLoadError(
-            f"{spec!r} needs timm, which is not installed: pip install timm"
+            f"{spec!r} needs timm, which is not installed: pip install timm", spec=spec
         ) from err
     if name not in timm.list_models():
         matches = close_matches(name, timm.list_models())
         hint = f"; did you mean {', '.join(matches)}?" if matches else ""
-        raise ModelLoadError(f"{name!r} is not a timm model{hint}")
+        raise ModelLoadError(
+            f"{name!r} is not a timm model{hint}", spec=spec, candidates=tuple(matches)
+        )
     try:
         model = timm.create_model(name, pretrained=pretrained)
     except Exception as err:
-        raise ModelLoadError(f"cannot build timm model {name!r}: {err}") from err
+        raise ModelLoadError(f"cannot build timm model {name!r}: {err}", spec=spec) from err
     config = getattr(model, "pretrained_cfg", None) or {}
     size = tuple(int(d) for d in config.get("input_size", _DEFAULT_INPUT))
     return LoadedModel(model, spec, size)
@@ -201,33 +210,36 @@ def _custom_model(spec: str) -> LoadedModel:
     location, _, attr = spec.rpartition(":")
     if not location or not attr:
         raise ModelLoadError(
-            f"{spec!r} is not of the form path/to/file.py:Name or package.module:Name"
+            f"{spec!r} is not of the form path/to/file.py:Name or package.module:Name", spec=spec
         )
-    module = _import_file(location) if location.endswith(".py") else _import_module(location)
+    imported = _import_file if location.endswith(".py") else _import_module
+    module = imported(location, spec)
     if not hasattr(module, attr):
         public = [n for n in vars(module) if not n.startswith("_")]
         matches = close_matches(attr, public)
         hint = f"; did you mean {', '.join(matches)}?" if matches else ""
-        raise ModelLoadError(f"{location!r} has no attribute {attr!r}{hint}")
+        raise ModelLoadError(
+            f"{location!r} has no attribute {attr!r}{hint}", spec=spec, candidates=tuple(matches)
+        )
     return LoadedModel(_instantiate(getattr(module, attr), spec), spec, _DEFAULT_INPUT)
 
 
-def _import_file(location: str) -> Any:
+def _import_file(location: str, spec: str) -> Any:
     path = Path(location)
     if not path.is_file():
-        raise ModelLoadError(f"model file {location!r} does not exist")
+        raise ModelLoadError(f"model file {location!r} does not exist", spec=spec)
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     name = f"fxmaps_user_{path.stem}_{digest}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
-        raise ModelLoadError(f"cannot import {location!r} as a Python file")
+        raise ModelLoadError(f"cannot import {location!r} as a Python file", spec=spec)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
     try:
         module_spec.loader.exec_module(module)
     except (Exception, SystemExit) as err:
         del sys.modules[name]
-        raise ModelLoadError(_import_failed(location, err)) from err
+        raise ModelLoadError(_import_failed(location, err), spec=spec) from err
     return module
 
 
@@ -245,13 +257,13 @@ def _import_failed(location: str, err: BaseException) -> str:
     return f"importing {location!r} failed: {type(err).__name__}: {err}"
 
 
-def _import_module(location: str) -> Any:
+def _import_module(location: str, spec: str) -> Any:
     try:
         return importlib.import_module(location)
     except ImportError as err:
-        raise ModelLoadError(f"cannot import module {location!r}: {err}") from err
+        raise ModelLoadError(f"cannot import module {location!r}: {err}", spec=spec) from err
     except (Exception, SystemExit) as err:
-        raise ModelLoadError(_import_failed(location, err)) from err
+        raise ModelLoadError(_import_failed(location, err), spec=spec) from err
 
 
 def _instantiate(obj: Any, spec: str) -> nn.Module:
@@ -260,28 +272,33 @@ def _instantiate(obj: Any, spec: str) -> nn.Module:
     if isinstance(obj, type) and not issubclass(obj, nn.Module):
         raise ModelLoadError(
             f"{spec!r} is the class {obj.__name__}, which is not an nn.Module; point to an "
-            "nn.Module class or a factory function that returns a model"
+            "nn.Module class or a factory function that returns a model",
+            spec=spec,
         )
     if not callable(obj):
         raise ModelLoadError(
             f"{spec!r} is of type {type(obj).__name__}, neither an nn.Module class nor a factory "
-            "function; point to one of those"
+            "function; point to one of those",
+            spec=spec,
         )
     if _needs_arguments(obj):
         raise ModelLoadError(
             f"{spec!r} cannot be built without arguments{_signature(obj)}; point to a "
-            "factory function that takes none"
+            "factory function that takes none",
+            spec=spec,
         )
     try:
         model = obj()
     except Exception as err:
         raise ModelLoadError(
-            f"building {spec!r} failed: {type(err).__name__}: {' '.join(str(err).split())}"
+            f"building {spec!r} failed: {type(err).__name__}: {' '.join(str(err).split())}",
+            spec=spec,
         ) from err
     if not isinstance(model, nn.Module):
         raise ModelLoadError(
             f"{spec!r} returned {type(model).__name__}, not an nn.Module; point to a factory "
-            "that returns the model"
+            "that returns the model",
+            spec=spec,
         )
     return model
 

@@ -86,7 +86,9 @@ class ChannelStats(Mapping[str, LayerStats]):
             return self._layers[name]
         except KeyError:
             raise InputError(
-                f"no statistics for {name!r}; these nodes have them: {', '.join(self._layers)}"
+                f"no statistics for {name!r}; these nodes have them: {', '.join(self._layers)}",
+                argument="name",
+                got=name,
             ) from None
 
     def __iter__(self) -> Iterator[str]:
@@ -119,13 +121,15 @@ class ChannelStats(Mapping[str, LayerStats]):
     def load(cls, path: str | os.PathLike[str]) -> ChannelStats:
         """Read statistics written by :meth:`save`."""
         if not Path(path).is_file():
-            raise InputError(f"no channel-statistics file at {str(path)!r}")
+            raise InputError(
+                f"no channel-statistics file at {str(path)!r}", argument="path", got=str(path)
+            )
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for foreign files
-            raise InputError(f"{str(path)!r} is not a file written by ChannelStats.save") from err
+            raise _not_saved_stats(path) from err
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise InputError(f"{str(path)!r} is not a file written by ChannelStats.save")
+            raise _not_saved_stats(path)
         layers = {name: LayerStats(**values) for name, values in payload["layers"].items()}
         return cls(layers, samples=payload["samples"], topk=payload["topk"], score=payload["score"])
 
@@ -175,13 +179,7 @@ def channel_stats(
         >>> stats["0"].top_indices.shape
         torch.Size([4, 3])
     """
-    if topk < 1 or batch_size < 1 or num_workers < 0:
-        raise OptionError(
-            f"topk={topk}, batch_size={batch_size} and num_workers={num_workers}: "
-            "topk and batch_size must be at least 1, num_workers at least 0"
-        )
-    if score not in ("max", "mean"):
-        raise OptionError(f"score={score!r}; choose 'max' or 'mean'")
+    _check_options(topk=topk, batch_size=batch_size, num_workers=num_workers, score=score)
     size = _length(dataset)
     world = _World.join()
     graph = _graph(model_or_graph, dataset, device)
@@ -237,7 +235,9 @@ class _Indexed(Dataset[tuple[int, torch.Tensor]]):
         if not isinstance(value, torch.Tensor):
             raise InputError(
                 f"dataset item {index} holds a {type(value).__name__}, not a tensor; "
-                "give the dataset a transform that returns tensors (e.g. ToTensor)"
+                "give the dataset a transform that returns tensors (e.g. ToTensor)",
+                argument="dataset",
+                got=type(value).__name__,
             )
         return index, value
 
@@ -274,7 +274,9 @@ class _World:
             raise InputError(
                 "the model's weights differ between the processes, so their statistics "
                 "cannot be merged; load the same weights on every rank, or call "
-                "fxmaps.stats.share_weights(model) first (fxmaps stats does)"
+                "fxmaps.stats.share_weights(model) first (fxmaps stats does)",
+                argument="model",
+                got="weights that differ between processes",
             )
 
     def _device(self) -> torch.device | None:
@@ -359,6 +361,33 @@ def share_weights(model: nn.Module) -> int:
     return world.rank
 
 
+def _check_options(*, topk: int, batch_size: int, num_workers: int, score: str) -> None:
+    """Raise :class:`OptionError` naming the first option out of range."""
+    lowest = {"topk": (topk, 1), "batch_size": (batch_size, 1), "num_workers": (num_workers, 0)}
+    for option, (value, low) in lowest.items():
+        if value < low:
+            raise OptionError(
+                f"topk={topk}, batch_size={batch_size} and num_workers={num_workers}: "
+                "topk and batch_size must be at least 1, num_workers at least 0",
+                option=option,
+                value=value,
+                valid=(f">= {low}",),
+            )
+    if score not in ("max", "mean"):
+        raise OptionError(
+            f"score={score!r}; choose 'max' or 'mean'",
+            option="score",
+            value=score,
+            valid=("max", "mean"),
+        )
+
+
+def _not_saved_stats(path: str | os.PathLike[str]) -> InputError:
+    return InputError(
+        f"{str(path)!r} is not a file written by ChannelStats.save", argument="path", got=str(path)
+    )
+
+
 def _unpadded(left: int, world: int, batch: int) -> int:
     """How many of a batch's samples are real, when its first one is ``left`` positions
     (in steps of ``world``) before the end of the dataset: ``ceil(left / world)``."""
@@ -369,17 +398,23 @@ def _channels(graph: ModelGraph, name: str) -> int:
     """Channels of a node this rank saw no sample of (more ranks than samples)."""
     shape = graph[name].out_shape
     if not (isinstance(shape, tuple) and len(shape) >= 2 and isinstance(shape[1], int)):
-        raise InputError(f"node {name!r} has no channel dimension to take statistics of")
+        raise InputError(
+            f"node {name!r} has no channel dimension to take statistics of",
+            argument="layers",
+            node=name,
+        )
     return shape[1]
 
 
 def _length(dataset: Dataset[Any]) -> int:
     if not isinstance(dataset, Sized):
         raise InputError(
-            f"{type(dataset).__name__} has no len(); channel_stats needs a map-style dataset"
+            f"{type(dataset).__name__} has no len(); channel_stats needs a map-style dataset",
+            argument="dataset",
+            got=type(dataset).__name__,
         )
     if len(dataset) == 0:
-        raise InputError("the dataset is empty")
+        raise InputError("the dataset is empty", argument="dataset", got="an empty dataset")
     return len(dataset)
 
 

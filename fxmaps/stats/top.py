@@ -66,7 +66,7 @@ def top_samples(
     """
     summary = stats[layer]
     if k < 1:
-        raise OptionError(f"k={k} must be at least 1", option="k", value=k)
+        raise OptionError(f"k={k} must be at least 1", option="k", value=k, valid=(">= 1",))
     k = min(k, int(summary.top_indices.shape[1]))
     chosen = list(channels) if channels is not None else _liveliest(summary.top_scores)
     bad = [c for c in chosen if not 0 <= c < summary.channels]
@@ -75,6 +75,7 @@ def top_samples(
             f"channels={chosen}: {layer!r} has channels 0..{summary.channels - 1}",
             option="channels",
             value=chosen,
+            valid=(f"0..{summary.channels - 1}",),
         )
     indices = summary.top_indices[chosen, :k]
     order = tuple(sorted(set(indices.flatten().tolist())))
