@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,12 +119,31 @@ def memory_limit(device: torch.device) -> tuple[int, str] | None:
 
 
 def _available_bytes(device: torch.device) -> int | None:
-    """Free memory on ``device``: CUDA's own count, or MemAvailable of /proc/meminfo."""
+    """Free memory on ``device``: CUDA's own count, or MemAvailable of /proc/meminfo
+    (read at most every :data:`_REREAD` seconds: a file read costs a small model's run)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
     if device.type != "cpu":
         return None
+    now = time.monotonic()
+    with _LOCK:
+        if _LAST_READ and now - _LAST_READ[0] < _REREAD:
+            remembered: int | None = _LAST_READ[1]
+            return remembered
+    found = _free_ram()
+    with _LOCK:
+        _LAST_READ[:] = [now, found]
+    return found
+
+
+_REREAD = 0.5
+_LOCK = threading.Lock()
+_LAST_READ: list[Any] = []
+"""When free RAM was last read, and what it was."""
+
+
+def _free_ram() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):

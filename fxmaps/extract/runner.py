@@ -34,7 +34,7 @@ from fxmaps.trace.glue import OpWatch
 from fxmaps.trace.inputs import Inputs, bind
 from fxmaps.trace.regions import Capture
 from fxmaps.trace.shadows import Shadows
-from fxmaps.trace.variants import fingerprint, graph_inputs
+from fxmaps.trace.variants import fingerprint
 
 __all__ = ["CapturedExtraction"]
 
@@ -77,7 +77,7 @@ class CapturedExtraction:
         self._order = [layer.name for layer in layers]
         for layer in layers:
             self._plan(layer, facts(graph.fx_node(layer.name)).origin)
-        self._regions: dict[CallKey, fx.GraphModule] = {}
+        self._regions: dict[CallKey, tuple[fx.GraphModule, list[int | str]]] = {}
         self._state = _State()
         self._shadows = Shadows(graph.model, self._dispatch)
         self._watch = OpWatch(self._op) if any(p.ops for p in self._plans.values()) else None
@@ -135,8 +135,8 @@ class CapturedExtraction:
         state.counts[path] = key[1] + 1
         decision = self._capture.calls.get(key)
         plan = self._plans.get(key)
-        if decision == "leaf":
-            output = self._quiet(lambda: module(*args, **kwargs))
+        if decision == "leaf":  # its shadow's call ran the hooks: run only its forward
+            output = self._quiet(lambda: module.forward(*args, **kwargs))
             for layer, keys in plan.whole if plan else ():
                 self._take(layer, _pick(output, keys))
             return output
@@ -159,9 +159,10 @@ class CapturedExtraction:
     ) -> Any:
         compiled = self._regions.get(key)
         if compiled is None:
-            compiled = self._regions[key] = self._compile(key, index)
-        values = graph_inputs(module, Inputs(args, kwargs))
-        output, maps, versions, kept = self._quiet(lambda: compiled(*values))
+            compiled = self._regions[key] = self._compile(key, index, module, args, kwargs)
+        region, picks = compiled
+        values = [args[i] if isinstance(i, int) else kwargs[i] for i in picks]
+        output, maps, versions, kept = self._quiet(lambda: region(*values))
         output = self._capture.variants[index].graph_module.graph.process_outputs(output)
         found_maps, found_versions, found_kept = self._state.found
         plan = self._plans.get(key)
@@ -175,8 +176,17 @@ class CapturedExtraction:
                     found_kept[layer.name] = kept[layer.name]
         return output
 
-    def _compile(self, key: CallKey, index: int) -> fx.GraphModule:
-        """The region's graph, rewritten to return its output and the maps asked for."""
+    def _compile(
+        self,
+        key: CallKey,
+        index: int,
+        module: nn.Module,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[fx.GraphModule, list[int | str]]:
+        """The region's graph, rewritten to return its output and the maps asked for; and
+        where its tensor inputs sit in a call's arguments (the same in every call with the
+        captured call's fingerprint)."""
         variant = self._capture.variants[index]
         source = variant.graph_module
         if not any(facts(n).kind for n in source.graph.nodes):
@@ -193,7 +203,7 @@ class CapturedExtraction:
                 else:
                     chosen.append((layer, node))
         shadows = {target: self._shadows.of(path) for target, path in variant.dispatch.items()}
-        module, _ = rewrite_for_maps(
+        region, _ = rewrite_for_maps(
             source,
             _unique(chosen),
             self._options,
@@ -201,7 +211,7 @@ class CapturedExtraction:
             keep_output=True,
             replace=shadows,
         )
-        return module
+        return region, _tensor_picks(module, args, kwargs)
 
     def _eager(
         self,
@@ -253,8 +263,12 @@ class CapturedExtraction:
     def _take(self, layer: Layer, value: Any, *, at_end: bool = False) -> None:
         maps, versions, kept = self._state.found
         snapshot = layer.name in self._forced and not at_end
-        transform = MapTransform(self._options, layer.layout, snapshot)
-        maps[layer.name], kept[layer.name] = transform(value)
+        if snapshot or not self._options.identity:
+            maps[layer.name], kept[layer.name] = MapTransform(
+                self._options, layer.layout, snapshot
+            )(value)
+        else:
+            maps[layer.name], kept[layer.name] = value, None
         tensor = maps[layer.name]
         is_tensor = isinstance(tensor, torch.Tensor) and not tensor.is_inference()
         versions[layer.name] = int(tensor._version) if is_tensor and not at_end else -1
@@ -277,6 +291,20 @@ class _NoWatch:
 
     def __exit__(self, *args: object) -> None:
         return None
+
+
+def _tensor_picks(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[int | str]:
+    """Where a call's tensor arguments sit, in ``forward``'s order: an index into the
+    positional arguments, or a keyword."""
+    bound = bind(module, Inputs(args, kwargs))
+    positional = len(args)
+    picks: list[int | str] = []
+    for position, (name, value) in enumerate(bound.arguments.items()):
+        if isinstance(value, torch.Tensor):
+            picks.append(position if position < positional else name)
+    return picks
 
 
 def _split(local: Any) -> tuple[Any, tuple[Any, ...]]:

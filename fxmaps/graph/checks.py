@@ -10,6 +10,7 @@ dimension is added, with a note, where that is unambiguous.
 from __future__ import annotations
 
 import operator
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -133,8 +134,20 @@ _SAME_RANK_METHODS = frozenset({"add", "sub", "mul", "div", "float", "to", "cont
 def first_layers(graph_module: fx.GraphModule) -> list[FirstLayer | None]:
     """For each input (placeholder), the first conv, linear, norm, ... that it reaches.
 
-    Reads the kinds classification wrote into the nodes' facts.
+    Reads the kinds classification wrote into the nodes' facts; found once per graph.
     """
+    found = _FIRST_LAYERS.get(graph_module)
+    if found is None:
+        found = _FIRST_LAYERS[graph_module] = _first_layers(graph_module)
+    return found
+
+
+_FIRST_LAYERS: weakref.WeakKeyDictionary[fx.GraphModule, list[FirstLayer | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _first_layers(graph_module: fx.GraphModule) -> list[FirstLayer | None]:
     found: list[FirstLayer | None] = []
     inputs = [n for n in graph_module.graph.nodes if n.op == "placeholder" and not facts(n).hidden]
     for placeholder in inputs:

@@ -182,8 +182,8 @@ class _Run:
         self, key: CallKey, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         self.calls[key] = "leaf"
-        with self.watch.switched(False):
-            output = module(*args, **kwargs)
+        with self.watch.switched(False):  # its shadow's call ran the hooks: only its forward
+            output = module.forward(*args, **kwargs)
             self._record_leaf(key, module, args, kwargs, output)
         return output
 

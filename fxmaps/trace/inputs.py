@@ -19,6 +19,7 @@ tensors (``return_dict=False``, an int timestep). Bound to ``forward``'s signatu
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import typing
@@ -38,6 +39,7 @@ __all__ = [
     "as_inputs",
     "bind",
     "describe_inputs",
+    "forward_signature",
     "map_tensors",
     "tensor_leaves",
 ]
@@ -142,11 +144,31 @@ def _not_arguments(model: nn.Module | None, value: Mapping[str, Any], argument: 
     )
 
 
+def forward_signature(model: nn.Module) -> inspect.Signature:
+    """The signature of ``model.forward`` (without ``self``), read once per class.
+
+    Raises:
+        TypeError, ValueError: As :func:`inspect.signature`, for a forward it cannot read.
+    """
+    forward = model.forward
+    function = getattr(forward, "__func__", None)
+    if function is None or getattr(forward, "__self__", None) is not model:
+        return inspect.signature(forward)
+    return _method_signature(function)
+
+
+@functools.lru_cache(maxsize=1024)
+def _method_signature(function: Callable[..., Any]) -> inspect.Signature:
+    signature = inspect.signature(function)
+    parameters = list(signature.parameters.values())[1:]  # without self
+    return signature.replace(parameters=parameters)
+
+
 def _parameters(model: nn.Module | None) -> list[inspect.Parameter]:
     if model is None:
         return []
     try:
-        return list(inspect.signature(model.forward).parameters.values())
+        return list(forward_signature(model).parameters.values())
     except (TypeError, ValueError):
         return []
 
@@ -187,7 +209,7 @@ def bind(model: nn.Module, inputs: Inputs) -> inspect.BoundArguments:
         InputError: The arguments do not fit ``forward``; the message gives its signature.
     """
     try:
-        signature = inspect.signature(model.forward)
+        signature = forward_signature(model)
     except (TypeError, ValueError):
         raise InputError(
             f"{type(model).__name__}.forward has no signature fxmaps can read", argument="model"

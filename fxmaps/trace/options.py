@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fxmaps.errors import InputError
-from fxmaps.trace.inputs import Inputs, bind, tensor_leaves
+from fxmaps.trace.inputs import Inputs, bind, forward_signature, tensor_leaves
 
 __all__ = [
     "LeafSpec",
@@ -108,7 +108,7 @@ def concrete_args(
         InputError: The inputs do not fit ``forward``, or a required argument is missing.
         NotSymbolic: An argument holds tensors inside a list, tuple or dict.
     """
-    params = list(inspect.signature(model.forward).parameters.values())
+    params = list(forward_signature(model).parameters.values())
     given = _given(model, inputs, params)
     concrete: dict[str, Any] = {}
     for p in params:

@@ -19,6 +19,7 @@ from typing import Any
 from torch import fx, nn
 
 from fxmaps.facts import Scope, facts, note
+from fxmaps.trace.inputs import forward_signature
 from fxmaps.trace.naming import RESERVED, rename_reserved
 from fxmaps.trace.regions import Capture, EagerRegion
 
@@ -123,7 +124,7 @@ def whole_model(model: nn.Module, input_names: tuple[str, ...], opaque: OpaqueMo
     name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls).lower()
     if not name.isidentifier() or name in RESERVED or name in input_names:
         name = f"fxmaps_{name}" if name.isidentifier() else "fxmaps_model"
-    parameters = inspect.signature(model.forward).parameters.values()
+    parameters = forward_signature(model).parameters.values()
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     graph = fx.Graph()
     inputs = [

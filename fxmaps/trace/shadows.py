@@ -47,7 +47,7 @@ class Shadows:
     def sync(self) -> None:
         """Give every shadow its module's current train/eval mode."""
         for original, twin in self._made.values():
-            twin.training = original.training
+            twin.__dict__["training"] = original.training  # not nn.Module's slow __setattr__
 
     def _call(self, path: str, original: nn.Module, *args: Any, **kwargs: Any) -> Any:
         return self._dispatch(path, original, args, kwargs)

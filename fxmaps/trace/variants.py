@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 
 from fxmaps.facts import facts
-from fxmaps.trace.inputs import Inputs, bind, tensor_leaves
+from fxmaps.trace.inputs import Inputs, bind, forward_signature, tensor_leaves
 from fxmaps.trace.record import Traced
 from fxmaps.trace.regions import FxVariant
 
@@ -41,7 +41,7 @@ def signature_key(
         bound = bind(module, Inputs(args, kwargs))
     except Exception:  # any binding failure means: run it as Python
         return None
-    parameters = inspect.signature(module.forward).parameters
+    parameters = forward_signature(module).parameters
     parts: list[Any] = [path, type(module)]
     for name, value in bound.arguments.items():
         kind = parameters[name].kind
@@ -91,7 +91,7 @@ def placeholder_values(module: fx.GraphModule, model: nn.Module, inputs: Inputs)
     through an ``fx.Interpreter``: one per ``forward`` parameter, the given ones and the
     defaults of the others (fx's own input processing flattens fixed structures)."""
     bound = bind(model, inputs)
-    params = list(inspect.signature(model.forward).parameters.values())
+    params = list(forward_signature(model).parameters.values())
     placeholders = {n.target: n for n in module.graph.nodes if n.op == "placeholder"}
     values = []
     for param in params:
