@@ -33,6 +33,7 @@ from fxmaps.sources.datasets import image_dataset
 from fxmaps.sources.images import load_image
 from fxmaps.sources.models import LoadedModel, load_model
 from fxmaps.stats.channels import channel_stats, share_weights
+from fxmaps.trace.inputs import map_tensors
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,7 +47,7 @@ _DEFAULT_PHOTO = "the bundled default photo (Chelsea the cat, scikit-image, CC0)
 
 def summary(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights)
-    example = None if args.no_input else torch.randn(args.batch, *_size(args, loaded))
+    example = None if args.no_input else _example(args, loaded, args.batch)
     print(analyze(loaded.model, example, train=args.train).summary(args.kinds))
     return 0
 
@@ -54,8 +55,7 @@ def summary(args: argparse.Namespace) -> int:
 def graph(args: argparse.Namespace) -> int:
     path = output_file(args.output)
     loaded = load_model(args.model, weights=args.weights)
-    example = torch.randn(1, *_size(args, loaded))
-    analysed = analyze(loaded.model, example, train=args.train)
+    analysed = analyze(loaded.model, _example(args, loaded, 1), train=args.train)
     collapse = int(args.collapse) if str(args.collapse).isdigit() else args.collapse
     drawing = render_graph(analysed, collapse=collapse, show_shapes=not args.no_shapes,
                            rankdir=args.rankdir)  # fmt: skip
@@ -106,7 +106,7 @@ def bench(args: argparse.Namespace) -> int:
             expected="cpu",
             got=str(device),
         )
-    inputs = torch.randn(args.batch, *_size(args, loaded), device=device)
+    inputs = map_tensors(_example(args, loaded, args.batch), lambda t: t.to(device))
     result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
                                   repeat=args.repeat, name=args.model,
                                   max_bytes=args.max_bytes)  # fmt: skip
@@ -177,7 +177,19 @@ def _size(args: argparse.Namespace, loaded: LoadedModel) -> tuple[int, ...]:
     return tuple(args.input_size) if args.input_size else loaded.input_size
 
 
-def _image(args: argparse.Namespace, loaded: LoadedModel) -> torch.Tensor:
+def _example(args: argparse.Namespace, loaded: LoadedModel, batch: int) -> Any:
+    """Random inputs of ``--input-size``; else what the model's factory gave; else random
+    inputs of the model's usual size."""
+    if loaded.example is not None and not args.input_size:
+        return loaded.example
+    return torch.randn(batch, *_size(args, loaded))
+
+
+def _image(args: argparse.Namespace, loaded: LoadedModel) -> Any:
+    """The image asked for (the default photo without one), shaped for the model; or,
+    without ``--image``, what the model's factory gave as its example input."""
+    if loaded.example is not None and args.image is None and not args.input_size:
+        return loaded.example
     size = _size(args, loaded)
     weights = None
     if str(args.weights) == "DEFAULT" and ":" not in args.model:

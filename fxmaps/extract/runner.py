@@ -30,8 +30,9 @@ from fxmaps.extract.rewrite import rewrite_for_maps
 from fxmaps.extract.transforms import MapOptions, MapTransform
 from fxmaps.facts import CallKey, Kind, Origin, Source, facts
 from fxmaps.graph import Layer, ModelGraph
-from fxmaps.trace.glue import OpWatch
-from fxmaps.trace.inputs import Inputs, bind
+from fxmaps.trace.glue import OpWatch, as_fx_call
+from fxmaps.trace.inputs import Inputs, bind, tensor_leaves
+from fxmaps.trace.naming import attribute
 from fxmaps.trace.regions import Capture
 from fxmaps.trace.shadows import Shadows
 from fxmaps.trace.variants import fingerprint
@@ -116,7 +117,7 @@ class CapturedExtraction:
         watching = self._watch if self._watch is not None else _NoWatch()
         with watching:
             output = self._shadows.of("")(*bound.args, **bound.kwargs)
-        tensors = _leaves(list(bound.arguments.values()))
+        tensors = tensor_leaves(list(bound.arguments.values()))
         for layer, index, keys in self._inputs:
             self._take(layer, _pick(tensors[index], keys))
         for layer in self._outputs:
@@ -335,21 +336,9 @@ def _flat(groups: dict[Any, list[_Want]]) -> list[_Want]:
 
 
 def _label(func: Any) -> str:
-    from fxmaps.trace.glue import as_fx_call
-
     _, target, _ = as_fx_call(func, ())
     return target if isinstance(target, str) else getattr(target, "__name__", "op")
 
 
-def _leaves(value: Any) -> list[torch.Tensor]:
-    from fxmaps.trace.inputs import tensor_leaves
-
-    return tensor_leaves(value)
-
-
 def _attribute(graph: ModelGraph, layer: Layer) -> Any:
-    node = graph.fx_node(layer.name)
-    value: Any = graph.graph_module
-    for atom in str(node.target).split("."):
-        value = getattr(value, atom)
-    return value
+    return attribute(graph.graph_module, str(graph.fx_node(layer.name).target))

@@ -29,6 +29,7 @@ from fxmaps.render.graph import render_graph
 from fxmaps.render.maps import plot_feature_maps
 from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.sources.images import load_image, read_image
+from fxmaps.trace.inputs import ExampleInput, as_inputs, describe_inputs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -70,7 +71,7 @@ th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 
 def report(
     model: nn.Module | ModelGraph,
-    image: str | Path | torch.Tensor | None,
+    image: str | Path | torch.Tensor | ExampleInput | None,
     path: str | Path,
     *,
     layers: Selection = "conv",
@@ -84,8 +85,9 @@ def report(
 
     Args:
         model: The model, or its graph (re-analysed with the image for shapes).
-        image: A file, a URL, ``None`` for the bundled default photo, or a ready
-            ``(1, C, H, W)`` tensor.
+        image: A file, a URL, ``None`` for the bundled default photo, a ready
+            ``(1, C, H, W)`` tensor, or any inputs the model takes (a dict of keyword
+            arguments, ``fxmaps.Inputs``, ...; the page then shows what they are).
         path: The ``.html`` file to write (atomically; its folder must exist).
         layers: Which maps to show (see :func:`fxmaps.extract`).
         max_maps: Tiles per map mosaic.
@@ -116,7 +118,7 @@ def report(
     """
     path = output_file(path)
     model = model.model if isinstance(model, ModelGraph) else model
-    batch, shown, source = _input(image)
+    batch, shown, source = _input(image, model)
     graph = analyze(model, batch)
     maps = extract(graph, batch, layers=layers, max_bytes=max_bytes)
     sections = [
@@ -131,7 +133,11 @@ def report(
     return path
 
 
-def _input(image: str | Path | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _input(image: Any, model: nn.Module) -> tuple[Any, torch.Tensor | None, str]:
+    """What to run, the picture to show of it (if it is an image), and what it is."""
+    if not isinstance(image, (str, Path, torch.Tensor)) and image is not None:
+        inputs = as_inputs(image, model, argument="image")
+        return inputs, None, describe_inputs(inputs) if inputs is not None else ""
     if isinstance(image, torch.Tensor):
         batch = image if image.dim() == 4 else image.unsqueeze(0)
         low, high = batch.amin(dim=(2, 3), keepdim=True), batch.amax(dim=(2, 3), keepdim=True)
@@ -143,7 +149,25 @@ def _input(image: str | Path | torch.Tensor | None) -> tuple[torch.Tensor, torch
     return load_image(opened), load_image(opened, normalize=False), source
 
 
-def _input_section(shown: torch.Tensor, source: str, batch: torch.Tensor, graph: ModelGraph) -> str:
+def _input_section(shown: torch.Tensor | None, source: str, batch: Any, graph: ModelGraph) -> str:
+    facts = {
+        "model": f"{type(graph.model).__name__}, "
+        f"{graph.total_params:,} parameters in {len(graph)} graph nodes",
+        "input": source,
+    }
+    if isinstance(batch, torch.Tensor):
+        facts["tensor"] = f"{format_shape(tuple(batch.shape))}, {batch.dtype}".replace("torch.", "")
+    if graph.eager:
+        facts["ran as Python"] = ", ".join(region.name for region in graph.eager)
+    rows = "".join(f"<dt>{key}</dt><dd>{html.escape(value)}</dd>" for key, value in facts.items())
+    picture = "" if shown is None else f"<img alt='the input image' src='{_picture(shown)}'>"
+    return (
+        f"<section><h2>Model and input</h2><div class='input'>"
+        f"{picture}<dl>{rows}</dl></div></section>"
+    )
+
+
+def _picture(shown: torch.Tensor) -> str:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(3, 3), dpi=100)
@@ -151,17 +175,7 @@ def _input_section(shown: torch.Tensor, source: str, batch: torch.Tensor, graph:
     picture = shown[0, :3].permute(1, 2, 0).clamp(0, 1).numpy()
     axes.imshow(picture[..., 0] if picture.shape[-1] == 1 else picture, cmap="gray")
     axes.set_axis_off()
-    facts = {
-        "model": f"{type(graph.model).__name__}, "
-        f"{graph.total_params:,} parameters in {len(graph)} graph nodes",
-        "input": source,
-        "tensor": f"{format_shape(tuple(batch.shape))}, {batch.dtype}".replace("torch.", ""),
-    }
-    rows = "".join(f"<dt>{key}</dt><dd>{html.escape(value)}</dd>" for key, value in facts.items())
-    return (
-        f"<section><h2>Model and input</h2><div class='input'>"
-        f"<img alt='the input image' src='{_png(figure)}'><dl>{rows}</dl></div></section>"
-    )
+    return _png(figure)
 
 
 def _census_section(graph: ModelGraph) -> str:

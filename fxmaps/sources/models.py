@@ -36,6 +36,8 @@ class LoadedModel:
     spec: str
     input_size: tuple[int, ...]
     """Per-sample input shape, for example ``(3, 224, 224)``."""
+    example: Any = None
+    """What the model takes, when its factory returned ``(model, example_input)``."""
 
 
 def load_model(spec: str, *, weights: str | Path | None = None) -> LoadedModel:
@@ -221,7 +223,8 @@ def _custom_model(spec: str) -> LoadedModel:
         raise ModelLoadError(
             f"{location!r} has no attribute {attr!r}{hint}", spec=spec, candidates=tuple(matches)
         )
-    return LoadedModel(_instantiate(getattr(module, attr), spec), spec, _DEFAULT_INPUT)
+    model, example = _instantiate(getattr(module, attr), spec)
+    return LoadedModel(model, spec, _DEFAULT_INPUT, example)
 
 
 def _import_file(location: str, spec: str) -> Any:
@@ -266,9 +269,10 @@ def _import_module(location: str, spec: str) -> Any:
         raise ModelLoadError(_import_failed(location, err), spec=spec) from err
 
 
-def _instantiate(obj: Any, spec: str) -> nn.Module:
+def _instantiate(obj: Any, spec: str) -> tuple[nn.Module, Any]:
+    """The model, and the example input its factory gave with it (or ``None``)."""
     if isinstance(obj, nn.Module):
-        return obj
+        return obj, None
     if isinstance(obj, type) and not issubclass(obj, nn.Module):
         raise ModelLoadError(
             f"{spec!r} is the class {obj.__name__}, which is not an nn.Module; point to an "
@@ -288,19 +292,21 @@ def _instantiate(obj: Any, spec: str) -> nn.Module:
             spec=spec,
         )
     try:
-        model = obj()
+        built = obj()
     except Exception as err:
         raise ModelLoadError(
             f"building {spec!r} failed: {type(err).__name__}: {' '.join(str(err).split())}",
             spec=spec,
         ) from err
+    pair = isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module)
+    model, example = built if pair else (built, None)
     if not isinstance(model, nn.Module):
         raise ModelLoadError(
             f"{spec!r} returned {type(model).__name__}, not an nn.Module; point to a factory "
-            "that returns the model",
+            "that returns the model, or (model, example_input)",
             spec=spec,
         )
-    return model
+    return model, example
 
 
 def _needs_arguments(obj: Any) -> bool:

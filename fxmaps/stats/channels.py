@@ -30,6 +30,7 @@ from fxmaps.extract.extractor import FeatureExtractor
 from fxmaps.files import atomic_path
 from fxmaps.graph import ModelGraph, Selection, analyze
 from fxmaps.stats.running import Running, Score, Scratch, TopK, best, combine
+from fxmaps.trace.inputs import map_tensors
 
 __all__ = ["ChannelStats", "LayerStats", "channel_stats", "share_weights"]
 
@@ -153,7 +154,8 @@ def channel_stats(
 
     Args:
         model_or_graph: The model (analysed on the first sample) or its graph.
-        dataset: A map-style dataset whose items are input tensors or tuples
+        dataset: A map-style dataset whose items are input tensors (or dicts of
+            tensors, the keyword arguments of a model that takes them), or tuples
             whose first element is the input (``(image, label)``).
         layers: Which nodes (see :func:`fxmaps.extract`).
         batch_size: Samples per forward pass (per process when distributed).
@@ -204,7 +206,8 @@ def channel_stats(
             seen += len(indices)
             if keep == 0:
                 continue
-            maps = extractor(inputs[:keep].to(run_on, non_blocking=True))
+            batch = _cut(inputs, keep, run_on)
+            maps = extractor(**batch) if isinstance(batch, Mapping) else extractor(batch)
             values = [maps[name].detach() for name in extractor.names]
             del maps
             if running is None:
@@ -229,13 +232,17 @@ class _Indexed(Dataset[tuple[int, torch.Tensor]]):
     def __len__(self) -> int:
         return _length(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[int, Any]:
         item = self.dataset[index]
         value = item[0] if isinstance(item, (tuple, list)) else item
-        if not isinstance(value, torch.Tensor):
+        keywords = isinstance(value, Mapping) and all(
+            isinstance(v, torch.Tensor) for v in value.values()
+        )
+        if not isinstance(value, torch.Tensor) and not keywords:
             raise InputError(
                 f"dataset item {index} holds a {type(value).__name__}, not a tensor; "
-                "give the dataset a transform that returns tensors (e.g. ToTensor)",
+                "give the dataset a transform that returns tensors (e.g. ToTensor), or "
+                "dicts of tensors for a model that takes keyword arguments",
                 argument="dataset",
                 got=type(value).__name__,
             )
@@ -425,7 +432,13 @@ def _graph(
         return model_or_graph
     _, first = _Indexed(dataset)[0]
     run_on = torch.device(device) if device is not None else _device_of(model_or_graph)
-    return analyze(model_or_graph, first.unsqueeze(0).to(run_on))
+    sample = map_tensors(first, lambda t: t.unsqueeze(0).to(run_on))  # a batch of one
+    return analyze(model_or_graph, sample)
+
+
+def _cut(inputs: Any, keep: int, device: torch.device) -> Any:
+    """The first ``keep`` samples of a batch (a tensor, or a dict of them), on ``device``."""
+    return map_tensors(inputs, lambda t: t[:keep].to(device, non_blocking=True))
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -35,6 +35,7 @@ from fxmaps.trace.fallback import OwnCodeFailure, trace_symbolic
 from fxmaps.trace.flat import FlatGraph
 from fxmaps.trace.glue import OpWatch, as_fx_call
 from fxmaps.trace.inputs import Inputs, bind, describe_inputs
+from fxmaps.trace.naming import attribute, join
 from fxmaps.trace.options import NotSymbolic, TraceRequest, split_leaf_specs
 from fxmaps.trace.record import Traced
 from fxmaps.trace.regions import Capture, EagerRegion, FxVariant
@@ -293,7 +294,7 @@ class _Run:
             target,
             self.flat.arg(fx_args),
             self.flat.arg(kwargs),
-            name=self.flat.namer.unique(_join(self._region() or "", str(label).strip("_"))),
+            name=self.flat.namer.unique(join(self._region() or "", str(label).strip("_"))),
             scopes=self._scopes(),
             region=self._region(),
             origin=Origin(Source.OP, key, len(ops)),
@@ -371,14 +372,14 @@ class _RegionRecorder(fx.Interpreter):
         flat = self.run_.flat
         target: Any = n.target
         if n.op in ("call_module", "get_attr"):
-            target = _join(self.prefix, found.target)
-            flat.attribute(target, _attr(self.module, str(n.target)))
+            target = join(self.prefix, found.target)
+            flat.attribute(target, attribute(self.module, str(n.target)))
         node = flat.add(
             n.op,
             target,
             fx.map_arg(n.args, self.env_flat.__getitem__),
             fx.map_arg(n.kwargs, self.env_flat.__getitem__),
-            name=flat.namer.unique(_join(self.prefix, found.name)),
+            name=flat.namer.unique(join(self.prefix, found.name)),
             scopes=self.outer + tuple(_prefixed(s, self.prefix) for s in found.scopes),
             region=None,
             origin=Origin(Source.FX, self.key, n.name),
@@ -395,19 +396,8 @@ def _picks(node: fx.Node, env: dict[fx.Node, Any]) -> bool:
     return isinstance(source, fx.Node) and not isinstance(env.get(source), fx.Node)
 
 
-def _attr(module: nn.Module, target: str) -> Any:
-    value: Any = module
-    for atom in target.split("."):
-        value = getattr(value, atom)
-    return value
-
-
 def _prefixed(scope: Scope, prefix: str) -> Scope:
-    return Scope(_join(prefix, scope.name), _join(prefix, scope.qualname), scope.module_type)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix and name else prefix or name
+    return Scope(join(prefix, scope.name), join(prefix, scope.qualname), scope.module_type)
 
 
 def _named_leaves(name: str, value: Any) -> Iterator[tuple[str, torch.Tensor]]:

@@ -24,7 +24,7 @@ from torch import fx, nn
 from fxmaps.errors import InputError, TraceError
 from fxmaps.facts import facts
 from fxmaps.trace.autowrap import Helper, patch_list
-from fxmaps.trace.diagnose import Failure, diagnose, trace_error_message
+from fxmaps.trace.diagnose import Failure, diagnose, short, trace_error_message
 from fxmaps.trace.options import NotSymbolic, TraceRequest, concrete_args, split_leaf_specs
 from fxmaps.trace.record import (
     OpaqueModule,
@@ -121,7 +121,12 @@ def _whole_or_error(
     """The model as one opaque node where that is the honest answer, else ``TraceError``."""
     whole = _kept_whole(model, known)
     if whole is None:
-        raise TraceError(trace_error_message(model, failure)) from err
+        raise TraceError(
+            trace_error_message(model, failure),
+            module=failure.module_stack[-1] if failure.module_stack else "",
+            location=failure.location,
+            cause=short(failure.error),
+        ) from err
     noted = replace(failure, note=whole)
     return whole_model(model, input_names, OpaqueModule("", "", noted.reason, noted.location))
 

@@ -9,10 +9,11 @@ other node by its scope and fx's name (``layer1.0.add``); a name seen before get
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from torch import fx, nn
 
-__all__ = ["RESERVED", "Namer", "rename_reserved"]
+__all__ = ["RESERVED", "Namer", "attribute", "join", "rename_reserved"]
 
 _SUFFIX = re.compile(r"(.+)_[0-9]+")
 
@@ -56,3 +57,16 @@ def rename_reserved(graph: fx.Graph) -> None:
             first, dot, rest = str(node.target).partition(".")
             if first in RESERVED:
                 node.target = f"fxmaps_{first}{dot}{rest}"
+
+
+def join(prefix: str, name: str) -> str:
+    """A qualified path: ``join("layer1", "0")`` is ``"layer1.0"``; an empty side drops out."""
+    return f"{prefix}.{name}" if prefix and name else prefix or name
+
+
+def attribute(module: nn.Module, target: str) -> Any:
+    """The attribute at a dotted ``target`` below ``module`` (a submodule, parameter, ...)."""
+    value: Any = module
+    for atom in target.split("."):
+        value = getattr(value, atom)
+    return value

@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from fxmaps.facts import facts
 from fxmaps.trace.inputs import Inputs, bind, forward_signature, tensor_leaves
+from fxmaps.trace.naming import join
 from fxmaps.trace.record import Traced
 from fxmaps.trace.regions import FxVariant
 
@@ -128,19 +129,8 @@ def variant_of(path: str, traced: Traced) -> FxVariant:
     shadows there instead (:attr:`FxVariant.dispatch`), so that they are captured too."""
     module = traced.graph_module
     dispatch = {
-        str(node.target): _join(path, facts(node).target)
+        str(node.target): join(path, facts(node).target)
         for node in module.graph.nodes
         if node.op == "call_module" and facts(node).target in traced.auto_leaves
     }
     return FxVariant(path, module, dispatch)
-
-
-def _attr(module: nn.Module, target: str) -> Any:
-    value: Any = module
-    for atom in target.split("."):
-        value = getattr(value, atom)
-    return value
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix and name else prefix or name
