@@ -88,7 +88,9 @@ def test_a_dict_is_keyword_arguments_and_a_list_one_argument() -> None:
     assert [layer.name for layer in graph.layers("input")] == ["images.0", "images.1"]
     assert [layer.name for layer in graph.layers("conv")] == ["conv", "conv_1"]
     maps = fxmaps.extract(graph, images, layers="conv")
-    hooked_outputs = hook_outputs(model, images)["conv"]
+    with hooked(model, ["conv"]) as seen, torch.no_grad():
+        model(images)
+    hooked_outputs = seen["conv"]
     assert all(torch.equal(maps[n], out) for n, out in zip(maps, hooked_outputs, strict=True))
     assert [tuple(m.shape) for m in maps.values()] == [(1, 4, 8, 8), (1, 4, 6, 10)]
 
@@ -96,8 +98,9 @@ def test_a_dict_is_keyword_arguments_and_a_list_one_argument() -> None:
 def test_each_call_takes_its_own_path_and_a_mismatch_is_refused() -> None:
     model = Branch().eval()
     positive = torch.full((1, 3, 4, 4), 5.0)
-    model.conv.weight.data.fill_(0.1)
-    model.conv.bias.data.zero_()
+    with torch.no_grad():
+        model.conv.weight.fill_(0.1)
+        nn.init.zeros_(model.conv.bias)
     graph = fxmaps.analyze(model, positive)
     assert "relu" in graph
     assert "sigmoid" not in graph
