@@ -98,9 +98,9 @@ def test_a_dict_is_keyword_arguments_and_a_list_one_argument() -> None:
 def test_each_call_takes_its_own_path_and_a_mismatch_is_refused() -> None:
     model = Branch().eval()
     positive = torch.full((1, 3, 4, 4), 5.0)
+    model.conv = nn.Conv2d(3, 3, 1, bias=False)
     with torch.no_grad():
         model.conv.weight.fill_(0.1)
-        nn.init.zeros_(model.conv.bias)
     graph = fxmaps.analyze(model, positive)
     assert "relu" in graph
     assert "sigmoid" not in graph
