@@ -100,8 +100,21 @@ def test_digits_top_images(tmp_path: Path) -> None:
         assert torch.equal(stats[name].top_indices, expected_top(scores, 9))
 
 
+def test_transformers_bert(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip(
+        "transformers", reason="transformers is a test extra: pip install fxmaps[test]"
+    )
+    runpy.run_path(str(EXAMPLES / "transformers_bert.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "<ModelGraph of BertModel: 71 nodes, conv=0, downsample=0, linear=13" in out
+    assert "ran as Python: ['BertModel (BertModel)', 'embeddings (BertEmbeddings)'" in out
+    assert "first linear: encoder.layer.0.attention.self.query (2, 12, 32)" in out
+    assert "'encoder.layer.1.output.dense': (2, 12, 32)" in out
+
+
 def test_every_example_is_tested() -> None:
     tested = {
+        "transformers_bert.py",
         "resnet50_census.py",
         "untraceable_model.py",
         "vgg16_maps.py",
