@@ -242,6 +242,10 @@ def _write_markdown(
     lines = [
         "# fxmaps on the model zoos",
         "",
+        "Models torch.fx cannot trace whole (transformers, diffusers, whole detectors, RAFT,",
+        "students' code), captured and checked call by call against forward hooks, are on",
+        "[zoo_any.md](zoo_any.md) (`python scripts/any_model_report.py`).",
+        "",
         "Every model is built with random weights (nothing is downloaded) and goes through",
         '`analyze` with one sample -> `extract` -> `render_graph(collapse="blocks")`:',
         "",

@@ -3,6 +3,8 @@ the same way. Inputs in every form the model takes; what cannot line up fails cl
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,16 @@ def test_a_factory_gives_its_example_input_to_the_cli(
     out = capsys.readouterr().out
     assert "input_ids" in out
     assert "Eager (ran as Python): Keywords" in out
+
+
+@pytest.mark.parametrize("captured", [False, True], ids=["traced", "captured"])
+def test_what_extraction_keeps_goes_with_its_graph(captured: bool) -> None:
+    model = Branch().eval() if captured else nn.Sequential(nn.Conv2d(3, 3, 1)).eval()
+    x = torch.rand(1, 3, 4, 4)
+    graph = fxmaps.analyze(model, x)
+    assert (graph.capture is not None) is captured
+    fxmaps.extract(graph, x, layers="conv")
+    alive = weakref.ref(graph)
+    del graph
+    gc.collect()
+    assert alive() is None

@@ -67,25 +67,25 @@ class CapturedExtraction:
     ) -> None:
         if graph.capture is None:
             raise ValueError("CapturedExtraction needs a captured graph")
-        self._graph = graph
+        self._model = graph.model  # not the graph: extraction caches hold this object weakly
         self._capture: Capture = graph.capture
         self._options = options
         self._forced = forced
         self._plans: dict[CallKey, _CallPlan] = {}
         self._inputs: list[tuple[Layer, int, tuple[Any, ...]]] = []
-        self._constants: list[Layer] = []
+        self._constants: list[tuple[Layer, Any]] = []
         self._outputs: list[Layer] = []
         self._order = [layer.name for layer in layers]
         for layer in layers:
-            self._plan(layer, facts(graph.fx_node(layer.name)).origin)
+            self._plan(graph, layer, facts(graph.fx_node(layer.name)).origin)
         self._regions: dict[CallKey, tuple[fx.GraphModule, list[int | str]]] = {}
         self._state = _State()
-        self._shadows = Shadows(graph.model, self._dispatch)
+        self._shadows = Shadows(self._model, self._dispatch)
         self._watch = OpWatch(self._op) if any(p.ops for p in self._plans.values()) else None
 
     # -- planning --------------------------------------------------------------------------
 
-    def _plan(self, layer: Layer, origin: Origin | None) -> None:
+    def _plan(self, graph: ModelGraph, layer: Layer, origin: Origin | None) -> None:
         if origin is None or origin.source is Source.OUTPUT:
             self._outputs.append(layer)
             return
@@ -94,7 +94,7 @@ class CapturedExtraction:
             self._inputs.append((layer, int(local or 0), keys))
             return
         if origin.source is Source.CONSTANT or origin.call is None:
-            self._constants.append(layer)
+            self._constants.append((layer, _attribute(graph, layer)))
             return
         plan = self._plans.setdefault(origin.call, _CallPlan())
         if origin.source is Source.LEAF:
@@ -111,7 +111,7 @@ class CapturedExtraction:
         state = self._state
         state.counts, state.stack, state.op_index = {}, [], {}
         state.found = ({}, {}, {})
-        model = self._graph.model
+        model = self._model
         bound = bind(model, inputs)
         self._shadows.sync()
         watching = self._watch if self._watch is not None else _NoWatch()
@@ -122,8 +122,8 @@ class CapturedExtraction:
             self._take(layer, _pick(tensors[index], keys))
         for layer in self._outputs:
             self._take(layer, output, at_end=True)
-        for layer in self._constants:
-            self._take(layer, _attribute(self._graph, layer), at_end=True)
+        for layer, value in self._constants:
+            self._take(layer, value, at_end=True)
         maps, versions, kept = state.found
         ordered = {name: maps[name] for name in self._order if name in maps}
         return ordered, versions, kept
@@ -242,7 +242,7 @@ class CapturedExtraction:
         label = _label(func)
         if index >= len(expected) or expected[index] != label:
             raise FxmapsError(
-                f"the forward of {key[0] or type(self._graph.model).__name__!r} ran other ops "
+                f"the forward of {key[0] or type(self._model).__name__!r} ran other ops "
                 f"than when it was analysed (op {index}: {label} where "
                 f"{expected[index] if index < len(expected) else 'nothing'} was): its input "
                 "takes another path through the code. Analyse the model with this input "
