@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the zoo's builders live with the tests
 
 import fxmaps  # noqa: E402
+from fxmaps.bench.extraction import hooked_forward  # noqa: E402
 from fxmaps.bench.harness import (  # noqa: E402
     Timing,
     format_table,
@@ -169,7 +170,7 @@ def _measure(name: str, repeat: int) -> dict[str, Any]:
     callables: dict[str, Callable[[], object]] = {
         FORWARD: lambda: _no_grad(lambda: inputs.call(model)),
         FXMAPS: lambda: _no_grad(lambda: inputs.call(extractor)),
-        HOOKS: lambda: _no_grad(lambda: _hooked(model, targets, inputs)),
+        HOOKS: lambda: _no_grad(lambda: hooked_forward(model, targets, inputs, clone=True)),
     }
     if importlib.util.find_spec("torchlens") is not None:
         callables[TORCHLENS] = lambda: _torchlens(model, inputs)
@@ -187,22 +188,6 @@ def _measure(name: str, repeat: int) -> dict[str, Any]:
 def _no_grad(run: Callable[[], object]) -> object:
     with torch.no_grad():
         return run()
-
-
-def _hooked(model: nn.Module, targets: list[str], inputs: fxmaps.Inputs) -> list[Any]:
-    kept: list[Any] = []
-    handles = [
-        model.get_submodule(target).register_forward_hook(
-            lambda _m, _i, out: kept.append(out.detach().clone())
-        )
-        for target in targets
-    ]
-    try:
-        inputs.call(model)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return kept
 
 
 def _torchlens(model: nn.Module, inputs: fxmaps.Inputs) -> object:

@@ -41,7 +41,7 @@ from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
 from fxmaps.graph.checks import check_module
 from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
 
-__all__ = ["ExtractionBenchmark", "benchmark_extraction"]
+__all__ = ["ExtractionBenchmark", "benchmark_extraction", "hooked_forward"]
 
 FORWARD, FXMAPS, HOOKS = "plain forward", "fxmaps", "forward hooks"
 
@@ -166,7 +166,7 @@ def benchmark_extraction(
     callables: dict[str, Callable[[], Any]] = {
         FORWARD: lambda: batch.call(model),
         FXMAPS: lambda: batch.call(extractor),
-        HOOKS: lambda: _hooked_forward(model, hooked, batch),
+        HOOKS: lambda: hooked_forward(model, hooked, batch),
     }
     device = batch.tensors()[0].device
     saved = [(m, m.training) for m in model.modules()]
@@ -191,12 +191,17 @@ def benchmark_extraction(
     )
 
 
-def _hooked_forward(model: nn.Module, targets: list[str], batch: Inputs) -> Any:
+def hooked_forward(
+    model: nn.Module, targets: list[str], batch: Inputs, *, clone: bool = False
+) -> list[Any]:
+    """The forward-hook approach: run ``model`` keeping the output of each module in
+    ``targets`` (cloned with ``clone``, as a careful hand-written version does)."""
     kept: list[Any] = []
-    handles = [
-        model.get_submodule(t).register_forward_hook(lambda _m, _i, out: kept.append(out))
-        for t in targets
-    ]
+
+    def keep(_module: nn.Module, _inputs: Any, out: Any) -> None:
+        kept.append(out.detach().clone() if clone and isinstance(out, torch.Tensor) else out)
+
+    handles = [model.get_submodule(t).register_forward_hook(keep) for t in targets]
     try:
         batch.call(model)
     finally:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from matplotlib.axis import Axis
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 __all__ = ["plot_filters"]
 
@@ -245,16 +246,16 @@ def _draw_grid(
         tiles, grid, pad, -2 * limit, 2 * limit
     )  # the colormap's under and over colours
     fig, ax, cax = canvas.axes(ax, image.shape, scale, title, colorbar=True, ticks=True)
-    picture = ax.imshow(
-        image,
-        cmap=colormap,
-        vmin=-limit,
-        vmax=limit,
-        interpolation="nearest" if scale == 1 else "auto",
-    )
+    picture = _show(ax, image, colormap, limit, scale)
     _grid_ticks(ax, grid, tiles.shape[1:], pad)
     canvas.colorbar(fig, picture, cax, ax)
     return fig
+
+
+def _show(ax: Axes, image: Array, colormap: Colormap, limit: float, scale: float) -> AxesImage:
+    """Weights on a colormap centred at zero, ``limit`` either side."""
+    interpolation = "nearest" if scale == 1 else "auto"
+    return ax.imshow(image, cmap=colormap, vmin=-limit, vmax=limit, interpolation=interpolation)
 
 
 def _draw_matrix(
@@ -288,13 +289,7 @@ def _draw_channels(
     cells, scale, pad = canvas.zoomed(cells.reshape(out * shown, height, width), grid)
     image = canvas.tiles(cells, grid, pad, -2 * limit)
     fig, ax, cax = canvas.axes(ax, image.shape, scale, title, colorbar=True, ticks=True)
-    picture = ax.imshow(
-        image,
-        cmap=colormap,
-        vmin=-limit,
-        vmax=limit,
-        interpolation="nearest" if scale == 1 else "auto",
-    )
+    picture = _show(ax, image, colormap, limit, scale)
     _cell_ticks(ax.yaxis, grid[0], cells.shape[1], pad)
     _cell_ticks(ax.xaxis, grid[1], cells.shape[2], pad)
     ax.set_xlabel("input channel" if one_d else "filter", fontsize=8)
