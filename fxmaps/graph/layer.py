@@ -28,8 +28,8 @@ class Layer:
         block: The innermost enclosing residual or sequential block, if any.
         opaque: Whether the node is a module fxmaps did not trace into.
         region: For a model fxmaps captured, the module call whose ``forward`` ran as
-            Python and ran this node (see ``ModelGraph.eager``); ``None`` for nodes
-            torch.fx traced.
+            Python and ran this node (see ``ModelGraph.eager``; ``""`` for the model's
+            own ``forward``); ``None`` for nodes torch.fx traced.
         layout: Whether the output keeps its channels first ``(N, C, ...)`` or last
             ``(N, ..., C)``.
     """
