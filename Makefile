@@ -30,6 +30,7 @@ bench: setup
 	$(VENV)/python benchmarks/bench_extract.py
 	$(VENV)/python benchmarks/bench_plot.py
 	$(VENV)/python benchmarks/bench_render_graph.py
+	$(VENV)/python benchmarks/bench_any_model.py --medium --threads 1
 
 bench-quick: setup
 	$(VENV)/python benchmarks/bench_extract.py --quick

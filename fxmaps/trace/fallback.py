@@ -88,6 +88,7 @@ def trace_symbolic(
         tracer = new_tracer(leaf_names | frozenset(auto_leaves))
         try:
             graph, constants = symbolic_graph(tracer, model, concrete, request.train)
+            module = graph_module(graph, model, constants)  # fx's code generation may fail too
         except Exception as err:
             failure = diagnose(err, tracer.failure, known.codes)
             if failure.helper is not None and id(failure.helper[0]) not in helpers:
@@ -104,7 +105,6 @@ def trace_symbolic(
                 twins.update(_failing_twins(model, leaf, auto_leaves, helpers, new_tracer, request))
             auto_leaves.update(twins)
             continue
-        module = graph_module(graph, model, constants)
         opaque = _opaque_modules(module, (leaf_types, leaf_names), auto_leaves)
         autowrapped = tuple(f"{fn.__module__}.{fn.__qualname__}" for fn, _ in helpers.values())
         return finish(module, input_names, opaque, autowrapped, auto_leaves)
