@@ -27,7 +27,7 @@ def test_resnet50_census(capsys: pytest.CaptureFixture[str]) -> None:
 def test_untraceable_model(capsys: pytest.CaptureFixture[str]) -> None:
     runpy.run_path(str(EXAMPLES / "untraceable_model.py"), run_name="__main__")
     out = capsys.readouterr().out
-    assert re.search(r"^router.bright +conv +Conv2d +1×16×32×32 +2,320", out, re.M)
+    assert re.search(r"^router.bright +conv \(eager\) +Conv2d +1×16×32×32 +2,320", out, re.M)
     assert "router.dark" not in out.split("eager:")[0]  # the branch not taken has no node
     assert "Eager (ran as Python): router (Router)" in out
     assert "eager: [('router', 'TraceError:" in out

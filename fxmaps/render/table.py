@@ -29,7 +29,7 @@ def summary_rows(graph: ModelGraph, kinds: Selection | None = None) -> list[list
     return [
         [
             layer.name,
-            layer.kind.value + (" (opaque)" if layer.opaque else ""),
+            layer.kind.value + _mark(layer),
             layer.module_type,
             format_shape(layer.out_shape),
             _params_cell(graph, layer),
@@ -37,6 +37,13 @@ def summary_rows(graph: ModelGraph, kinds: Selection | None = None) -> list[list
         ]
         for layer in graph.layers(kinds)
     ]
+
+
+def _mark(layer: Layer) -> str:
+    """How a layer was seen: not traced into, or run as Python."""
+    if layer.opaque:
+        return " (opaque)"
+    return " (eager)" if layer.region is not None else ""
 
 
 def _params_cell(graph: ModelGraph, layer: Layer) -> str:
