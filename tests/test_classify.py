@@ -383,3 +383,37 @@ def test_a_shared_weight_does_not_change_how_blocks_nest(
     source = fxmaps.render_graph(graph, collapse="blocks").source
     edges = re.findall(r'^\t"?([\w.]+)"? -> "?([\w.]+)"?', source, re.MULTILINE)
     assert set(edges) == collapsed
+
+
+class _SelfOutput(nn.Module):
+    """Adds the skip it is handed as an argument, as transformers' ``BertSelfOutput`` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, hidden: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.dense(hidden) + skip)
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(8, 8)
+        self.output = _SelfOutput()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.inner(x), x)
+
+
+def test_an_identity_skip_handed_to_a_submodule_is_its_parent_s_residual() -> None:
+    model = nn.Sequential(nn.Linear(8, 8), _Attention(), _Attention())
+    graph = fxmaps.analyze(model, torch.randn(2, 8))
+    residuals = graph.residuals()
+    assert [(r.merge, r.block, r.skip) for r in residuals] == [
+        ("1.output.add", "1", fxmaps.SkipKind.IDENTITY),
+        ("2.output.add", "2", fxmaps.SkipKind.IDENTITY),
+    ]
+    assert residuals[0].main == ("1.inner", "1.output.dense")
+    assert graph.info()["residual"] == 2

@@ -168,11 +168,11 @@ def _residual_merge(add: fx.Node, index: Mapping[fx.Node, int], fed: set[fx.Node
     weight_b = sum(1 for n in branch_b if _learned(n))
     if weight_a == weight_b:
         return None  # a multi-branch merge (or no learned layers at all)
-    scope = _scopes(add)
-    if not all(_inside(_scopes(n), scope) for n in (*branch_a, *branch_b)):
-        return None  # a long-range merge, not a block's residual
     main, shortcut = (branch_a, branch_b) if weight_a > weight_b else (branch_b, branch_a)
     shortcut_operand = operands[1] if weight_a > weight_b else operands[0]
+    scope = _block_scope(add, main, shortcut)
+    if scope is None:
+        return None  # a long-range merge, not a block's residual
     return _Merge(
         add=add,
         fork=fork,
@@ -182,6 +182,25 @@ def _residual_merge(add: fx.Node, index: Mapping[fx.Node, int], fed: set[fx.Node
         skip=_skip_kind(shortcut),
         block=scope[-1].name if scope else _name(add),
     )
+
+
+def _block_scope(
+    add: fx.Node, main: list[fx.Node], shortcut: list[fx.Node]
+) -> tuple[Scope, ...] | None:
+    """The module calls of the residual block around ``add``, or ``None`` for a long-range
+    merge.
+
+    Both branches must lie inside the module call that performs the add; or, for an
+    identity skip handed to that call as an argument (transformers' ``BertSelfOutput``
+    adds its ``input_tensor``), inside the call one level up.
+    """
+    scope = _scopes(add)
+    if all(_inside(_scopes(n), scope) for n in (*main, *shortcut)):
+        return scope
+    parent = scope[:-1]
+    if not shortcut and parent and all(_inside(_scopes(n), parent) for n in main):
+        return parent
+    return None
 
 
 def _fork(
