@@ -30,6 +30,7 @@ from fxmaps.extract.rewrite import rewrite_for_maps
 from fxmaps.extract.transforms import MapOptions, MapTransform
 from fxmaps.facts import CallKey, Kind, Origin, Source, facts
 from fxmaps.graph import Layer, ModelGraph
+from fxmaps.trace.diagnose import current_line
 from fxmaps.trace.glue import OpWatch, as_fx_call
 from fxmaps.trace.inputs import Inputs, bind, tensor_leaves
 from fxmaps.trace.naming import attribute
@@ -241,12 +242,13 @@ class CapturedExtraction:
         expected = self._capture.ops.get(key, ())
         label = _label(func)
         if index >= len(expected) or expected[index] != label:
+            where = current_line() or "an unknown line"
             raise FxmapsError(
                 f"the forward of {key[0] or type(self._model).__name__!r} ran other ops "
                 f"than when it was analysed (op {index}: {label} where "
-                f"{expected[index] if index < len(expected) else 'nothing'} was): its input "
-                "takes another path through the code. Analyse the model with this input "
-                "(fxmaps.analyze(model, inputs)) to extract these maps"
+                f"{expected[index] if index < len(expected) else 'nothing'} was, at {where}): "
+                "its input takes another path through the code. Analyse the model with this "
+                "input (fxmaps.analyze(model, inputs)) to extract these maps"
             )
         plan = self._plans[key]
         for layer, keys in plan.ops.get(index, ()):

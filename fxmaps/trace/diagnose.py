@@ -7,6 +7,7 @@ way that could be recorded as one call node instead (see :mod:`.autowrap`).
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import traceback
 from dataclasses import dataclass
@@ -18,7 +19,14 @@ from torch import fx, nn
 
 from fxmaps.trace.autowrap import Helper
 
-__all__ = ["Failure", "describe_frame", "diagnose", "short", "trace_error_message"]
+__all__ = [
+    "Failure",
+    "current_line",
+    "describe_frame",
+    "diagnose",
+    "short",
+    "trace_error_message",
+]
 
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _FX_DIR = str(Path(fx.__file__).parent)
@@ -71,6 +79,18 @@ def diagnose(
 def _is_user_frame(frame: FrameType) -> bool:
     filename = frame.f_code.co_filename
     return not (filename.startswith((_FX_DIR, _FXMAPS_DIR)) or filename.startswith("<"))
+
+
+def current_line() -> str:
+    """The innermost line of the model's own code running now (outside torch and fxmaps),
+    described as :func:`describe_frame` does; ``""`` when there is none."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if _is_user_frame(frame) and not filename.startswith(_TORCH_DIR):
+            return describe_frame(frame, frame.f_lineno)
+        frame = frame.f_back
+    return ""
 
 
 def describe_frame(frame: FrameType, lineno: int) -> str:
