@@ -10,6 +10,7 @@ node gets its facts (name, target, scopes, region, origin, shape) as it is made.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Mapping
 from typing import Any
@@ -63,6 +64,8 @@ class FlatGraph:
             return {k: self.arg(v) for k, v in value.items()}
         if isinstance(value, _PLAIN):
             return value
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: self.arg(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return self._constant(value)
 
     def _node_of(self, tensor: torch.Tensor) -> fx.Node:
