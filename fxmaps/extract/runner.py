@@ -71,6 +71,7 @@ class CapturedExtraction:
         self._model = graph.model  # not the graph: extraction caches hold this object weakly
         self._capture: Capture = graph.capture
         self._options = options
+        self._identity = options.identity
         self._forced = forced
         self._plans: dict[CallKey, _CallPlan] = {}
         self._inputs: list[tuple[Layer, int, tuple[Any, ...]]] = []
@@ -118,7 +119,7 @@ class CapturedExtraction:
         watching = self._watch if self._watch is not None else _NoWatch()
         with watching:
             output = self._shadows.of("")(*bound.args, **bound.kwargs)
-        tensors = tensor_leaves(list(bound.arguments.values()))
+        tensors = tensor_leaves(list(bound.arguments.values())) if self._inputs else []
         for layer, index, keys in self._inputs:
             self._take(layer, _pick(tensors[index], keys))
         for layer in self._outputs:
@@ -138,7 +139,10 @@ class CapturedExtraction:
         decision = self._capture.calls.get(key)
         plan = self._plans.get(key)
         if decision == "leaf":  # its shadow's call ran the hooks: run only its forward
-            output = self._quiet(lambda: module.forward(*args, **kwargs))
+            if self._watch is None:
+                output = module.forward(*args, **kwargs)
+            else:
+                output = self._quiet(lambda: module.forward(*args, **kwargs))
             for layer, keys in plan.whole if plan else ():
                 self._take(layer, _pick(output, keys))
             return output
@@ -164,7 +168,10 @@ class CapturedExtraction:
             compiled = self._regions[key] = self._compile(key, index, module, args, kwargs)
         region, picks = compiled
         values = [args[i] if isinstance(i, int) else kwargs[i] for i in picks]
-        output, maps, versions, kept = self._quiet(lambda: region(*values))
+        if self._watch is None:
+            output, maps, versions, kept = region(*values)
+        else:
+            output, maps, versions, kept = self._quiet(lambda: region(*values))
         output = self._capture.variants[index].graph_module.graph.process_outputs(output)
         found_maps, found_versions, found_kept = self._state.found
         plan = self._plans.get(key)
@@ -266,7 +273,7 @@ class CapturedExtraction:
     def _take(self, layer: Layer, value: Any, *, at_end: bool = False) -> None:
         maps, versions, kept = self._state.found
         snapshot = layer.name in self._forced and not at_end
-        if snapshot or not self._options.identity:
+        if snapshot or not self._identity:
             maps[layer.name], kept[layer.name] = MapTransform(
                 self._options, layer.layout, snapshot
             )(value)
