@@ -139,6 +139,8 @@ class FeatureExtractor(nn.Module):
                 valid=("a number of bytes >= 0", "None"),
             )
         self.max_bytes = max_bytes
+        self._estimates: dict[Any, list[tuple[str, int]] | None] = {}
+        self._by_name = {layer.name: layer for layer in self._layers}
         self._key = (tuple(self.names), self._options)
         self._runner, self.graph_module, self._plan, self._forced = cache.cached(
             graph, ("extraction", self._key), self._build
@@ -216,7 +218,7 @@ class FeatureExtractor(nn.Module):
             self._runner, self.graph_module, self._plan, self._forced = rebuilt
             return self._run(inputs)
         tensors = {name: v for name, v in maps.items() if isinstance(v, torch.Tensor)}
-        layers = {layer.name: layer for layer in self._layers}
+        layers = self._by_name
         channels = {name: k for name, k in kept.items() if k is not None}
         skipped = [name for name in maps if name not in tensors]
         return FeatureMaps(tensors, layers, channels=channels, skipped=skipped)
@@ -226,11 +228,13 @@ class FeatureExtractor(nn.Module):
         if self.max_bytes == math.inf or not batch:
             return
         shapes = tuple((tuple(t.shape), t.dtype, t.device) for t in batch)
-        sizes = cache.cached(
-            self._graph,
-            ("estimate", self._key, shapes),
-            lambda: estimate_bytes(self._graph, self._layers, self._options, batch),
-        )
+        sizes = self._estimates.get(shapes)
+        if sizes is None:  # the graph's cache shares one estimate among extractors
+            sizes = self._estimates[shapes] = cache.cached(
+                self._graph,
+                ("estimate", self._key, shapes),
+                lambda: estimate_bytes(self._graph, self._layers, self._options, batch),
+            )
         if not sizes:
             return
         found = (

@@ -113,13 +113,11 @@ class CapturedExtraction:
         state = self._state
         state.counts, state.stack, state.op_index = {}, [], {}
         state.found = ({}, {}, {})
-        model = self._model
-        bound = bind(model, inputs)
         self._shadows.sync()
         watching = self._watch if self._watch is not None else _NoWatch()
         with watching:
-            output = self._shadows.of("")(*bound.args, **bound.kwargs)
-        tensors = tensor_leaves(list(bound.arguments.values())) if self._inputs else []
+            output = inputs.call(self._shadows.of(""))
+        tensors = self._input_tensors(inputs) if self._inputs else []
         for layer, index, keys in self._inputs:
             self._take(layer, _pick(tensors[index], keys))
         for layer in self._outputs:
@@ -129,6 +127,10 @@ class CapturedExtraction:
         maps, versions, kept = state.found
         ordered = {name: maps[name] for name in self._order if name in maps}
         return ordered, versions, kept
+
+    def _input_tensors(self, inputs: Inputs) -> list[torch.Tensor]:
+        """The input tensors in the order the graph's placeholders have them."""
+        return tensor_leaves(list(bind(self._model, inputs).arguments.values()))
 
     def _dispatch(
         self, path: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -168,8 +170,8 @@ class CapturedExtraction:
             compiled = self._regions[key] = self._compile(key, index, module, args, kwargs)
         region, picks = compiled
         values = [args[i] if isinstance(i, int) else kwargs[i] for i in picks]
-        if self._watch is None:
-            output, maps, versions, kept = region(*values)
+        if self._watch is None:  # its own forward: a rewritten region has no hooks to run
+            output, maps, versions, kept = region.forward(*values)
         else:
             output, maps, versions, kept = self._quiet(lambda: region(*values))
         output = self._capture.variants[index].graph_module.graph.process_outputs(output)
