@@ -137,7 +137,7 @@ def main() -> None:
         data.append(result)
         print(f"{name}: fxmaps/forward {result['ratios'][FXMAPS]:.3f}", flush=True)
     environment = record_environment("cpu", torchlens=_version("torchlens"))
-    headers = ["model", "maps", "eager calls", "run ms", "fxmaps / forward", "hooks / forward"]
+    headers = ["model", "maps", "eager calls", "forward ms", "fxmaps / forward", "hooks / forward"]
     headers.append("torchlens / forward")
     table = format_table(rows, headers, align=["left"] + ["right"] * (len(headers) - 1))
     report = (
@@ -181,7 +181,7 @@ def _measure(name: str, repeat: int) -> dict[str, Any]:
     chosen = [layer for layer in graph.layers() if layer.module and is_layer(layer.module)]
     extractor = fxmaps.FeatureExtractor(graph, chosen)
     targets = sorted({layer.target for layer in chosen})
-    callables = _repeated(
+    callables, calls = _repeated(
         {
             FORWARD: lambda: inputs.call(model),
             FXMAPS: lambda: inputs.call(extractor),
@@ -194,6 +194,7 @@ def _measure(name: str, repeat: int) -> dict[str, Any]:
         "model": name,
         "maps": len(chosen),
         "eager": [region.name for region in graph.eager],
+        "calls_per_run": calls,
         "timings": {key: timing.to_json() for key, timing in timings.items()},
         "ratios": ratios,
     }
@@ -214,16 +215,18 @@ def _measure_torchlens(name: str, repeat: int) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, inputs = _build(name)
-    callables = _repeated(
+    callables, _ = _repeated(
         {FORWARD: lambda: inputs.call(model), TORCHLENS: lambda: _torchlens(model, inputs)}
     )
     timings = run_interleaved(callables, rounds=repeat, warmup=1)
     return timings[TORCHLENS].ratio_to(timings[FORWARD])
 
 
-def _repeated(callables: dict[str, Callable[[], object]]) -> dict[str, Callable[[], object]]:
+def _repeated(
+    callables: dict[str, Callable[[], object]],
+) -> tuple[dict[str, Callable[[], object]], int]:
     """Each callable run, without gradients, as many times as make the first (the plain
-    forward) take 20 ms."""
+    forward) take 20 ms; and how many times that is."""
     first = next(iter(callables.values()))
     with torch.no_grad():
         first()
@@ -241,7 +244,7 @@ def _repeated(callables: dict[str, Callable[[], object]]) -> dict[str, Callable[
 
         return run
 
-    return {name: repeat(call) for name, call in callables.items()}
+    return {name: repeat(call) for name, call in callables.items()}, times
 
 
 def _torchlens(model: nn.Module, inputs: fxmaps.Inputs) -> object:
@@ -260,7 +263,7 @@ def _row(result: dict[str, Any]) -> list[str]:
         result["model"],
         str(result["maps"]),
         str(len(result["eager"])),
-        f"{forward.median * 1e3:.2f}",
+        f"{forward.median / result['calls_per_run'] * 1e3:.2f}",
         f"{ratios[FXMAPS]:.3f}",
         f"{ratios[HOOKS]:.3f}",
         lens,
