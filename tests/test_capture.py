@@ -202,3 +202,38 @@ def test_what_extraction_keeps_goes_with_its_graph(captured: bool) -> None:
     del graph
     gc.collect()
     assert alive() is None
+
+
+class _Scaled(nn.Module):
+    """Traceable, inside a model that is not: its calls may come positionally or by keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return self.conv(x) * scale
+
+
+class _Caller(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scaled = _Scaled()
+
+    def forward(self, x: torch.Tensor, by_keyword: bool = False) -> torch.Tensor:
+        if x.mean() > -100:  # not traceable: this forward is captured
+            x = self.scaled(x, scale=2.0) if by_keyword else self.scaled(x, 2.0)
+        return x
+
+
+def test_a_region_called_in_another_form_runs_its_trace() -> None:
+    model = _Caller().eval()
+    x = torch.randn(1, 3, 4, 4)
+    graph = fxmaps.analyze(model, x)
+    assert graph.capture is not None
+    for inputs in (fxmaps.Inputs((x,), {"by_keyword": True}), fxmaps.Inputs((x,))):
+        maps = fxmaps.extract(graph, inputs, layers=["scaled.conv", "scaled.mul"])
+        with hooked(model, ["scaled.conv", "scaled"]) as seen, torch.no_grad():
+            inputs.call(model)
+        assert torch.equal(maps["scaled.conv"], seen["scaled.conv"][0])
+        assert torch.equal(maps["scaled.mul"], seen["scaled"][0])

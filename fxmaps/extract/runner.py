@@ -36,7 +36,7 @@ from fxmaps.trace.inputs import Inputs, bind, tensor_leaves
 from fxmaps.trace.naming import attribute
 from fxmaps.trace.regions import Capture
 from fxmaps.trace.shadows import Shadows
-from fxmaps.trace.variants import fingerprint
+from fxmaps.trace.variants import fingerprint, graph_inputs, signature_key
 
 __all__ = ["CapturedExtraction"]
 
@@ -80,7 +80,8 @@ class CapturedExtraction:
         self._order = [layer.name for layer in layers]
         for layer in layers:
             self._plan(graph, layer, facts(graph.fx_node(layer.name)).origin)
-        self._regions: dict[CallKey, tuple[fx.GraphModule, list[int | str]]] = {}
+        self._regions: dict[CallKey, fx.GraphModule] = {}
+        self._picks: dict[CallKey, list[int | str]] = {}
         self._state = _State()
         self._shadows = Shadows(self._model, self._dispatch)
         self._watch = OpWatch(self._op) if any(p.ops for p in self._plans.values()) else None
@@ -148,14 +149,21 @@ class CapturedExtraction:
             for layer, keys in plan.whole if plan else ():
                 self._take(layer, _pick(output, keys))
             return output
-        if isinstance(decision, int) and self._capture.fingerprints.get(key) == fingerprint(
-            args, kwargs
-        ):
-            return self._region(key, decision, module, args, kwargs)
+        if isinstance(decision, int):
+            usual = self._capture.fingerprints.get(key) == fingerprint(args, kwargs)
+            if usual or self._same_call(key, module, args, kwargs):
+                return self._region(key, decision, module, args, kwargs, usual)
         if decision == "eager":
             return self._eager(key, module, args, kwargs, plan)
         self._refuse(key, plan, module)
         return type(module).forward(self._shadows.of(path), *args, **kwargs)
+
+    def _same_call(
+        self, key: CallKey, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> bool:
+        """Whether a call given in another form binds to the arguments the trace was for."""
+        expected = self._capture.signatures.get(key)
+        return expected is not None and signature_key(key[0], module, args, kwargs) == expected
 
     def _region(
         self,
@@ -164,12 +172,18 @@ class CapturedExtraction:
         module: nn.Module,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        usual: bool,
     ) -> Any:
-        compiled = self._regions.get(key)
-        if compiled is None:
-            compiled = self._regions[key] = self._compile(key, index, module, args, kwargs)
-        region, picks = compiled
-        values = [args[i] if isinstance(i, int) else kwargs[i] for i in picks]
+        region = self._regions.get(key)
+        if region is None:
+            region = self._regions[key] = self._compile(key, index)
+        picks = self._picks.get(key) if usual else None
+        if usual and picks is None:  # where the tensors sit in calls like the captured one
+            picks = self._picks[key] = _tensor_picks(module, args, kwargs)
+        if picks is not None:
+            values = [args[i] if isinstance(i, int) else kwargs[i] for i in picks]
+        else:
+            values = list(graph_inputs(module, Inputs(args, kwargs)))
         if self._watch is None:  # its own forward: a rewritten region has no hooks to run
             output, maps, versions, kept = region.forward(*values)
         else:
@@ -187,17 +201,8 @@ class CapturedExtraction:
                     found_kept[layer.name] = kept[layer.name]
         return output
 
-    def _compile(
-        self,
-        key: CallKey,
-        index: int,
-        module: nn.Module,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> tuple[fx.GraphModule, list[int | str]]:
-        """The region's graph, rewritten to return its output and the maps asked for; and
-        where its tensor inputs sit in a call's arguments (the same in every call with the
-        captured call's fingerprint)."""
+    def _compile(self, key: CallKey, index: int) -> fx.GraphModule:
+        """The region's graph, rewritten to return its output and the maps asked for."""
         variant = self._capture.variants[index]
         source = variant.graph_module
         if not any(facts(n).kind for n in source.graph.nodes):
@@ -222,7 +227,7 @@ class CapturedExtraction:
             keep_output=True,
             replace=shadows,
         )
-        return region, _tensor_picks(module, args, kwargs)
+        return region
 
     def _eager(
         self,
@@ -309,7 +314,7 @@ def _tensor_picks(
     module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[int | str]:
     """Where a call's tensor arguments sit, in ``forward``'s order: an index into the
-    positional arguments, or a keyword."""
+    positional arguments, or a keyword (the same in every call with its fingerprint)."""
     bound = bind(module, Inputs(args, kwargs))
     positional = len(args)
     picks: list[int | str] = []

@@ -89,6 +89,7 @@ class _Run:
         self.by_signature: dict[tuple[Any, ...], int | Failure] = {}
         self.ops: dict[CallKey, list[str]] = {}
         self.fingerprints: dict[CallKey, Hashable] = {}
+        self.signatures: dict[CallKey, Hashable] = {}
         self.eager: list[EagerRegion] = []
         self.autowrapped: set[str] = set()
         self.counts: dict[str, int] = {}
@@ -116,7 +117,7 @@ class _Run:
                 self.flat.placeholder(path, tensor, index)
                 index += 1
         self.shadows.sync()
-        output = self.shadows.of("")(*bound.args, **bound.kwargs)
+        output = inputs.call(self.shadows.of(""))  # as given: extraction calls it the same way
         self.flat.output(output)
 
     def dispatch(
@@ -163,6 +164,7 @@ class _Run:
             tuple(self.variants),
             {k: tuple(v) for k, v in self.ops.items()},
             dict(self.fingerprints),
+            dict(self.signatures),
             self.flat.output_finite,
             self.flat.first_non_finite,
         )
@@ -217,6 +219,7 @@ class _Run:
         signature = signature_key(key[0], module, args, kwargs)
         if signature is None:
             return _failure(NotSymbolic("the arguments cannot be bound to forward"))
+        self.signatures[key] = signature
         if signature not in self.by_signature:
             inputs = Inputs(args, kwargs)
             try:

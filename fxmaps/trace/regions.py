@@ -70,8 +70,10 @@ class Capture:
         ops: For each eager call, the torch functions its ops called, in order
             (to notice a run that takes another path).
         fingerprints: For each traced region call, what its arguments were like
-            (:func:`~fxmaps.trace.variants.fingerprint`): a call unlike it cannot
-            run that trace.
+            (:func:`~fxmaps.trace.variants.fingerprint`): a call like it runs that trace.
+        signatures: For each traced region call, its arguments bound to ``forward``
+            (:func:`~fxmaps.trace.variants.signature_key`): a call given in another form
+            (by keyword, not position) runs that trace if this is the same.
         finite: Whether the model's output held no NaN or inf.
         first_non_finite: The first node whose output held NaN or inf, if any.
     """
@@ -80,5 +82,6 @@ class Capture:
     variants: tuple[FxVariant, ...]
     ops: dict[CallKey, tuple[str, ...]]
     fingerprints: dict[CallKey, Hashable]
+    signatures: dict[CallKey, Hashable]
     finite: bool = True
     first_non_finite: str | None = None
