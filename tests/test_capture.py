@@ -237,3 +237,31 @@ def test_a_region_called_in_another_form_runs_its_trace() -> None:
             inputs.call(model)
         assert torch.equal(maps["scaled.conv"], seen["scaled.conv"][0])
         assert torch.equal(maps["scaled.mul"], seen["scaled"][0])
+
+
+class _Overwrites(nn.Module):
+    """Runs as Python, and writes into its conv's output after using it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if x.mean() > -100:
+            z = y.sigmoid()
+            y.add_(1)  # the conv's map must stay what the conv made
+            return z * y
+        return y
+
+
+def test_maps_overwritten_later_in_python_are_copied_without_losing_the_ops() -> None:
+    model = _Overwrites().eval()
+    x = torch.randn(1, 3, 4, 4)
+    graph = fxmaps.analyze(model, x)
+    sigmoid = next(layer.name for layer in graph.layers() if layer.target == "sigmoid")
+    maps = fxmaps.extract(graph, x, layers=["conv", sigmoid])
+    with hooked(model, ["conv"]) as seen, torch.no_grad():
+        model(x)
+    assert torch.equal(maps["conv"], seen["conv"][0])
+    assert torch.equal(maps[sigmoid], seen["conv"][0].sigmoid())

@@ -280,10 +280,9 @@ class CapturedExtraction:
     def _take(self, layer: Layer, value: Any, *, at_end: bool = False) -> None:
         maps, versions, kept = self._state.found
         snapshot = layer.name in self._forced and not at_end
-        if snapshot or not self._identity:
-            maps[layer.name], kept[layer.name] = MapTransform(
-                self._options, layer.layout, snapshot
-            )(value)
+        if snapshot or not self._identity:  # its ops are fxmaps's, not the model's: not watched
+            transform = MapTransform(self._options, layer.layout, snapshot)
+            maps[layer.name], kept[layer.name] = self._quiet(lambda: transform(value))
         else:
             maps[layer.name], kept[layer.name] = value, None
         tensor = maps[layer.name]
