@@ -11,6 +11,8 @@ state dicts, the maps actually extracted), not from fxmaps's own answers.
 
 from __future__ import annotations
 
+import contextlib
+import html
 import importlib
 import math
 import os
@@ -18,10 +20,10 @@ import re
 import shutil
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -979,7 +981,46 @@ CASES: dict[str, Case] = {
         r"dataset item 0 holds a str, not a tensor",
         _dead_channel_cnn,
     ),
+    # 18. a FeatureExtractor takes a graph, or a model that it analyses first
+    "extractor-of-a-string": Case(
+        lambda _, __: fxmaps.FeatureExtractor("resnet18"),  # type: ignore[arg-type]
+        fxmaps.InputError,
+        r"^FeatureExtractor\(\) needs a ModelGraph \(from fxmaps.analyze\) or a torch.nn.Module, "
+        r"got the string 'resnet18'; build the model first",
+        facts={"argument": "graph", "got": "str"},
+    ),
+    "extractor-of-a-class": Case(
+        lambda _, __: fxmaps.FeatureExtractor(toy.CifarResNet),  # type: ignore[arg-type]
+        fxmaps.InputError,
+        r"got the class CifarResNet instead of a model built from it; pass an instance",
+        facts={"argument": "graph", "got": "type"},
+    ),
+    "extractor-of-a-model": Case(
+        lambda model, _: fxmaps.FeatureExtractor(model, "layer1.0.conv9"),
+        fxmaps.NodeNotFoundError,
+        r"'layer1.0.conv9'.*'layer1.0.conv1'",  # the model's own names: it was analysed
+        toy.CifarResNet,
+        facts={"name": "layer1.0.conv9"},
+    ),
+    # 19. a wrapper (DataParallel, DDP, torch.compile) is taken off: the inner model's names
+    "wrapped-names": Case(
+        lambda model, _: _unwrapped(lambda: fxmaps.extract(model, X, layers=["module.conv1"])),
+        fxmaps.NodeNotFoundError,
+        r"'module.conv1'.*'conv1'",
+        lambda: nn.DataParallel(toy.CifarResNet()),
+        facts={"name": "module.conv1"},
+    ),
 }
+
+
+def _unwrapped(call: Callable[[], object]) -> object:
+    """``call()``, which must say that it took a model out of its wrapper."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return call()
+        finally:
+            assert any("it uses the model inside" in str(w.message) for w in caught)
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -1039,23 +1080,226 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("caller", "call"),
     [
-        ("analyze", lambda thing: fxmaps.analyze(thing, X)),
-        ("extract", lambda thing: fxmaps.extract(thing, X)),
-        ("benchmark_extraction", lambda thing: fxmaps.benchmark_extraction(thing, X)),
+        ("analyze", lambda thing, _: fxmaps.analyze(thing, X)),
+        ("extract", lambda thing, _: fxmaps.extract(thing, X)),
+        ("benchmark_extraction", lambda thing, _: fxmaps.benchmark_extraction(thing, X)),
+        ("channel_stats", lambda thing, _: fxmaps.channel_stats(thing, TensorDataset(X))),
+        ("report", lambda thing, folder: fxmaps.report(thing, X[:1], folder / "r.html")),
+        (
+            r"FeatureExtractor\(\) needs a ModelGraph \(from fxmaps.analyze\) or",
+            lambda thing, _: fxmaps.FeatureExtractor(thing),
+        ),
     ],
-    ids=["analyze", "extract", "bench"],
+    ids=["analyze", "extract", "bench", "stats", "report", "extractor"],
 )
 def test_not_a_model(
-    thing: object, match: str, caller: str, call: Callable[[object], object]
+    thing: object,
+    match: str,
+    caller: str,
+    call: Callable[[object, Path], object],
+    tmp_path: Path,
 ) -> None:
-    with pytest.raises(fxmaps.InputError, match=rf"^{caller}\(\) needs a torch.nn.Module, {match}"):
-        call(thing)
+    caller = caller if "(" in caller else rf"{caller}\(\) needs"
+    with pytest.raises(fxmaps.InputError, match=rf"^{caller} a torch.nn.Module, {match}"):
+        call(thing, tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_graph_is_not_analysed_again() -> None:
     graph = fxmaps.analyze(toy.CifarResNet())
     with pytest.raises(fxmaps.InputError, match=r"got a ModelGraph, which is already analysed"):
         fxmaps.analyze(graph, X)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------- 19. wrapped models: the model inside, with a note
+
+
+@contextlib.contextmanager
+def _one_process() -> Iterator[None]:
+    """A torch.distributed group of this process alone (DistributedDataParallel needs one)."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    store = dist.HashStore()  # type: ignore[attr-defined]
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _compiled(model: nn.Module) -> nn.Module:
+    return cast(nn.Module, torch.compile(model))  # compiles nothing until called
+
+
+WRAPPERS: dict[str, tuple[Callable[[nn.Module], nn.Module], str, str]] = {
+    "data-parallel": (nn.DataParallel, "DataParallel", "module"),
+    "distributed": (
+        nn.parallel.DistributedDataParallel,
+        "DistributedDataParallel",
+        "module",
+    ),
+    "compiled": (_compiled, "a torch.compile OptimizedModule", "_orig_mod"),
+    "both": (lambda m: nn.DataParallel(_compiled(m)), "DataParallel", "module._orig_mod"),
+}
+"""How to wrap a model, what the note calls the wrapper, and the path to the model."""
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS.values(), ids=WRAPPERS.keys())
+def test_a_wrapped_model_is_taken_out(wrapper: tuple[Callable[..., nn.Module], str, str]) -> None:
+    wrap, label, path = wrapper
+    net = toy.CifarResNet().eval()
+    expected = [layer.name for layer in fxmaps.analyze(net, X).layers()]
+    with _one_process() if label.startswith("Distributed") else contextlib.nullcontext():
+        wrapped = wrap(net)
+        before = snapshot(wrapped)
+        with pytest.warns(fxmaps.FxmapsWarning) as caught:
+            graph = fxmaps.analyze(wrapped, X)
+        assert_unchanged(wrapped, before)
+    note = str(caught[0].message)
+    assert re.match(
+        rf"analyze\(\) was given {label} around CifarResNet; it uses the model inside, "
+        rf"model\.{path} \(the same parameters\), so node names are CifarResNet's own, "
+        rf"without '{path}'\. Pass model\.{path} to silence this$",
+        note,
+    ), note
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert graph.model is net
+    assert [layer.name for layer in graph.layers()] == expected
+
+
+CALLERS: dict[str, Callable[[nn.Module, Path], object]] = {
+    "analyze": lambda model, _: [layer.name for layer in fxmaps.analyze(model, X).layers()],
+    "extract": lambda model, _: dict(fxmaps.extract(model, X, layers="*")),
+    "extractor": lambda model, _: dict(fxmaps.FeatureExtractor(model, "*")(X)),
+    "stats": lambda model, _: {
+        name: stats.mean
+        for name, stats in fxmaps.channel_stats(model, TensorDataset(X), progress=False).items()
+    },
+    "report": lambda model, folder: fxmaps.report(model, X[:1], folder / "r.html").read_text(),
+    "bench": lambda model, _: (
+        fxmaps.benchmark_extraction(model, X, repeat=1, warmup=0, memory=False).model
+    ),
+}
+"""Every function that takes a model, and what it gives that depends on the model's names."""
+
+
+@pytest.mark.parametrize("call", CALLERS.values(), ids=CALLERS.keys())
+def test_every_function_that_takes_a_model_takes_it_out(
+    call: Callable[[nn.Module, Path], object], tmp_path: Path
+) -> None:
+    net = toy.CifarResNet().eval()
+    (tmp_path / "inner").mkdir()
+    expected = call(net, tmp_path / "inner")
+    with pytest.warns(fxmaps.FxmapsWarning, match=r"given DataParallel around CifarResNet") as w:
+        got = call(nn.DataParallel(net), tmp_path)
+    assert [warning.filename for warning in w] == [__file__]  # one note, at the caller
+    if isinstance(got, str) and got.startswith("<!DOCTYPE"):  # the report: its header
+        assert "<title>CifarResNet: fxmaps report</title>" in got
+    elif isinstance(got, dict):
+        assert got.keys() == expected.keys()  # type: ignore[attr-defined]
+        assert all(torch.equal(got[k], expected[k]) for k in got)  # type: ignore[index]
+    else:
+        assert repr(got) == repr(expected)
+
+
+# ------------------------------------ 20. names that are markup: drawn and reported, as text
+
+ODD = '<i>"&{x}\\\n'
+"""Characters that mean something to DOT, HTML or graphviz's escapes."""
+
+
+class _OddNames(nn.Module):
+    """Module, parameter and (below) class names made of :data:`ODD`; a residual block
+    whose name holds a ``:`` (graphviz reads ``a:b`` in an edge as node ``a``, port ``b``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module(f"stem{ODD}", nn.Conv2d(3, 4, 3, padding=1))
+        self.add_module(f"block:{ODD}", nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()))
+        self.register_parameter(f"scale{ODD}", nn.Parameter(torch.ones(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = getattr(self, f"stem{ODD}")(x)
+        x = x + getattr(self, f"block:{ODD}")(x)
+        return x * getattr(self, f"scale{ODD}")
+
+
+def odd_names() -> nn.Module:
+    """A model whose class name is markup too (``fxmaps`` commands load it by name)."""
+    cls = type(f"<script>alert({ODD})</script>", (_OddNames,), {})
+    return cls()
+
+
+def _svg_titles(svg: str) -> set[str]:
+    """The node names of an SVG drawing (its XML must parse)."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    root = ET.fromstring(svg)
+    found = root.findall(".//svg:g[@class='node']/svg:title", ns)
+    return {title.text or "" for title in found}
+
+
+def _as_dot(name: str) -> str:
+    """A name as DOT keeps it: backslashes doubled, line breaks written as ``\\n``."""
+    return name.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _drawn(graph: fxmaps.ModelGraph) -> set[str]:
+    """The names a drawing shows as nodes (parameters are folded into their users)."""
+    names = [layer.name for layer in graph.layers() if layer.kind is not fxmaps.Kind.PARAMETER]
+    return {_as_dot(name) for name in names}
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
+@pytest.mark.parametrize("collapse", ["none", "blocks"])
+def test_markup_in_names_is_drawn_as_text(collapse: str) -> None:
+    model = odd_names()
+    graph = fxmaps.analyze(model, torch.randn(1, 3, 8, 8))
+    assert {f"stem{ODD}", f"block:{ODD}.0"} <= set(graph.nx)
+    assert graph.layers("parameter")[0].target == f"scale{ODD}"
+    svg = fxmaps.render_graph(graph, collapse=collapse).pipe(format="svg", encoding="utf-8")
+    assert "<script>" not in svg
+    assert "<i>" not in svg
+    if collapse == "none":
+        assert _svg_titles(svg) == _drawn(graph)
+    else:  # the residual block (at the model's root, so named after its merge) is one node
+        assert _svg_titles(svg) == {"x", _as_dot(f"stem{ODD}"), "add", "mul", "output"}
+
+
+def _odd_image(folder: Path) -> Path:
+    path = folder / f"cat{ODD}.png"
+    Image.fromarray(np.full((12, 12, 3), 128, np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
+def test_markup_in_names_is_reported_as_text(tmp_path: Path) -> None:
+    image = _odd_image(tmp_path)
+    page = fxmaps.report(odd_names(), image, tmp_path / "r.html").read_text()
+    assert "<script>" not in page
+    assert "<i>" not in page
+    svg = page[page.index("<svg") : page.index("</svg>") + len("</svg>")]
+    assert _as_dot(f"stem{ODD}") in _svg_titles(svg)
+    assert html.escape(str(image)) in page
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
+def test_markup_in_names_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, image = f"{HERE}:odd_names", _odd_image(tmp_path)
+    size = ("--input-size", "3", "8", "8")
+    assert main(["graph", model, *size, "-o", str(tmp_path / "g.svg")]) == 0
+    assert _as_dot(f"stem{ODD}") in _svg_titles((tmp_path / "g.svg").read_text())
+    argv = ["report", model, *size, "--image", str(image), "-o", str(tmp_path / "r.html")]
+    assert main(argv) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<script>" not in page
+    assert html.escape(str(image)) in page
+    assert "error" not in capsys.readouterr().err
 
 
 # ------------------------------------------- 3, 4. what is fixed for the user, with a warning

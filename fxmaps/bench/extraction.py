@@ -40,6 +40,7 @@ from fxmaps.extract.extractor import FeatureExtractor, checked_inputs
 from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
 from fxmaps.graph.checks import check_module
 from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
+from fxmaps.trace.state import preserved_state
 
 __all__ = ["ExtractionBenchmark", "benchmark_extraction", "hooked_forward"]
 
@@ -144,7 +145,7 @@ def benchmark_extraction(
     fxmaps error (``ShapeError``, ``MemoryLimitError``, ...) before any timing.
     """
     model = model_or_graph.model if isinstance(model_or_graph, ModelGraph) else model_or_graph
-    check_module(model, "benchmark_extraction()")
+    model = check_module(model, "benchmark_extraction()")
     given = as_inputs(inputs, model, argument="inputs")
     if given is None or repeat < 1:
         raise InputError(
@@ -153,9 +154,7 @@ def benchmark_extraction(
             got="None" if given is None else str(repeat),
         )
     graph = (
-        model_or_graph
-        if isinstance(model_or_graph, ModelGraph)
-        else graph_for_inputs(model_or_graph, given)
+        model_or_graph if isinstance(model_or_graph, ModelGraph) else graph_for_inputs(model, given)
     )
     chosen = require_layers(graph, layers)
     extractor = FeatureExtractor(graph, chosen, **options)
@@ -169,17 +168,11 @@ def benchmark_extraction(
         HOOKS: lambda: hooked_forward(model, hooked, batch),
     }
     device = batch.tensors()[0].device
-    saved = [(m, m.training) for m in model.modules()]
-    try:
-        model.train(graph.train)
-        with torch.no_grad():
-            extractor._run(batch)  # fails here, explained, if the input does not fit
-            timings = run_interleaved(callables, rounds=repeat, warmup=warmup, device=device)
-            peaks = {k: _peak_memory(f, device) if memory else None for k, f in callables.items()}
-            retained = batch.call(extractor).nbytes
-    finally:
-        for module, mode in saved:
-            module.training = mode
+    with preserved_state(model, train=graph.train), torch.no_grad():
+        extractor._run(batch)  # fails here, explained, if the input does not fit
+        timings = run_interleaved(callables, rounds=repeat, warmup=warmup, device=device)
+        peaks = {k: _peak_memory(f, device) if memory else None for k, f in callables.items()}
+        retained = batch.call(extractor).nbytes
     return ExtractionBenchmark(
         model=name or type(model).__name__,
         input_shapes=[list(t.shape) for t in batch.tensors()],

@@ -45,7 +45,7 @@ from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, 
 from fxmaps.extract.rewrite import Plan, build_extraction
 from fxmaps.extract.runner import CapturedExtraction
 from fxmaps.extract.transforms import map_options
-from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
+from fxmaps.graph import ModelGraph, Selection, analyze, graph_for_inputs, require_layers
 from fxmaps.graph.checks import (
     check_device,
     check_module,
@@ -55,7 +55,7 @@ from fxmaps.graph.checks import (
 )
 from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
 from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
-from fxmaps.trace.state import preserved_state
+from fxmaps.trace.state import model_lock, preserved_state
 from fxmaps.trace.variants import graph_inputs, placeholder_values
 
 __all__ = ["FeatureExtractor", "checked_inputs", "extract"]
@@ -77,7 +77,10 @@ class FeatureExtractor(nn.Module):
     the graph was traced in and turns gradients off.
 
     Args:
-        graph: The analysed model.
+        graph: The analysed model, or a model, which is analysed first with
+            ``fxmaps.analyze(model)``: symbolically, as no input is known yet, so
+            parts torch.fx cannot trace stay opaque (pass ``fxmaps.analyze(model,
+            example_input)`` to capture those). Anything else: ``InputError``.
         layers: A kind, node names, glob patterns, a list of those, or a predicate.
         channels: Channel indices, a ``slice``, or ``"top:k"``.
         reduce: ``"mean"``, ``"max"`` or ``"norm"`` over channels, or ``"mean:space"``
@@ -96,6 +99,10 @@ class FeatureExtractor(nn.Module):
     the meta device (once per input shape) and explains a failing run with the
     node that failed (``ShapeError``).
 
+    One extractor may be called from several threads: each call runs the model
+    holding the model's lock, as every fxmaps call that runs it does, so calls
+    take turns and none sees another's temporary mode.
+
     Example:
         >>> import torch, torchvision, fxmaps
         >>> g = fxmaps.analyze(torchvision.models.resnet18())
@@ -107,7 +114,7 @@ class FeatureExtractor(nn.Module):
 
     def __init__(
         self,
-        graph: ModelGraph,
+        graph: ModelGraph | nn.Module,
         layers: Selection = "conv",
         *,
         channels: Any = None,
@@ -118,16 +125,8 @@ class FeatureExtractor(nn.Module):
         max_bytes: float | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(graph, ModelGraph):
-            raise InputError(
-                f"FeatureExtractor needs the ModelGraph from fxmaps.analyze(model), got "
-                f"{type(graph).__name__}; build one with "
-                "fxmaps.FeatureExtractor(fxmaps.analyze(model), ...)",
-                argument="graph",
-                got=type(graph).__name__,
-            )
-        self._graph = graph
-        self._layers = require_layers(graph, layers)
+        self._graph = _graph_of(graph)
+        self._layers = require_layers(self._graph, layers)
         self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
@@ -142,9 +141,10 @@ class FeatureExtractor(nn.Module):
         self._estimates: dict[Any, list[tuple[str, int]] | None] = {}
         self._by_name = {layer.name: layer for layer in self._layers}
         self._key = (tuple(self.names), self._options)
-        self._runner, self.graph_module, self._plan, self._forced = cache.cached(
-            graph, ("extraction", self._key), self._build
-        )
+        with model_lock(self._graph.model):  # the model's lock first, then the cache's
+            self._runner, self.graph_module, self._plan, self._forced = cache.cached(
+                self._graph, ("extraction", self._key), self._build
+            )
 
     def _build(self, forced: frozenset[str] = frozenset()) -> _Extraction:
         """How to run, and the module that holds the layers it runs (so that the
@@ -187,7 +187,8 @@ class FeatureExtractor(nn.Module):
         inputs, notes = checked_inputs(self._graph, inputs)
         for note in notes:
             warnings.warn(note, FxmapsWarning, stacklevel=4)  # past nn.Module's __call__
-        return self._run(inputs)
+        with model_lock(self._graph.model):
+            return self._run(inputs)
 
     def _run(self, inputs: Inputs) -> FeatureMaps:
         """Extract from inputs that :func:`checked_inputs` already checked."""
@@ -253,6 +254,20 @@ class FeatureExtractor(nn.Module):
             )
 
 
+def _graph_of(given: object) -> ModelGraph:
+    """The graph a :class:`FeatureExtractor` is built on: ``given``, or its analysis."""
+    if isinstance(given, ModelGraph):
+        return given
+    model = check_module(
+        given,
+        "FeatureExtractor()",
+        argument="graph",
+        wanted="a ModelGraph (from fxmaps.analyze) or a torch.nn.Module",
+        stacklevel=4,
+    )
+    return analyze(model)
+
+
 def extract(
     model_or_graph: nn.Module | ModelGraph,
     inputs: ExampleInput,
@@ -300,7 +315,7 @@ def extract(
         (['layer1.0.conv1', 'layer1.0.conv2', 'layer1.1.conv1', 'layer1.1.conv2'], (2, 4, 16, 16))
     """
     model = model_or_graph.model if isinstance(model_or_graph, ModelGraph) else model_or_graph
-    check_module(model, "extract()")
+    model = check_module(model, "extract()")
     given = as_inputs(inputs, model, argument="inputs")
     if given is None:
         raise InputError(
@@ -309,7 +324,7 @@ def extract(
     if isinstance(model_or_graph, ModelGraph):
         graph = model_or_graph
     else:
-        graph = graph_for_inputs(model_or_graph, given)
+        graph = graph_for_inputs(model, given)
     extractor = FeatureExtractor(
         graph,
         layers,

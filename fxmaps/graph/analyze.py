@@ -42,7 +42,10 @@ def analyze(
     Args:
         model: Any ``nn.Module``. It is not changed: its train/eval mode,
             parameters, buffers (BatchNorm statistics included) and hooks are
-            as they were when this returns.
+            as they were when this returns. A model in an ``nn.DataParallel``,
+            ``DistributedDataParallel`` or ``torch.compile`` wrapper is taken out
+            of it (``.module``, ``._orig_mod``), with an ``FxmapsWarning``: the
+            node names are the inner model's.
         example_input: A tensor, or a tuple of tensors for a model with several
             inputs (NumPy arrays are made tensors). With it, every layer gets its
             ``out_shape``. It is checked first (see :func:`prepare_inputs`): a
@@ -82,7 +85,7 @@ def analyze(
         >>> g.info()["residual"], [r.merge for r in g.residuals()]
         (1, ['1.add'])
     """
-    check_module(model)
+    model = check_module(model)
     inputs = as_inputs(example_input, model)
     if inputs is not None:
         check_device(model, inputs.tensors())
@@ -134,7 +137,7 @@ def graph_for_inputs(model: nn.Module, inputs: Inputs) -> ModelGraph:
     which would cost a forward pass of its own (a model torch.fx cannot follow is
     captured, which runs it once).
     """
-    check_module(model, "extract()")
+    model = check_module(model, "extract()")
     traced = _trace(model, inputs, (), (), False)
     note_kinds(traced.graph_module)
     return build_graph(model, traced, note_structure(traced.graph_module), None, False)

@@ -1,15 +1,19 @@
 """What fxmaps accepts as a model and as inputs: checks that say what is wrong and the fix.
 
 A model must be an ``nn.Module`` (a class, weights enum, string, state dict or
-function is named as such, with how to get the model from it). Inputs may be
-tensors or NumPy arrays; they are checked against the model's first layers
-(channels, rank, dtype, device) before any forward pass, and a missing batch
-dimension is added, with a note, where that is unambiguous.
+function is named as such, with how to get the model from it); one inside a
+``DataParallel``, ``DistributedDataParallel`` or ``torch.compile`` wrapper is
+taken out of it, with a note. Inputs may be tensors or NumPy arrays; they are
+checked against the model's first layers (channels, rank, dtype, device) before
+any forward pass, and a missing batch dimension is added, with a note, where
+that is unambiguous.
 """
 
 from __future__ import annotations
 
 import operator
+import sys
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +22,7 @@ import torch
 from torch import fx, nn
 from torchvision.models import WeightsEnum, get_model_weights, list_models
 
-from fxmaps.errors import DeviceError, InputError, ShapeError
+from fxmaps.errors import DeviceError, FxmapsWarning, InputError, ShapeError
 from fxmaps.facts import Kind, facts
 from fxmaps.graph.model_graph import ModelGraph
 from fxmaps.trace.inputs import Inputs
@@ -36,11 +40,57 @@ __all__ = [
 ]
 
 
-def check_module(model: object, caller: str = "analyze()") -> None:
-    """Raise ``InputError`` unless ``model`` is an ``nn.Module``; say what it is and the fix."""
-    if isinstance(model, nn.Module):
-        return
-    raise InputError(f"{caller} needs a torch.nn.Module, got {_what_instead(model)}")
+def check_module(
+    model: object,
+    caller: str = "analyze()",
+    *,
+    argument: str = "model",
+    wanted: str = "a torch.nn.Module",
+    stacklevel: int = 3,
+) -> nn.Module:
+    """The model to analyse: ``model``, or the model inside a wrapper that only runs it
+    elsewhere (``nn.DataParallel``, ``DistributedDataParallel``, ``torch.compile``), with an
+    ``FxmapsWarning`` saying so; its node names are the inner model's. Raise ``InputError``
+    unless ``model`` is an ``nn.Module``, saying what it is and the fix.
+
+    ``stacklevel`` is the warning's, counted from this function: 3 points at the caller
+    of the public function that calls this one.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(
+            f"{caller} needs {wanted}, got {_what_instead(model)}",
+            argument=argument,
+            got=type(model).__name__,
+        )
+    inner, path = model, ""
+    while (found := _wrapped(inner)) is not None:
+        inner, path = found[0], path + found[1]
+    if inner is not model:
+        warnings.warn(
+            _unwrapped_note(caller, model, inner, path), FxmapsWarning, stacklevel=stacklevel
+        )
+    return inner
+
+
+def _unwrapped_note(caller: str, model: nn.Module, inner: nn.Module, path: str) -> str:
+    wrapper = type(model).__name__
+    if path.startswith("._orig_mod"):
+        wrapper = f"a torch.compile {wrapper}"
+    return (
+        f"{caller} was given {wrapper} around {type(inner).__name__}; it uses the model "
+        f"inside, model{path} (the same parameters), so node names are "
+        f"{type(inner).__name__}'s own, without {path[1:]!r}. Pass model{path} to silence this"
+    )
+
+
+def _wrapped(model: nn.Module) -> tuple[nn.Module, str] | None:
+    """The module a wrapper runs, and the attribute that holds it; ``None`` for others."""
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return model.module, ".module"
+    compiled = sys.modules.get("torch._dynamo.eval_frame")  # torch.compile imported it
+    if compiled is not None and isinstance(model, compiled.OptimizedModule):
+        return model._orig_mod, "._orig_mod"
+    return None
 
 
 def _what_instead(obj: object) -> str:

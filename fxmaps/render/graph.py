@@ -145,14 +145,14 @@ def render_graph(
     plan = plan_graph(graph, collapse, highlight)
     dense = _DENSE if len(plan.edges) > 1.5 * len(plan.nodes) else {}
     dot = _diagram_class()(
-        name=type(graph.model).__name__,
+        name=_id(type(graph.model).__name__),
         graph_attr={**_GRAPH_ATTRS, **dense, "rankdir": rankdir, "label": _legend(plan)},
         node_attr=_NODE_ATTRS,
         edge_attr=_EDGE_ATTRS,
     )
     _fill(dot, plan, show_shapes, None)
     for (tail, head), role in plan.edges.items():
-        dot.edge(tail, head, **_EDGE_STYLE[role])
+        dot.edge(_id(tail), _id(head), **_EDGE_STYLE[role])
     return dot
 
 
@@ -227,9 +227,9 @@ def _warn_if_shrunk(png: bytes, target: Path) -> None:
 def _fill(dot: graphviz.Digraph, plan: GraphPlan, show_shapes: bool, cluster: str | None) -> None:
     """Add the nodes homed in ``cluster``, then its child clusters, recursively."""
     for key in plan.residents.get(cluster, []):
-        dot.node(key, **_node_attrs(plan.nodes[key], show_shapes, key in plan.marked))
+        dot.node(_id(key), **_node_attrs(plan.nodes[key], show_shapes, key in plan.marked))
     for block in plan.children.get(cluster, []):
-        with dot.subgraph(name=f"cluster_{block.name}") as sub:
+        with dot.subgraph(name=_id(f"cluster_{block.name}")) as sub:
             title = f"<B>{_esc(block.name)}</B>  {_type_and_kind(block.module_type, block.kind)}"
             style = _CLUSTER_STYLE[block.kind]
             sub.attr(label=f"<{title}>", labeljust="l", style="rounded,filled", **style)
@@ -272,7 +272,7 @@ def _label(node: DrawnNode, show_shapes: bool) -> str:
     details += [f"{_count(params)} params"] if params else []
     lines = [f"<B>{_esc(node.key)}</B>", " · ".join(details), _esc(node.shapes) * show_shapes]
     if node.parameters:
-        short = [_short_name(name) for name in node.parameters]
+        short = [_esc(_short_name(name)) for name in node.parameters]
         lines.append("+ " + (", ".join(short) if len(short) < 3 else f"{len(short)} parameters"))
     head, *rest = [line for line in lines if line]
     small = "".join(f'<BR/><FONT POINT-SIZE="8" COLOR="#333333">{line}</FONT>' for line in rest)
@@ -358,6 +358,19 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _id(name: str) -> str:
+    """``name`` as a DOT identifier that stands for itself: quoted, never read as an HTML
+    string (``<...>``); its backslashes doubled, so none escapes the closing quote, and line
+    breaks written ``\\n``, ``\\r``, so none joins lines (DOT keeps all of these as they are
+    written, and two names stay two identifiers). Edges take whole identifiers, so a ``:``
+    in a name is no port (see :func:`_diagram_class`)."""
+    from graphviz import nohtml
+
+    text = name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    quoted: str = nohtml(text)  # a str that graphviz never takes for HTML
+    return quoted
+
+
 # -- graphviz: the Digraph subclass, a missing `dot`, files --------------------------------
 
 
@@ -378,7 +391,11 @@ def _diagram_class() -> type[graphviz.Digraph]:
     import graphviz
 
     class GraphDiagram(graphviz.Digraph):  # type: ignore[misc]
-        """A ``graphviz.Digraph`` whose rendering explains how to install a missing ``dot``."""
+        """A ``graphviz.Digraph`` whose rendering explains how to install a missing ``dot``,
+        and whose edges join whole identifiers (``graphviz`` reads ``a:b`` as node ``a``,
+        port ``b``)."""
+
+        _quote_edge = staticmethod(graphviz.quoting.quote)
 
         def pipe(self, *args: Any, **kwargs: Any) -> Any:
             with _dot_program():

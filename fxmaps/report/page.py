@@ -24,6 +24,7 @@ from fxmaps.extract.extractor import extract
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.files import atomic_path, output_file
 from fxmaps.graph import ModelGraph, Selection, analyze, format_shape
+from fxmaps.graph.checks import check_module
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph
 from fxmaps.render.maps import plot_feature_maps
@@ -117,7 +118,7 @@ def report(
         True
     """
     path = output_file(path)
-    model = model.model if isinstance(model, ModelGraph) else model
+    model = check_module(model.model if isinstance(model, ModelGraph) else model, "report()")
     batch, shown, source = _input(image, model)
     graph = analyze(model, batch)
     maps = extract(graph, batch, layers=layers, max_bytes=max_bytes)

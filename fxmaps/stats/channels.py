@@ -29,8 +29,10 @@ from fxmaps.errors import InputError, OptionError
 from fxmaps.extract.extractor import FeatureExtractor
 from fxmaps.files import atomic_path
 from fxmaps.graph import ModelGraph, Selection, analyze
+from fxmaps.graph.checks import check_module
 from fxmaps.stats.running import Running, Score, Scratch, TopK, best, combine
 from fxmaps.trace.inputs import map_tensors
+from fxmaps.trace.state import preserved_state
 
 __all__ = ["ChannelStats", "LayerStats", "channel_stats", "share_weights"]
 
@@ -164,13 +166,15 @@ def channel_stats(
         score: A sample's score for a channel: its spatial ``"max"`` or ``"mean"``.
         device: Where to send the inputs; by default where the model's parameters
             are. The model must be there already.
+        progress: Show a progress bar (on rank 0 only).
 
     Channels are dimension 1 of each map: ``(N, C, ...)`` for convs, ``(N, C)`` for
     linears. Each batch is reduced in the maps' precision (float32 at least) where
     the maps are, with no copy of them; the running statistics are kept there in
     float64 and brought to the CPU at the end. Scores of float32 (or narrower) maps
-    are float32 values.
-        progress: Show a progress bar (on rank 0 only).
+    are float32 values. As in :func:`fxmaps.extract`, the model runs in the mode its
+    graph was traced in (eval by default), and its modes and buffers are restored
+    after each batch.
 
     Example:
         >>> import torch
@@ -206,10 +210,7 @@ def channel_stats(
             seen += len(indices)
             if keep == 0:
                 continue
-            batch = _cut(inputs, keep, run_on)
-            maps = extractor(**batch) if isinstance(batch, Mapping) else extractor(batch)
-            values = [maps[name].detach() for name in extractor.names]
-            del maps
+            values = _maps(extractor, graph, _cut(inputs, keep, run_on))
             if running is None:
                 channels = [int(v.shape[1]) for v in values]
                 running = Running(sum(channels), topk, values[0].device)
@@ -221,6 +222,13 @@ def channel_stats(
         states = running.cpu().split(channels)
     merged = {name: world.merge(state) for name, state in zip(extractor.names, states, strict=True)}
     return ChannelStats(merged, samples=size, topk=topk, score=score, graph=graph)
+
+
+def _maps(extractor: FeatureExtractor, graph: ModelGraph, batch: Any) -> list[torch.Tensor]:
+    """The chosen maps of one batch, the model in its graph's mode and left as it was."""
+    with preserved_state(graph.model, train=graph.train):
+        maps = extractor(**batch) if isinstance(batch, Mapping) else extractor(batch)
+        return [maps[name].detach() for name in extractor.names]
 
 
 class _Indexed(Dataset[tuple[int, torch.Tensor]]):
@@ -430,10 +438,11 @@ def _graph(
 ) -> ModelGraph:
     if isinstance(model_or_graph, ModelGraph):
         return model_or_graph
+    model = check_module(model_or_graph, "channel_stats()", stacklevel=4)
     _, first = _Indexed(dataset)[0]
-    run_on = torch.device(device) if device is not None else _device_of(model_or_graph)
+    run_on = torch.device(device) if device is not None else _device_of(model)
     sample = map_tensors(first, lambda t: t.unsqueeze(0).to(run_on))  # a batch of one
-    return analyze(model_or_graph, sample)
+    return analyze(model, sample)
 
 
 def _cut(inputs: Any, keep: int, device: torch.device) -> Any:

@@ -51,12 +51,22 @@ class Namer:
 
 
 def rename_reserved(graph: fx.Graph) -> None:
-    """Rename targets whose first atom is an attribute every ``GraphModule`` has."""
+    """Rename targets whose first atom is an attribute every ``GraphModule`` has, and atoms
+    that fx's generated code cannot quote (a ``"``, a backslash, a newline: fx writes
+    ``getattr(self, "<atom>")`` as it is)."""
     for node in graph.nodes:
         if node.op in ("call_module", "get_attr"):
-            first, dot, rest = str(node.target).partition(".")
+            first, *rest = [_quotable(atom) for atom in str(node.target).split(".")]
             if first in RESERVED:
-                node.target = f"fxmaps_{first}{dot}{rest}"
+                first = f"fxmaps_{first}"
+            node.target = ".".join([first, *rest])
+
+
+def _quotable(atom: str) -> str:
+    """``atom``, or a stand-in made of its bytes when fx cannot put it in quotes."""
+    if atom.isprintable() and '"' not in atom and "\\" not in atom:
+        return atom
+    return f"fxmaps_{atom.encode().hex()}"
 
 
 def join(prefix: str, name: str) -> str:

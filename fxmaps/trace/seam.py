@@ -26,6 +26,7 @@ from fxmaps.trace.fallback import OwnCodeFailure, trace_symbolic
 from fxmaps.trace.inputs import Inputs
 from fxmaps.trace.options import LeafSpec, NotSymbolic, TraceRequest
 from fxmaps.trace.record import Traced
+from fxmaps.trace.state import model_lock
 
 __all__ = ["Backend", "trace"]
 
@@ -68,10 +69,15 @@ def trace(
         autowrap_functions=autowrap_functions,
         train=train,
     )
-    if backend is not None:
-        return backend(model, request)
-    if inputs is None:
-        return _symbolic_only(model, request)
+    with model_lock(model):  # tracing sets modes, and fx stores constants on the model
+        if backend is not None:
+            return backend(model, request)
+        if inputs is None:
+            return _symbolic_only(model, request)
+        return _symbolic_or_captured(model, request)
+
+
+def _symbolic_or_captured(model: nn.Module, request: TraceRequest) -> Traced:
     try:
         traced = trace_symbolic(model, request, own_failure="signal")
     except OwnCodeFailure as failed:
