@@ -548,3 +548,29 @@ def dead_channel_cnn() -> tuple[nn.Module, TensorDataset]:
         conv.bias[2] = -100.0
     images = torch.randn(DEAD_CHANNEL_SAMPLES, 1, 12, 12)
     return model, TensorDataset(images, torch.arange(DEAD_CHANNEL_SAMPLES) % 10)
+
+
+def batchnorm_cnn() -> tuple[nn.Module, TensorDataset]:
+    """A small CNN with BatchNorm whose running statistics are far from a batch's own
+    (so eval-mode and training-mode maps differ plainly), left in training mode, and
+    the 37 samples of :func:`dead_channel_cnn`; the same weights on every call."""
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 3),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3),
+        nn.BatchNorm2d(4),
+    )
+    with torch.no_grad():
+        for norm in (model[1], model[4]):
+            assert isinstance(norm, nn.BatchNorm2d)
+            assert norm.running_mean is not None
+            assert norm.running_var is not None
+            norm.running_mean.uniform_(-2.0, 2.0)
+            norm.running_var.uniform_(0.25, 4.0)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-1.0, 1.0)
+    _, data = dead_channel_cnn()
+    torch.manual_seed(1)
+    return model.train(), data

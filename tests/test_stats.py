@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 import fxmaps
 from fxmaps.stats.channels import ChannelStats, channel_stats
-from tests.models import DEAD_CHANNEL_SAMPLES, dead_channel_cnn
+from tests.models import DEAD_CHANNEL_SAMPLES, batchnorm_cnn, dead_channel_cnn
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = DEAD_CHANNEL_SAMPLES  # uneven: 19 + 18 on two ranks, and a short last batch
@@ -175,6 +175,15 @@ assert dist.is_initialized() and dist.get_world_size() == 2
 if dist.get_rank() == 0:
     stats.save(sys.argv[1])
 
+# A model with BatchNorm, left in training mode: its eval-mode statistics, as alone.
+from tests.models import batchnorm_cnn
+
+norm_model, norm_data = batchnorm_cnn()
+norm_stats = channel_stats(norm_model, norm_data, layers=["1", "4"], batch_size=4, progress=False)
+assert norm_model.training
+if dist.get_rank() == 0:
+    norm_stats.save(sys.argv[2])
+
 # Different weights on the two ranks are refused, until rank 0's are shared.
 import torch
 from fxmaps.errors import InputError
@@ -199,7 +208,7 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     out = tmp_path / "merged.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", "2", str(worker), str(out)]
+    command += ["--nproc_per_node", "2", str(worker), str(out), str(tmp_path / "norm.pt")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     merged = ChannelStats.load(out)
@@ -214,6 +223,13 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
         assert torch.equal(a.positive, b.positive)  # counts: padding duplicates not counted
         assert torch.equal(a.top_indices, b.top_indices)
         torch.testing.assert_close(a.top_scores, b.top_scores)
+    norm_model, norm_data = batchnorm_cnn()
+    alone = channel_stats(norm_model, norm_data, layers=["1", "4"], batch_size=37, progress=False)
+    shared = ChannelStats.load(tmp_path / "norm.pt")
+    for name in ("1", "4"):
+        torch.testing.assert_close(shared[name].mean, alone[name].mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(shared[name].std, alone[name].std, rtol=1e-5, atol=1e-6)
+        assert torch.equal(shared[name].top_indices, alone[name].top_indices)
 
 
 SIMPLE_CNN = """
@@ -227,10 +243,15 @@ class SimpleCNN(nn.Module):
         super().__init__()
         torch.manual_seed(0)  # the same weights in the command and in the test's oracle
         self.conv1 = nn.Conv2d(1, 4, 5)
+        self.bn1 = nn.BatchNorm2d(4)  # running statistics far from a batch's own
         self.conv2 = nn.Conv2d(4, 6, 5)
+        with torch.no_grad():
+            self.bn1.running_mean.uniform_(-2.0, 2.0)
+            self.bn1.running_var.uniform_(0.25, 4.0)
+            self.bn1.bias.uniform_(-1.0, 1.0)
 
     def forward(self, x):
-        return self.conv2(F.max_pool2d(F.relu(self.conv1(x)), 2))
+        return self.conv2(F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2))
 """
 
 

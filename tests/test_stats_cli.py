@@ -1,4 +1,5 @@
-"""``fxmaps stats`` under torchrun: two processes save what one process saves."""
+"""``fxmaps stats`` under torchrun: two processes save what one process saves (the model has
+BatchNorm: in eval mode, the default, its statistics do not depend on the split)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 # 1797 digits: 899 and 898 on two ranks, so rank 1 gets one padding sample from the
 # DistributedSampler; batches of 128 leave a short last batch on both.
 OPTIONS = ["--input-size", "1", "28", "28", "--data", "digits", "--topk", "4"]
-OPTIONS += ["--batch-size", "128", "--layers", "conv1", "conv2"]
+OPTIONS += ["--batch-size", "128", "--layers", "conv1", "bn1", "conv2"]
 
 
 def test_two_processes_save_the_statistics_of_one(tmp_path: Path) -> None:

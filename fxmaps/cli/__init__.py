@@ -275,6 +275,11 @@ def _stats(parser: argparse.ArgumentParser) -> None:
                         help="top samples kept per channel (default 9)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="DataLoader worker processes (default 0)")  # fmt: skip
+    parser.add_argument("--train", action="store_true",
+                        help="statistics of the training-mode graph (default: eval mode); "
+                        "BatchNorm then normalises each batch by its own statistics, so "
+                        "they depend on the batch size and on how torchrun splits the "
+                        "data")  # fmt: skip
 
 
 def _one_line_warning(

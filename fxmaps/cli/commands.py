@@ -157,7 +157,8 @@ def stats(args: argparse.Namespace) -> int:
     dataset = image_dataset(args.data, _size(args, loaded))
     rank = share_weights(loaded.model)  # random or downloaded weights: rank 0's for all
     result = channel_stats(loaded.model, dataset, layers=args.layers, batch_size=args.batch_size,
-                           num_workers=args.workers, topk=args.topk)  # fmt: skip
+                           num_workers=args.workers, topk=args.topk,
+                           train=args.train)  # fmt: skip
     if rank != 0:
         return 0
     written = [result.save(folder / "stats.pt")]

@@ -151,6 +151,7 @@ def channel_stats(
     score: Score = "max",
     device: torch.device | str | None = None,
     progress: bool = True,
+    train: bool | None = None,
 ) -> ChannelStats:
     """Per-channel statistics of ``layers`` over ``dataset``, in one streaming pass.
 
@@ -167,14 +168,22 @@ def channel_stats(
         device: Where to send the inputs; by default where the model's parameters
             are. The model must be there already.
         progress: Show a progress bar (on rank 0 only).
+        train: Take the statistics of the training-mode graph (``True``) or the
+            eval-mode one (``False``). By default: the mode of the graph given, and
+            the eval-mode graph of a model, whatever mode the model is in.
+            Training-mode statistics depend on how the data is split into batches
+            (BatchNorm normalises each batch by its own statistics), so they differ
+            between batch sizes and between a ``torchrun`` run and a one-process run.
 
     Channels are dimension 1 of each map: ``(N, C, ...)`` for convs, ``(N, C)`` for
     linears. Each batch is reduced in the maps' precision (float32 at least) where
     the maps are, with no copy of them; the running statistics are kept there in
     float64 and brought to the CPU at the end. Scores of float32 (or narrower) maps
-    are float32 values. As in :func:`fxmaps.extract`, the model runs in the mode its
-    graph was traced in (eval by default), and its modes and buffers are restored
-    after each batch.
+    are float32 values. As in :func:`fxmaps.analyze` and :func:`fxmaps.extract`, the
+    model runs in the mode its graph was traced in (eval by default, whatever mode the
+    model is in), and nothing of the model changes: its parameters, its buffers
+    (BatchNorm's running statistics included, also in training mode) and its modes
+    are as they were after each batch.
 
     Example:
         >>> import torch
@@ -188,7 +197,7 @@ def channel_stats(
     _check_options(topk=topk, batch_size=batch_size, num_workers=num_workers, score=score)
     size = _length(dataset)
     world = _World.join()
-    graph = _graph(model_or_graph, dataset, device)
+    graph = _graph(model_or_graph, dataset, device, train)
     run_on = torch.device(device) if device is not None else _device_of(graph.model)
     world.check_same_weights(graph.model)
     extractor = FeatureExtractor(graph, layers)
@@ -434,15 +443,26 @@ def _length(dataset: Dataset[Any]) -> int:
 
 
 def _graph(
-    model_or_graph: nn.Module | ModelGraph, dataset: Dataset[Any], device: Any
+    model_or_graph: nn.Module | ModelGraph, dataset: Dataset[Any], device: Any, train: bool | None
 ) -> ModelGraph:
+    """The graph to run: the one given (in its mode), or the model's graph in ``train``'s
+    mode (eval by default)."""
     if isinstance(model_or_graph, ModelGraph):
+        if train is not None and train != model_or_graph.train:
+            raise OptionError(
+                f"train={train}, but the graph given is the "
+                f"{'training' if model_or_graph.train else 'eval'}-mode graph; analyse the "
+                f"model with train={train}, or leave train out to use the graph's mode",
+                option="train",
+                value=train,
+                valid=(str(model_or_graph.train), "None"),
+            )
         return model_or_graph
     model = check_module(model_or_graph, "channel_stats()", stacklevel=4)
     _, first = _Indexed(dataset)[0]
     run_on = torch.device(device) if device is not None else _device_of(model)
     sample = map_tensors(first, lambda t: t.unsqueeze(0).to(run_on))  # a batch of one
-    return analyze(model, sample)
+    return analyze(model, sample, train=bool(train))
 
 
 def _cut(inputs: Any, keep: int, device: torch.device) -> Any:
