@@ -165,6 +165,9 @@ class NodeFacts:
         kind: What the node does (classification), or ``None`` before it ran.
         layout: Where the output keeps its channels (classification).
         params: How many parameters the node uses, shared ones included (classification).
+        macs: Its multiply-accumulates in one forward (``classify/macs.py``; 0 where
+            not counted or without shapes).
+        nbytes: Bytes of the tensors it outputs (shape propagation), or ``None``.
         block: The innermost residual or sequential block around it (classification).
         region: The eager module call whose Python code ran the node, or ``None``
             for nodes torch.fx traced (capture).
@@ -181,6 +184,8 @@ class NodeFacts:
     kind: Kind | None = None
     layout: Layout = Layout.UNKNOWN
     params: int = 0
+    macs: int = 0
+    nbytes: int | None = None
     block: str | None = None
     region: str | None = None
     origin: Origin | None = None

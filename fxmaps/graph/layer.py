@@ -25,6 +25,9 @@ class Layer:
         out_shape: The output shape, or ``None`` without an example input (or
             for non-tensor outputs).
         params: Number of parameters the node uses (shared ones included).
+        macs: Multiply-accumulates of the node in one forward on the example input:
+            convolutions, linears, matrix products and attention; 0 for every other
+            node and without an example input (see :meth:`ModelGraph.macs`).
         block: The innermost enclosing residual or sequential block, if any.
         opaque: Whether the node is a module fxmaps did not trace into.
         region: For a model fxmaps captured, the module call whose ``forward`` ran as
@@ -44,6 +47,7 @@ class Layer:
     opaque: bool = False
     layout: Layout = Layout.UNKNOWN
     region: str | None = None
+    macs: int = 0
 
     @classmethod
     def of(cls, found: NodeFacts, module: nn.Module | None) -> Layer:
@@ -59,6 +63,7 @@ class Layer:
             opaque=found.opaque,
             layout=found.layout,
             region=found.region,
+            macs=found.macs,
         )
 
     @property

@@ -15,7 +15,7 @@ import networkx as nx
 from torch import fx, nn
 
 from fxmaps.classify import Block, BlockKind, Kind, Residual, count_parameters
-from fxmaps.errors import NodeNotFoundError, close_matches
+from fxmaps.errors import InputError, NodeNotFoundError, close_matches
 from fxmaps.facts import ShapeTree, facts
 from fxmaps.graph.layer import Layer
 from fxmaps.graph.select import Selection, select_layers
@@ -26,6 +26,7 @@ __all__ = [
     "ATTR_BLOCK",
     "ATTR_KIND",
     "ATTR_LAYER",
+    "ATTR_MACS",
     "ATTR_OPAQUE",
     "ATTR_OUT_SHAPE",
     "ATTR_PARAMS",
@@ -43,6 +44,7 @@ ATTR_TARGET = "target"
 ATTR_TYPE = "module_type"
 ATTR_OUT_SHAPE = "out_shape"
 ATTR_PARAMS = "params"
+ATTR_MACS = "macs"
 ATTR_BLOCK = "block"
 ATTR_OPAQUE = "opaque"
 ATTR_ROLE = "role"
@@ -216,6 +218,63 @@ class ModelGraph:
         """Parameters first used by node ``name`` (0 when it uses none, or only shared ones)."""
         return self._first_use_params.get(name, 0)
 
+    # -- compute and memory ----------------------------------------------------------------
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward on the example input: the sum of ``Layer.macs``.
+
+        Convolutions, linears, matrix products and attention count (see
+        :mod:`fxmaps.classify.macs`); norms, pooling, activations and element-wise ops
+        count 0. FLOPs, as ``torch.utils.flop_counter`` counts them, are twice this.
+        Needs the graph of an example input (``analyze(model, example)``).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> import fxmaps
+            >>> g = fxmaps.analyze(nn.Linear(8, 4), torch.zeros(2, 8))
+            >>> g.macs()  # 2 rows x 4 outputs x 8 inputs
+            64
+        """
+        self._need_shapes("macs()")
+        return sum(layer.macs for layer in self._layers.values())
+
+    def activation_bytes(self) -> int:
+        """Peak bytes of the maps alive at once during one forward on the example input.
+
+        Nodes run in the graph's (topological) order; each node's output is alive from
+        the node until its last user has run (an output no node reads dies at once).
+        The inputs count; parameters and buffers do not. Each node's output counts as
+        its own map, views and in-place results included, as torchinfo's forward pass
+        size counts them: an upper bound of what the allocator holds.
+        Needs the graph of an example input (``analyze(model, example)``).
+        """
+        self._need_shapes("activation_bytes()")
+        nodes = list(self._graph_module.graph.nodes)
+        last_use = {node: index for index, node in enumerate(nodes)}
+        for index, node in enumerate(nodes):
+            for used in node.all_input_nodes:
+                last_use[used] = index
+        live, peak = 0, 0
+        dying: dict[int, int] = {}
+        for index, node in enumerate(nodes):
+            size = facts(node).nbytes if node.op not in ("get_attr", "output") else None
+            if size:
+                live += size
+                dying[last_use[node]] = dying.get(last_use[node], 0) + size
+            peak = max(peak, live)
+            live -= dying.pop(index, 0)
+        return peak
+
+    def _need_shapes(self, what: str) -> None:
+        if self._input_shapes is None:
+            raise InputError(
+                f"{what} needs the shapes of an example input; analyse the model with one: "
+                "fxmaps.analyze(model, example_input)",
+                argument="example_input",
+                got="no example input",
+            )
+
     # -- views -----------------------------------------------------------------------------
 
     @cached_property
@@ -232,6 +291,7 @@ class ModelGraph:
                     ATTR_TYPE: layer.module_type,
                     ATTR_OUT_SHAPE: layer.out_shape,
                     ATTR_PARAMS: layer.params,
+                    ATTR_MACS: layer.macs,
                     ATTR_BLOCK: layer.block,
                     ATTR_OPAQUE: layer.opaque,
                 },

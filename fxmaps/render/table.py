@@ -7,10 +7,11 @@ from tabulate import tabulate
 from fxmaps.graph import Layer, ModelGraph, Selection, format_shape
 from fxmaps.graph.model_graph import HEADLINE
 
-__all__ = ["SUMMARY_HEADERS", "summary_footer", "summary_rows", "summary_table"]
+__all__ = ["NUMERIC_HEADERS", "SUMMARY_HEADERS", "summary_footer", "summary_rows", "summary_table"]
 
-SUMMARY_HEADERS = ("name", "kind", "type", "output shape", "params", "block")
-_ALIGN = ("left", "left", "left", "left", "right", "left")
+SUMMARY_HEADERS = ("name", "kind", "type", "output shape", "params", "MACs", "block")
+NUMERIC_HEADERS = ("params", "MACs")
+_ALIGN = ("left", "left", "left", "left", "right", "right", "left")
 
 
 def summary_table(graph: ModelGraph, kinds: Selection | None = None) -> str:
@@ -33,6 +34,7 @@ def summary_rows(graph: ModelGraph, kinds: Selection | None = None) -> list[list
             layer.module_type,
             format_shape(layer.out_shape),
             _params_cell(graph, layer),
+            f"{layer.macs:,}" if layer.macs else "",
             layer.block or "",
         ]
         for layer in graph.layers(kinds)
@@ -58,6 +60,7 @@ def summary_footer(graph: ModelGraph) -> list[str]:
     info = graph.info()
     lines = [
         f"Total params: {graph.total_params:,} (the model has {graph.model_params:,})",
+        *_compute_lines(graph),
         "Layers: "
         + ", ".join(f"{k} {v}" for k, v in info.items() if k != "nodes" and (v or k in HEADLINE)),
     ]
@@ -72,6 +75,40 @@ def summary_footer(graph: ModelGraph) -> list[str]:
         calls = [f"{region.name} ({region.module_type})" for region in graph.eager]
         lines.append(f"Eager (ran as Python): {_listed(calls)}")
     return lines
+
+
+def _compute_lines(graph: ModelGraph) -> list[str]:
+    """Total multiply-accumulates and peak activation memory, where shapes are known."""
+    if graph.input_shapes is None:
+        return []
+    macs = graph.macs()
+    batch = _batch(graph)
+    return [
+        f"Total MACs: {macs:,} ({_scaled(macs, 1000, ('', ' K', ' M', ' G', ' T'))}"
+        f"{batch}; convs, linears, matmuls, attention)",
+        f"Peak activation memory: {_scaled(graph.activation_bytes(), 1024, _BYTES)}{batch}",
+    ]
+
+
+_BYTES = (" B", " KiB", " MiB", " GiB", " TiB")
+
+
+def _batch(graph: ModelGraph) -> str:
+    shapes = graph.input_shapes or ()
+    first = shapes[0] if shapes else None
+    if isinstance(first, tuple) and first and isinstance(first[0], int):
+        return f" for a batch of {first[0]}"
+    return " for the example input"
+
+
+def _scaled(value: int, step: int, units: tuple[str, ...]) -> str:
+    """``1814073344`` -> ``1.81 G`` (with ``step`` 1000)."""
+    scaled, unit = float(value), units[0]
+    for unit in units:
+        if scaled < step or unit == units[-1]:
+            break
+        scaled /= step
+    return f"{value}{units[0]}" if unit == units[0] else f"{scaled:.2f}{unit}"
 
 
 def _listed(names: list[str], shown: int = 5) -> str:

@@ -28,7 +28,7 @@ from fxmaps.graph.checks import check_module
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph
 from fxmaps.render.maps import plot_feature_maps
-from fxmaps.render.table import SUMMARY_HEADERS
+from fxmaps.render.table import NUMERIC_HEADERS, SUMMARY_HEADERS
 from fxmaps.sources.images import load_image, read_image
 from fxmaps.trace.inputs import ExampleInput, as_inputs, describe_inputs
 
@@ -198,10 +198,10 @@ def _graph_section(graph: ModelGraph) -> str:
 
 
 def _table_section(graph: ModelGraph) -> str:
-    numeric = SUMMARY_HEADERS.index("params")
+    numeric = {SUMMARY_HEADERS.index(name) for name in NUMERIC_HEADERS}
     head = "".join(
         f"<th class='num'>{html.escape(name)}</th>"
-        if column == numeric
+        if column in numeric
         else f"<th>{html.escape(name)}</th>"
         for column, name in enumerate(SUMMARY_HEADERS)
     )
@@ -209,7 +209,7 @@ def _table_section(graph: ModelGraph) -> str:
         "<tr>"
         + "".join(
             f"<td class='num'>{html.escape(cell)}</td>"
-            if column == numeric
+            if column in numeric
             else f"<td>{html.escape(cell)}</td>"
             for column, cell in enumerate(row)
         )

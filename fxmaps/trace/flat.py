@@ -20,7 +20,7 @@ from torch import fx, nn
 
 from fxmaps.facts import Origin, Scope, Source, facts, note
 from fxmaps.trace.naming import Namer, rename_reserved
-from fxmaps.trace.shapes import all_finite, shape_of
+from fxmaps.trace.shapes import all_finite, bytes_of, shape_of
 
 __all__ = ["FlatGraph"]
 
@@ -98,7 +98,7 @@ class FlatGraph:
     def produced(self, node: fx.Node, value: Any) -> None:
         """Remember that ``node`` made ``value``: its tensors, and the tensors inside it
         (reached through ``getitem`` nodes, made when something reads them)."""
-        note(node, shape=shape_of(value))
+        note(node, shape=shape_of(value), nbytes=bytes_of(value))
         if self.first_non_finite is None and not all_finite(value):
             self.first_non_finite = facts(node).name
         self._remember(node, value, ())
@@ -138,7 +138,7 @@ class FlatGraph:
                 region=made.region,
                 origin=origin,
             )
-        note(part, shape=shape_of(tensor))
+        note(part, shape=shape_of(tensor), nbytes=bytes_of(tensor))
         self._values[id(tensor)] = part
         return part
 

@@ -28,6 +28,7 @@ __all__ = [
     "MetaFailure",
     "Propagation",
     "all_finite",
+    "bytes_of",
     "first_non_finite",
     "is_too_small",
     "meta_values",
@@ -35,6 +36,14 @@ __all__ = [
     "propagate",
     "shape_of",
 ]
+
+
+def bytes_of(value: Any) -> int | None:
+    """Bytes of the tensors in ``value`` (a tensor, or tuples and lists of them), else ``None``."""
+    tensors = _tensors_in(value)
+    if not tensors:
+        return None
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def shape_of(value: Any) -> ShapeTree | None:
@@ -80,7 +89,7 @@ class _ShapeInterpreter(fx.Interpreter):
             raise _NodeFailed(n, err, self._message(n, err)) from err
         self.shapes[n] = shape_of(result)
         if self._record:
-            note(n, shape=self.shapes[n])
+            note(n, shape=self.shapes[n], nbytes=bytes_of(result))
         if n.op == "output":
             self.finite = all_finite(result)
         return result
