@@ -193,3 +193,15 @@ def test_the_summary_shows_macs_per_row_and_in_total() -> None:
     assert "for a batch of 2" in text
     expected = counted_macs(model, torch.randn(2, 3, 64, 64))
     assert graph.macs() == pytest.approx(expected, rel=0.01)
+
+
+def test_the_summary_command_shows_the_total(capsys: pytest.CaptureFixture[str]) -> None:
+    from fxmaps.cli import main
+
+    assert main(["summary", "resnet18", "--input-size", "3", "64", "64", "--kinds", "conv"]) == 0
+    out = capsys.readouterr().out
+    expected = counted_macs(built("resnet18"), torch.randn(1, 3, 64, 64))
+    total = next(line for line in out.splitlines() if line.startswith("Total MACs: "))
+    assert int(total.split()[2].replace(",", "")) == pytest.approx(expected, rel=0.01)
+    assert "for a batch of 1" in total
+    assert "Peak activation memory: " in out
