@@ -265,3 +265,5 @@ def test_python_m_demo(tmp_path: Path) -> None:
     assert "<svg" in page
     assert "data:image/png;base64," in page
     assert "drawing maps" in result.stderr
+    assert "resnet18 with random weights (untrained): " in result.stdout
+    assert "<p>ResNet · random weights (untrained) · " in page

@@ -70,7 +70,9 @@ def maps(args: argparse.Namespace) -> int:
         loaded.model, _image(args, loaded), layers=args.layers, max_bytes=args.max_bytes
     )
     with _whole_folder(args.output) as folder:
-        _draw_maps(extracted, folder, max_maps=args.max_maps, order=args.order)
+        _draw_maps(
+            extracted, folder, max_maps=args.max_maps, order=args.order, weights=loaded.weights
+        )
     print(f"wrote {len(extracted)} maps to {args.output}")
     return 0
 
@@ -80,7 +82,9 @@ def filters(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights)
     analysed = analyze(loaded.model)
     layer = analysed[args.layer] if args.layer else _first_conv(analysed)
-    figure = plot_filters(layer, max_filters=args.max_filters, mode=args.mode)
+    figure = plot_filters(
+        layer, max_filters=args.max_filters, mode=args.mode, notes=[loaded.weights]
+    )
     print(f"wrote {_save_figure(figure, path)}")
     return 0
 
@@ -91,7 +95,7 @@ def report(args: argparse.Namespace) -> int:
     write_report(loaded.model, _image(args, loaded), path, layers=args.layers,
                  max_maps=args.max_maps, title=args.model,
                  image_label=args.image or _DEFAULT_PHOTO, progress=True,
-                 max_bytes=args.max_bytes)  # fmt: skip
+                 max_bytes=args.max_bytes, weights=loaded.weights)  # fmt: skip
     print(f"wrote {path}")
     return 0
 
@@ -136,11 +140,15 @@ def demo(args: argparse.Namespace) -> int:
     save_graph(render_graph(analysed), folder / "graph.svg")
     extracted = extract(analysed, image, layers="conv")
     with _whole_folder(folder / "maps") as maps_folder:
-        _draw_maps(extracted, maps_folder, max_maps=32, order="energy")
+        _draw_maps(extracted, maps_folder, max_maps=32, order="energy", weights=loaded.weights)
     first = _first_conv(analysed)
-    _save_figure(plot_filters(first), folder / "filters.png")
-    write_report(analysed, None, folder / "report.html", title="resnet18", progress=True)
+    _save_figure(plot_filters(first, notes=[loaded.weights]), folder / "filters.png")
+    write_report(analysed, None, folder / "report.html", title="resnet18", progress=True,
+                 weights=loaded.weights)  # fmt: skip
     print(analysed.summary("conv"))
+    print(f"\nresnet18 with {loaded.weights}: these filters and maps are those of a")
+    print("network that has learned nothing; fxmaps maps resnet18 --weights DEFAULT -o maps/")
+    print("shows a trained one's (it downloads the weights)")
     print(f"\nwrote into {folder}:")
     print("  graph.svg     the annotated graph")
     print(f"  maps/         {len(extracted)} feature-map mosaics, one PNG a conv layer")
@@ -211,11 +219,13 @@ def _first_conv(analysed: Any) -> Any:
     return convs[0]
 
 
-def _draw_maps(extracted: FeatureMaps, folder: Path, *, max_maps: int, order: str) -> None:
+def _draw_maps(
+    extracted: FeatureMaps, folder: Path, *, max_maps: int, order: str, weights: str
+) -> None:
     from tqdm import tqdm
 
     for name in tqdm(list(extracted), desc="drawing maps", unit="layer", leave=False):
-        figure = plot_feature_maps(extracted, name, max_maps=max_maps, order=order)
+        figure = plot_feature_maps(extracted, name, max_maps=max_maps, order=order, notes=[weights])
         _save_figure(figure, folder / f"{name}.png")
 
 

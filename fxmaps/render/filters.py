@@ -21,6 +21,7 @@ symmetric about zero, shown by a colorbar.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ def plot_filters(
     ncols: int | None = None,
     cmap: str = "RdBu_r",
     ax: Axes | None = None,
+    notes: Sequence[str] = (),
 ) -> Figure:
     """Draw the kernels of a convolution, one image for all filters.
 
@@ -87,6 +89,8 @@ def plot_filters(
         ncols: Tiles per row for one-tile-per-filter views; by default near-square.
         cmap: A matplotlib colormap, best a diverging one (not used by ``"rgb"``).
         ax: Draw into this axes instead of a new figure.
+        notes: More lines under the title, such as which weights the model has
+            (``"random weights (untrained)"``).
 
     Returns:
         The figure (``ax``'s figure when ``ax`` is given). Nothing is shown or saved.
@@ -114,10 +118,10 @@ def plot_filters(
             valid=("a whole number >= 1",),
         )
     weight = kernels.weight[:max_filters]
-    notes = kernels.notes
+    shown = tuple(kernels.notes)
     if len(weight) < len(kernels.weight):
-        notes = (*notes, f"first {len(weight)} of {len(kernels.weight)} filters")
-    title = [kernels.label, *notes]
+        shown = (*shown, f"first {len(weight)} of {len(kernels.weight)} filters")
+    title = [kernels.label, *shown, *notes]
     if view == "rgb":
         return _draw_rgb(weight, title, ncols, ax)
     colormap = canvas.colormap(cmap)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,6 +106,7 @@ def plot_feature_maps(
     labels: bool = True,
     ax: Axes | None = None,
     title: str | None = None,
+    notes: Sequence[str] = (),
 ) -> Figure:
     """Draw the channels of one feature map as the tiles of a single image.
 
@@ -126,6 +128,8 @@ def plot_feature_maps(
             background, the title moves down to it), or shrunk to fit when it is larger.
         title: Replaces the default title (name and shape); notes such as the depth
             slice of a 3-D map are still added below it.
+        notes: More lines under the title, such as which weights the model has
+            (``"random weights (untrained)"``).
 
     Returns:
         The figure (``ax``'s figure when ``ax`` is given). Nothing is shown or saved.
@@ -146,6 +150,7 @@ def plot_feature_maps(
     _check_options(order=order, normalize=normalize, count=("max_maps", max_maps))
     colormap = canvas.colormap(cmap)
     panel, problem = masked(selected(panel_of(maps_or_tensor, name, sample), order, max_maps))
+    panel = replace(panel, notes=(*panel.notes, *notes))
     if problem:
         warnings.warn(problem, FxmapsWarning, stacklevel=2)
     shared = normalize == "shared"

@@ -81,6 +81,7 @@ def report(
     image_label: str | None = None,
     progress: bool = False,
     max_bytes: float | None = None,
+    weights: str | None = None,
 ) -> Path:
     """Write one self-contained HTML report of ``model`` looking at ``image`` to ``path``.
 
@@ -97,6 +98,10 @@ def report(
             URL, the default photo's credit, or "a tensor".
         progress: Show a progress bar while the maps are drawn.
         max_bytes: The memory limit for the maps (see :func:`fxmaps.extract`).
+        weights: Which weights the model has, in words, for the page's header (the
+            command line says ``"random weights (untrained)"`` of a model it built
+            without loading any, or names the weights file or the pretrained
+            weights); left out, the page says nothing of them.
 
     Returns:
         The path written.
@@ -130,7 +135,7 @@ def report(
         _maps_section(maps, max_maps, progress),
         _filters_section(graph),
     ]
-    _write(path, _page(title or type(model).__name__, graph, sections))
+    _write(path, _page(title or type(model).__name__, graph, sections, weights))
     return path
 
 
@@ -252,9 +257,10 @@ def _filters_section(graph: ModelGraph) -> str:
     )
 
 
-def _page(name: str, graph: ModelGraph, sections: list[str]) -> str:
+def _page(name: str, graph: ModelGraph, sections: list[str], weights: str | None) -> str:
     kind = type(graph.model).__name__
     facts = [kind] if kind != name else []
+    facts += [weights] if weights else []
     facts += [f"{len(graph)} nodes", f"{graph.total_params:,} parameters", "made by fxmaps"]
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -13,7 +13,7 @@ import inspect
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,12 @@ from torch import nn
 
 from fxmaps.errors import ModelLoadError, close_matches
 
-__all__ = ["LoadedModel", "load_model", "load_weights"]
+__all__ = ["RANDOM_WEIGHTS", "LoadedModel", "load_model", "load_weights"]
 
 _DEFAULT_INPUT = (3, 224, 224)
+
+RANDOM_WEIGHTS = "random weights (untrained)"
+"""What a model built without loading weights has, as reports and figures say it."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class LoadedModel:
     """Per-sample input shape, for example ``(3, 224, 224)``."""
     example: Any = None
     """What the model takes, when its factory returned ``(model, example_input)``."""
+    weights: str = RANDOM_WEIGHTS
+    """Which weights the model has, in words: :data:`RANDOM_WEIGHTS`, the pretrained
+    weights' enum (``ResNet18_Weights.IMAGENET1K_V1``) or timm name, or the file loaded."""
 
 
 def load_model(spec: str, *, weights: str | Path | None = None) -> LoadedModel:
@@ -67,6 +73,7 @@ def load_model(spec: str, *, weights: str | Path | None = None) -> LoadedModel:
         loaded = _torchvision_model(spec, pretrained=default)
     if weights is not None and not default:
         load_weights(loaded.model, weights)
+        return replace(loaded, weights=f"weights from {Path(weights).name}")
     return loaded
 
 
@@ -168,7 +175,10 @@ def _torchvision_model(name: str, *, pretrained: bool) -> LoadedModel:
             + (" (downloading weights needs internet access)" if pretrained else ""),
             spec=name,
         ) from err
-    return LoadedModel(model, name, _torchvision_input_size(name))
+    label = RANDOM_WEIGHTS
+    if pretrained:
+        label = f"pretrained weights {torchvision.models.get_model_weights(name).DEFAULT}"
+    return LoadedModel(model, name, _torchvision_input_size(name), weights=label)
 
 
 def _torchvision_input_size(name: str) -> tuple[int, ...]:
@@ -205,7 +215,8 @@ def _timm_model(spec: str, *, pretrained: bool) -> LoadedModel:
         raise ModelLoadError(f"cannot build timm model {name!r}: {err}", spec=spec) from err
     config = getattr(model, "pretrained_cfg", None) or {}
     size = tuple(int(d) for d in config.get("input_size", _DEFAULT_INPUT))
-    return LoadedModel(model, spec, size)
+    label = f"pretrained weights of timm's {name}" if pretrained else RANDOM_WEIGHTS
+    return LoadedModel(model, spec, size, weights=label)
 
 
 def _custom_model(spec: str) -> LoadedModel:
@@ -224,7 +235,8 @@ def _custom_model(spec: str) -> LoadedModel:
             f"{location!r} has no attribute {attr!r}{hint}", spec=spec, candidates=tuple(matches)
         )
     model, example = _instantiate(getattr(module, attr), spec)
-    return LoadedModel(model, spec, _DEFAULT_INPUT, example)
+    label = f"{RANDOM_WEIGHTS} unless {attr} loads its own"
+    return LoadedModel(model, spec, _DEFAULT_INPUT, example, weights=label)
 
 
 def _import_file(location: str, spec: str) -> Any:
