@@ -8,25 +8,27 @@ they show the familiar edge and colour detectors).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import torchvision
-
 import fxmaps
+from fxmaps.errors import one_line
+from fxmaps.sources import load_model
 
 
 def first_layer_filters(
     output: Path, model_name: str = "resnet18", *, weights: str | None = None
 ) -> list[Path]:
     """Draw the first conv's filters (RGB) and the filters of the third conv; return the files."""
-    model = torchvision.models.get_model(model_name, weights=weights)
-    graph = fxmaps.analyze(model)
+    loaded = load_model(model_name, weights=weights)  # DEFAULT downloads
+    graph = fxmaps.analyze(loaded.model)
     convs = graph.layers("conv")
     output.mkdir(parents=True, exist_ok=True)
     first = output / f"{model_name}_{convs[0].name}_filters.png"
-    fxmaps.plot_filters(convs[0]).savefig(first)
+    fxmaps.plot_filters(convs[0], notes=[loaded.weights]).savefig(first)
     deeper = output / f"{model_name}_{convs[2].name}_filters.png"
-    fxmaps.plot_filters(convs[2], max_filters=16, mode="channels").savefig(deeper)
+    drawn = fxmaps.plot_filters(convs[2], max_filters=16, mode="channels", notes=[loaded.weights])
+    drawn.savefig(deeper)
     return [first, deeper]
 
 
@@ -41,4 +43,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (fxmaps.FxmapsError, OSError) as err:  # one line, as the fxmaps command prints
+        print(f"fxmaps: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)

@@ -12,23 +12,29 @@ random weights, which still show edges and colour responses in the first layers)
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torchvision
 
 import fxmaps
+from fxmaps.errors import one_line
+from fxmaps.sources import load_model
 
 
 def vgg16_maps(output: Path, *, weights: str | None = None, image: str | None = None) -> list[Path]:
     """Write one 16-map mosaic per conv layer of VGG16 and an overview; return the files."""
-    model = torchvision.models.vgg16(weights=weights).eval()
+    loaded = load_model("vgg16", weights=weights)  # DEFAULT downloads
+    model = loaded.model.eval()
     chosen = torchvision.models.VGG16_Weights.DEFAULT if weights else None
     photo = fxmaps.load_image(image, weights=chosen)
     maps = fxmaps.extract(model, photo, layers="conv")
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for name in maps:
-        figure = fxmaps.plot_feature_maps(maps, name, max_maps=16, order="energy")
+        figure = fxmaps.plot_feature_maps(
+            maps, name, max_maps=16, order="energy", notes=[loaded.weights]
+        )
         figure.savefig(output / f"{name}.png")
         written.append(output / f"{name}.png")
     fxmaps.plot_layers(maps, per_layer=8).savefig(output / "overview.png")
@@ -46,4 +52,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (fxmaps.FxmapsError, OSError) as err:  # one line, as the fxmaps command prints
+        print(f"fxmaps: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)

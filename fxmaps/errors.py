@@ -8,6 +8,7 @@ in user code keep working. This module imports nothing else from fxmaps.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "ShapeError",
     "TraceError",
     "close_matches",
+    "one_line",
 ]
 
 
@@ -258,3 +260,9 @@ class MemoryLimitError(FxmapsError, MemoryError):
 def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """Return up to ``n`` candidates that look like ``word``, best first."""
     return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.5)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (its type's name when it has none): what the
+    command line prints after ``fxmaps: error:``, and the examples too."""
+    return re.sub(r"\s*\n\s*", " ", str(err)).strip() or type(err).__name__

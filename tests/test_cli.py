@@ -165,3 +165,36 @@ def test_command_help_golden(
     out = help_text(capsys, monkeypatch, command)
     assert out.startswith(f"usage: fxmaps {command} ")
     golden(f"help/{command}.txt", out)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_bench_shows_its_rounds_on_a_terminal_only(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    import inspect
+
+    from fxmaps.bench.extraction import benchmark_extraction
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    args = ("bench", "tests.models:CifarResNet", "--input-size", "3", "16", "16", "--batch", "2")
+    code, out, err = run(capsys, *args, "--repeat", "3", "--layers", "conv")
+    assert code == 0
+    assert "| fxmaps        |" in out
+    assert "bench: round" not in out
+    warmup = inspect.signature(benchmark_extraction).parameters["warmup"].default
+    total = warmup + 3
+    shown = re.findall(r"\rbench: round (\d+) of (\d+)", err)
+    if terminal:
+        assert shown == [(str(done), str(total)) for done in range(1, total + 1)]
+        assert err.endswith("\r\033[K")  # the line is cleared before the table
+    else:
+        assert shown == []
+        assert "\r" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit, match=r"^0$"):
+        main(["--version"])
+    assert capsys.readouterr().out == f"fxmaps {version('fxmaps')}\n"

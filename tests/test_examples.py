@@ -14,7 +14,8 @@ import torchvision
 import fxmaps
 from tests.test_stats import expected_top
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 def test_resnet50_census(capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,3 +124,39 @@ def test_every_example_is_tested() -> None:
         "digits_top_images.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} - {"__init__.py"} == tested
+
+
+@pytest.mark.parametrize(
+    ("script", "command"),
+    [
+        ("first_layer_filters.py", ["filters", "resnet18", "-o", "{tmp}/f.png"]),
+        ("vgg16_maps.py", ["maps", "vgg16", "-o", "{tmp}/maps"]),
+    ],
+)
+def test_examples_fail_offline_with_the_line_the_command_prints(
+    tmp_path: Path, script: str, command: list[str]
+) -> None:
+    """``--weights DEFAULT`` where nothing can be downloaded (a proxy that refuses every
+    connection, an empty weights cache): one line, exit code 2, as ``fxmaps`` does."""
+    import os
+    import subprocess
+    import sys
+
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    env.update(https_proxy=closed, HTTPS_PROXY=closed, http_proxy=closed, HTTP_PROXY=closed)
+    env.pop("NO_PROXY", None)
+    env.pop("no_proxy", None)
+    argv = [part.format(tmp=tmp_path) for part in command]
+    runs = [
+        [sys.executable, str(EXAMPLES / script), "--weights", "DEFAULT", "-o", str(tmp_path / "x")],
+        [sys.executable, "-m", "fxmaps", *argv, "--weights", "DEFAULT"],
+    ]
+    done = [subprocess.run(r, env=env, capture_output=True, text=True, timeout=300) for r in runs]
+    lines = [d.stderr.strip().splitlines() for d in done]
+    for finished, said in zip(done, lines, strict=True):
+        assert finished.returncode == 2, finished.stderr
+        assert said[-1].startswith("fxmaps: error: cannot build torchvision model"), said
+        assert "Traceback" not in finished.stderr
+        assert "(downloading weights needs internet access)" in said[-1]
+    assert lines[0][-1] == lines[1][-1]

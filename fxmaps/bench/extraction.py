@@ -125,6 +125,7 @@ def benchmark_extraction(
     warmup: int = 2,
     memory: bool = True,
     name: str | None = None,
+    on_round: Callable[[int, int], object] | None = None,
     **options: Any,
 ) -> ExtractionBenchmark:
     """Time extraction of ``layers`` against a plain forward and the forward-hook approach.
@@ -137,6 +138,8 @@ def benchmark_extraction(
         warmup: Untimed rounds first.
         memory: Also measure each callable's peak memory in one more run.
         name: The model's name in the report.
+        on_round: Called after each round (warm-up ones included) with the rounds
+            done and the rounds in all, for a progress line.
         **options: Map controls passed to :class:`FeatureExtractor` (``channels``, ...,
             ``max_bytes``).
 
@@ -170,7 +173,9 @@ def benchmark_extraction(
     device = batch.tensors()[0].device
     with preserved_state(model, train=graph.train), torch.no_grad():
         extractor._run(batch)  # fails here, explained, if the input does not fit
-        timings = run_interleaved(callables, rounds=repeat, warmup=warmup, device=device)
+        timings = run_interleaved(
+            callables, rounds=repeat, warmup=warmup, device=device, on_round=on_round
+        )
         peaks = {k: _peak_memory(f, device) if memory else None for k, f in callables.items()}
         retained = batch.call(extractor).nbytes
     return ExtractionBenchmark(

@@ -217,6 +217,7 @@ def run_interleaved(
     warmup: int = 1,
     device: torch.device | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    on_round: Callable[[int, int], object] | None = None,
 ) -> dict[str, Timing]:
     """Time each callable once per round, the order rotating every round (see :func:`rotate`).
 
@@ -226,6 +227,8 @@ def run_interleaved(
         warmup: Untimed rounds first, rotating as well.
         device: A CUDA device is synchronised before and after each call.
         clock: Seconds as a float; tests pass a fake one.
+        on_round: Called after each round, warm-up ones included, with the rounds
+            done and the rounds in all (for a progress line).
 
     Returns:
         A :class:`Timing` by name, in the order of ``callables``.
@@ -260,6 +263,8 @@ def run_interleaved(
             del result  # freed after the clock stops
             if round_ >= warmup:
                 seconds[name].append(elapsed)
+        if on_round is not None:
+            on_round(round_ + 1, warmup + rounds)
     return {name: Timing(tuple(values)) for name, values in seconds.items()}
 
 

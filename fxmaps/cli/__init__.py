@@ -15,8 +15,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fxmaps import __version__
 from fxmaps.cli import commands
 from fxmaps.errors import FxmapsError
+from fxmaps.errors import one_line as _one_line
 
 __all__ = ["main"]
 
@@ -99,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"{_MODELS}\n\nexamples:\n{every}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"fxmaps {__version__}")
     sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _summary(_command(sub, "summary", "print the classified layers as a table", commands.summary))
     _graph(_command(sub, "graph", "draw the annotated graph (svg, png, pdf, dot)", commands.graph))
@@ -125,10 +128,6 @@ def _parser() -> argparse.ArgumentParser:
 def _epilog(name: str, *, models: bool = True) -> str:
     lines = "\n".join(f"  {line}" for line in _EXAMPLES[name])
     return f"{_MODELS}\n\nexamples:\n{lines}" if models else f"examples:\n{lines}"
-
-
-def _one_line(err: BaseException) -> str:
-    return re.sub(r"\s*\n\s*", " ", str(err)).strip() or type(err).__name__
 
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import secrets
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,9 +112,12 @@ def bench(args: argparse.Namespace) -> int:
             got=str(device),
         )
     inputs = map_tensors(_example(args, loaded, args.batch), lambda t: t.to(device))
+    terminal = sys.stderr.isatty()  # a progress line only where someone watches it
     result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
-                                  repeat=args.repeat, name=args.model,
-                                  max_bytes=args.max_bytes)  # fmt: skip
+                                  repeat=args.repeat, name=args.model, max_bytes=args.max_bytes,
+                                  on_round=_round_line if terminal else None)  # fmt: skip
+    if terminal:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)  # the progress line, cleared
     print(result.table())
     if json_path:
         result.save_json(json_path)
@@ -180,6 +184,11 @@ def stats(args: argparse.Namespace) -> int:
         print(f"{name}: {len(dead)} dead channels {dead[:10]}{' ...' if len(dead) > 10 else ''}")
     print(f"{result}; wrote {len(written)} files to {folder}")
     return 0
+
+
+def _round_line(done: int, total: int) -> None:
+    """``bench: round 3 of 9`` on one line of the terminal, rewritten each round."""
+    print(f"\rbench: round {done} of {total}", end="", file=sys.stderr, flush=True)
 
 
 def _size(args: argparse.Namespace, loaded: LoadedModel) -> tuple[int, ...]:
