@@ -205,3 +205,27 @@ def test_the_summary_command_shows_the_total(capsys: pytest.CaptureFixture[str])
     assert int(total.split()[2].replace(",", "")) == pytest.approx(expected, rel=0.01)
     assert "for a batch of 1" in total
     assert "Peak activation memory: " in out
+
+
+class _Router(nn.Module):
+    """Data-dependent control flow: fxmaps runs ``forward`` as Python and records its ops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.mean() > -100:
+            y = y @ torch.ones(y.shape[-1], 5)
+        return self.head(y.mean((2, 3)))
+
+
+def test_a_captured_model_counts_its_eager_ops_too() -> None:
+    model = _Router().eval()
+    x = torch.randn(2, 3, 10, 10)
+    graph = fxmaps.analyze(model, x)
+    assert graph.eager  # the capture ran, not a symbolic trace
+    assert graph.macs() == counted_macs(model, x)
+    assert graph["matmul"].macs == 2 * 8 * 8 * 5 * 8

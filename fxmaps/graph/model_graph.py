@@ -324,10 +324,12 @@ class ModelGraph:
         return info
 
     def summary(self, kinds: Selection | None = None) -> str:
-        """A table of the layers: name, kind, type, output shape, parameters, block.
+        """A table of the layers: name, kind, type, output shape, parameters, MACs, block.
 
         Shared parameters are counted on the first node that uses them (later
-        uses read ``shared``), so the parameter column adds up to the total.
+        uses read ``shared``), so the parameter column adds up to the total. The
+        MACs column adds up to :meth:`macs`; with an example input, the footer gives
+        that total and :meth:`activation_bytes`.
 
         Args:
             kinds: Show only the layers this selects (the totals still cover every layer).
