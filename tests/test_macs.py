@@ -229,3 +229,24 @@ def test_a_captured_model_counts_its_eager_ops_too() -> None:
     assert graph.eager  # the capture ran, not a symbolic trace
     assert graph.macs() == counted_macs(model, x)
     assert graph["matmul"].macs == 2 * 8 * 8 * 5 * 8
+
+
+def test_transformers_models_match_the_flop_counter() -> None:
+    """GPT-2's projections are transformers' ``Conv1D``; BERT's attention is its own code."""
+    transformers = pytest.importorskip("transformers")
+    configs = [
+        (transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4), transformers.GPT2Model),
+        (
+            transformers.BertConfig(
+                num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128
+            ),
+            transformers.BertModel,
+        ),
+    ]
+    ids = torch.randint(0, 1000, (2, 16))
+    for config, build in configs:
+        model = build(config).eval()
+        graph = fxmaps.analyze(model, {"input_ids": ids})
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=ids)
+        assert graph.macs() == counter.get_total_flops() / 2 > 0
