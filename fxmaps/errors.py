@@ -191,12 +191,13 @@ class NodeNotFoundError(FxmapsError, KeyError):
     """A node or layer name that the graph does not contain.
 
     Attributes:
-        name: The name (or pattern) asked for.
+        name: The name (or pattern) asked for, as given (a key that is not a string
+            too: ``maps[0]`` gives ``0``).
         candidates: Up to five close matches, best first.
     """
 
     def __init__(
-        self, message: str = "", /, *, name: str | None = None, candidates: tuple[str, ...] = ()
+        self, message: str = "", /, *, name: object = None, candidates: tuple[str, ...] = ()
     ) -> None:
         super().__init__(message)
         self.name = name
@@ -255,6 +256,9 @@ class MemoryLimitError(FxmapsError, MemoryError):
         self.limit = limit
 
 
-def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
-    """Return up to ``n`` candidates that look like ``word``, best first."""
+def close_matches(word: object, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Return up to ``n`` candidates that look like ``word``, best first (none for a
+    ``word`` that is not a string: ``None``, a number, an object)."""
+    if not isinstance(word, str):
+        return []
     return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.5)
