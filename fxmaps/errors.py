@@ -63,6 +63,12 @@ class TraceError(FxmapsError, RuntimeError):
             model's own ``forward``), or ``None`` when not known.
         location: ``file:line in function: source`` of the failing line, or ``""``.
         cause: The original error, as ``Type: first line``.
+        reason: What fxmaps found behind it, which the advice in the message fits:
+            ``"wrapped forward"`` (a decorator's ``(*args, **kwargs)`` wrapper),
+            ``"variadic forward"`` (``forward(self, *args, **kwargs)``), ``"extra
+            arguments"`` (``forward(x, *args, **kwargs)``), ``"list input"``,
+            ``"control flow on sizes"`` (``x.shape``), ``"data-dependent control
+            flow"``, or ``""`` when it found none of these.
     """
 
     def __init__(
@@ -73,11 +79,13 @@ class TraceError(FxmapsError, RuntimeError):
         module: str | None = None,
         location: str = "",
         cause: str = "",
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.module = module
         self.location = location
         self.cause = cause
+        self.reason = reason
 
 
 class ShapeError(FxmapsError, ValueError):
