@@ -13,8 +13,9 @@ runs, and how a too-small input's minimum size is found.
 from __future__ import annotations
 
 import copy
+import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,17 +24,22 @@ from torch import fx, nn
 
 from fxmaps.errors import ShapeError
 from fxmaps.facts import ShapeTree, name_of, note
+from fxmaps.trace.inputs import map_tensors, tensor_leaves
 
 __all__ = [
     "MetaFailure",
+    "Minimum",
     "Propagation",
     "all_finite",
     "first_non_finite",
+    "input_minimum",
     "is_too_small",
     "meta_values",
     "minimum_input_size",
+    "model_input_minimum",
     "propagate",
     "shape_of",
+    "too_small_hint",
 ]
 
 
@@ -122,7 +128,7 @@ def _expected_input(module: nn.Module) -> str | None:
     """What input a common layer expects, in words, for error messages."""
     if isinstance(module, nn.modules.conv._ConvNd):
         dims = len(module.kernel_size)
-        spatial = ", ".join(["L", "H", "W"][-dims:] if dims < 3 else ["D", "H", "W"])
+        spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(dims, "...")
         reach = tuple(
             max(d * (k - 1) + 1 - 2 * p, 1)
             for d, k, p in zip(module.dilation, module.kernel_size, _padding(module), strict=True)
@@ -183,7 +189,8 @@ def propagate(
         with torch.no_grad():
             interpreter.run(*inputs)
     except _NodeFailed as failed:
-        hint = _too_small_hint(graph_module, inputs, train) if is_too_small(failed.cause) else ""
+        cause = failed.cause
+        hint = _too_small_hint(graph_module, inputs, train, cause) if is_too_small(cause) else ""
         raise ShapeError(f"{failed.message}{hint}. {failed.detail}") from failed.cause
     return Propagation(interpreter.shapes, interpreter.finite)
 
@@ -192,28 +199,67 @@ def propagate(
 
 _TOO_SMALL = re.compile(
     r"too small|can't be greater than actual input size|should be less than the corresponding "
-    r"input dimension|sizes should be greater than 0",
+    r"input dimension|sizes should be greater than 0|invalid computed output size|smaller than "
+    r"kernel size|expected more than 1 value per channel when training",
     re.IGNORECASE,
 )
+_ONE_VALUE = re.compile(r"more than 1 value per channel", re.IGNORECASE)
 _LARGEST_SIDE = 8192
+_ADVICE_BY_DIMS = {
+    1: " (length); pad or resample the signal to that length",
+    2: "; resize it, for example with fxmaps.load_image(path, size={size})",
+    3: " (frames×height×width); give the clip at least that many frames of that size",
+}
+
+Fits = Callable[[Mapping[int, tuple[int, ...]]], bool]
+"""Whether a run goes through with each input's spatial sides raised to at least the
+floors given for it (by ``id`` of the input tensor)."""
+
+
+@dataclass(frozen=True)
+class Minimum:
+    """The smallest input that goes through.
+
+    Attributes:
+        side: The smallest ``s`` with every spatial side raised to at least ``s``.
+        sides: Each spatial side's smallest size (the given size where that is
+            enough), inputs in order: for a clip, fewer frames than ``side`` may do.
+    """
+
+    side: int
+    sides: tuple[int, ...]
 
 
 def is_too_small(err: BaseException) -> bool:
-    """Whether a layer failed because its input's spatial size is below its kernel (or pad)."""
+    """Whether a layer failed because its input's spatial size is too small: below its
+    kernel (or padding), or a single value per channel for a BatchNorm in training."""
     return bool(_TOO_SMALL.search(str(err)))
 
 
-def _too_small_hint(graph_module: fx.GraphModule, inputs: Sequence[Any], train: bool) -> str:
-    sides = [side for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:]]
-    given = "×".join(str(side) for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:])
-    size = minimum_input_size(graph_module, inputs, train=train)
-    if size is None:
-        return f". The input ({given}) is too small for the model; try a larger one"
-    needed = "×".join(str(max(side, size)) for side in sides)
+def too_small_hint(tensors: Sequence[Any], minimum: Minimum | None, err: BaseException) -> str:
+    """What to say about inputs found too small, given the smallest input that goes
+    through (:func:`input_minimum`, :func:`model_input_minimum`) or ``None``.
+
+    The advice follows the input's layout: a length (1-D signals), height × width
+    (images), frames × height × width (video).
+    """
+    spatial = _spatial(tensors)
+    given = "×".join(str(side) for t in spatial for side in t.shape[2:])
+    batch = ", or a batch of more than one sample" if _ONE_VALUE.search(str(err)) else ""
+    if minimum is None or not spatial:
+        return f". The input ({given}) is too small for the model; try a larger one{batch}"
+    needed = "×".join(map(str, minimum.sides))
+    advice = _ADVICE_BY_DIMS.get(spatial[0].dim() - 2, "; resize it").format(size=minimum.side)
     return (
-        f". The input ({given}) is too small: the model needs an input of at least {needed}; "
-        f"resize it, for example with fxmaps.load_image(path, size={size})"
+        f". The input ({given}) is too small: the model needs an input of at least "
+        f"{needed}{advice}{batch}"
     )
+
+
+def _too_small_hint(
+    graph_module: fx.GraphModule, inputs: Sequence[Any], train: bool, err: BaseException
+) -> str:
+    return too_small_hint(_tensors(inputs), input_minimum(graph_module, inputs, train=train), err)
 
 
 def minimum_input_size(
@@ -221,37 +267,137 @@ def minimum_input_size(
 ) -> int | None:
     """The smallest spatial side ``s`` for which no layer runs out of input, or ``None``.
 
-    Every spatial side (the dimensions after ``(N, C)``) of each input is raised to
-    at least ``s``; whether each size goes through is found by running the graph on
-    the meta device (shapes only, nothing computed, the model untouched), doubling
-    then bisecting. ``None`` when the meta run cannot tell (it fails for another
-    reason) or no side up to 8192 is enough. ``inputs`` are the placeholders' values.
+    Every spatial side (the dimensions after ``(N, C)``: a length, height and width,
+    or frames, height and width) of each input is raised to at least ``s``; whether
+    each size goes through is found by running the graph on the meta device (shapes
+    only, nothing computed, the model untouched), doubling then bisecting. ``None``
+    when the meta run cannot tell (it fails for another reason) or no side up to
+    8192 is enough. ``inputs`` are the placeholders' values.
     """
-    sides = [side for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:]]
-    if not sides:
-        return None
+    minimum = input_minimum(graph_module, inputs, train=train)
+    return None if minimum is None else minimum.side
 
-    def fits(side: int) -> bool:
-        resized = [
-            _meta_like(t, (*t.shape[:2], *(max(d, side) for d in t.shape[2:])))
-            if isinstance(t, torch.Tensor) and t.dim() >= 3
-            else t
-            for t in inputs
-        ]
+
+def input_minimum(
+    graph_module: fx.GraphModule, inputs: Sequence[Any], *, train: bool = False
+) -> Minimum | None:
+    """:func:`minimum_input_size`, and each side's own minimum (frames apart from a
+    clip's height and width)."""
+
+    def fits(floors: Mapping[int, tuple[int, ...]]) -> bool:
         try:
-            meta_values(graph_module, resized, (), train=train)
+            meta_values(graph_module, [_raised(t, floors) for t in inputs], (), train=train)
         except MetaFailure as failure:
             return not is_too_small(failure.cause)
         return True
 
-    low = min(sides)
+    return _smallest(_tensors(inputs), fits)
+
+
+def model_input_minimum(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    train: bool = False,
+) -> Minimum | None:
+    """:func:`input_minimum` for a model without a graph (one fxmaps captured as it
+    ran): its own ``forward`` runs on a twin of it whose tensors are meta tensors."""
+    twin = _on_meta(model, {}, train)
+
+    def fits(floors: Mapping[int, tuple[int, ...]]) -> bool:
+        raise_to = functools.partial(_raised, floors=floors)
+        try:
+            with torch.no_grad():
+                twin(*map_tensors(args, raise_to), **map_tensors(dict(kwargs), raise_to))
+        except Exception as err:
+            return not is_too_small(err)
+        return True
+
+    return _smallest(tensor_leaves((args, dict(kwargs))), fits)
+
+
+def _spatial(values: Sequence[Any]) -> list[torch.Tensor]:
+    """The inputs with spatial sides (after ``(N, C)``), each once."""
+    found: dict[int, torch.Tensor] = {}
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.dim() >= 3:
+            found.setdefault(id(value), value)
+    return list(found.values())
+
+
+def _raised(value: Any, floors: Mapping[int, tuple[int, ...]]) -> Any:
+    """A meta tensor like ``value``, its spatial sides raised to their floors."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    sides = tuple(
+        max(d, f) for d, f in zip(value.shape[2:], floors.get(id(value), ()), strict=False)
+    )
+    return _meta_like(value, (*value.shape[:2], *sides, *value.shape[2 + len(sides) :]))
+
+
+def _smallest(tensors: Sequence[torch.Tensor], fits: Fits) -> Minimum | None:
+    """The smallest input that ``fits``: one side for all (doubling, then bisecting),
+    then the frames of a clip and its height and width each on their own."""
+    spatial = _spatial(tensors)
+    given = [side for t in spatial for side in t.shape[2:]]
+    if not given:
+        return None
+    groups = _groups(spatial)
+    every = [i for group in groups for i in group]
+
+    def fits_at(floors: list[int]) -> bool:
+        it = iter(floors)
+        return fits({id(t): tuple(next(it) for _ in t.shape[2:]) for t in spatial})
+
+    def raised(floors: list[int], group: list[int], side: int) -> list[int]:
+        return [max(given[i], side) if i in group else f for i, f in enumerate(floors)]
+
+    side = _doubling(min(given), lambda s: fits_at(raised(given, every, s)))
+    if side is None:
+        return None
+    floors = raised(given, every, side)
+    for group in groups if len(groups) > 1 else []:
+        start = floors
+
+        def fits_group(s: int, group: list[int] = group, start: list[int] = start) -> bool:
+            return fits_at(raised(start, group, s))
+
+        floors = raised(floors, group, _bisect(min(given[i] for i in group), side, fits_group))
+    return Minimum(side, tuple(floors))
+
+
+def _groups(spatial: Sequence[torch.Tensor]) -> list[list[int]]:
+    """Indices of the spatial sides found together: a clip's frames alone, then its
+    height and width; an image's or a signal's sides together."""
+    groups: list[list[int]] = []
+    start = 0
+    for t in spatial:
+        count = t.dim() - 2
+        sides = list(range(start, start + count))
+        groups += [sides[:1], sides[1:]] if count == 3 else [sides]
+        start += count
+    return groups
+
+
+def _doubling(low: int, fits: Callable[[int], bool]) -> int | None:
+    """The smallest side above ``low`` that fits: doubling, then bisecting; ``None``
+    when ``low`` fits already (the run does not see the failure: do not guess) or
+    nothing up to 8192 does."""
     if fits(low):
-        return None  # the meta run does not see the failure: do not guess
+        return None
     high = max(2 * low, 1)
     while not fits(high):
         low, high = high, 2 * high
         if high > _LARGEST_SIDE:
             return None
+    return _bisect(low, high, fits)
+
+
+def _bisect(low: int, high: int, fits: Callable[[int], bool]) -> int:
+    """The smallest side in ``[low, high]`` that fits, given that ``high`` does."""
+    if fits(low):
+        return low
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if fits(middle) else (middle, high)
