@@ -102,6 +102,18 @@ def test_extracting_from_a_too_small_input_says_so_too() -> None:
     assert not runs(model, (1, 2, 18))
 
 
+def test_extracting_from_a_captured_model_on_a_too_small_input_says_so_too() -> None:
+    model = _SizeGated(_clip()).eval()
+    graph = fxmaps.analyze(model, torch.zeros(1, 2, 8, 16, 16))
+    assert graph.capture is not None  # the premise: captured as it ran
+    shape = (1, 2, 3, 9, 9)
+    with pytest.raises(fxmaps.ShapeError, match=r"_SizeGated failed on the input") as info:
+        fxmaps.extract(graph, torch.zeros(shape))
+    found = (*shape[:2], *_needed(str(info.value)))
+    assert runs(model, found)
+    assert smallest_sides(model, shape, [[2], [3, 4]], found) == found
+
+
 def test_a_batch_of_one_in_training_is_told_a_larger_batch_works_too() -> None:
     model = _video(torchvision.models.video.r3d_18)()
     with pytest.raises(fxmaps.ShapeError, match="or a batch of more than one sample"):

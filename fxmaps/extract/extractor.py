@@ -53,8 +53,15 @@ from fxmaps.graph.checks import (
     non_finite_maps_note,
     prepare_inputs,
 )
-from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
-from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs, describe_inputs
+from fxmaps.trace.shapes import (
+    all_finite,
+    first_non_finite,
+    is_too_small,
+    model_input_minimum,
+    propagate,
+    too_small_hint,
+)
 from fxmaps.trace.state import model_lock, preserved_state
 from fxmaps.trace.variants import graph_inputs, placeholder_values
 
@@ -406,7 +413,7 @@ def _explain_failure(graph: ModelGraph, inputs: Inputs, err: Exception) -> Fxmap
             "batch, fewer layers, channels=, reduce= or dtype=torch.float16"
         )
     if graph.capture is not None:
-        return None
+        return _too_small(graph, inputs, err) if is_too_small(err) else None
     values = placeholder_values(graph.graph_module, graph.model, inputs)
     try:
         with preserved_state(graph.model, train=graph.train):
@@ -414,6 +421,17 @@ def _explain_failure(graph: ModelGraph, inputs: Inputs, err: Exception) -> Fxmap
     except ShapeError as shape_error:
         return shape_error
     return None
+
+
+def _too_small(graph: ModelGraph, inputs: Inputs, err: Exception) -> ShapeError:
+    """A captured model's run that failed on too small an input: the smallest that fits."""
+    with torch.no_grad():  # on a meta twin of the model: the model does not run
+        minimum = model_input_minimum(graph.model, inputs.args, inputs.kwargs, train=graph.train)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return ShapeError(
+        f"{type(graph.model).__name__} failed on the input ({describe_inputs(inputs)}): "
+        f"{type(err).__name__}: {first}{too_small_hint(inputs.tensors(), minimum, err)}"
+    )
 
 
 def _non_finite_maps(graph: ModelGraph, inputs: Inputs, maps: FeatureMaps) -> str:
