@@ -54,14 +54,8 @@ from fxmaps.graph.checks import (
     prepare_inputs,
 )
 from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs, describe_inputs
-from fxmaps.trace.shapes import (
-    all_finite,
-    first_non_finite,
-    is_too_small,
-    model_input_minimum,
-    propagate,
-    too_small_hint,
-)
+from fxmaps.trace.minimum import is_too_small, model_input_minimum, too_small_hint
+from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
 from fxmaps.trace.state import model_lock, preserved_state
 from fxmaps.trace.variants import graph_inputs, placeholder_values
 

@@ -35,12 +35,12 @@ from fxmaps.trace.fallback import OwnCodeFailure, trace_symbolic
 from fxmaps.trace.flat import FlatGraph
 from fxmaps.trace.glue import OpWatch, as_fx_call
 from fxmaps.trace.inputs import Inputs, bind, describe_inputs
+from fxmaps.trace.minimum import is_too_small, model_input_minimum, too_small_hint
 from fxmaps.trace.naming import attribute, join
 from fxmaps.trace.options import NotSymbolic, TraceRequest, split_leaf_specs
 from fxmaps.trace.record import Traced
 from fxmaps.trace.regions import Capture, EagerRegion, FxVariant
 from fxmaps.trace.shadows import Shadows
-from fxmaps.trace.shapes import is_too_small, model_input_minimum, too_small_hint
 from fxmaps.trace.state import preserved_state
 from fxmaps.trace.symbolic import SymbolicTracer
 from fxmaps.trace.variants import fingerprint, placeholder_values, signature_key, variant_of

@@ -4,18 +4,14 @@ The run happens under ``torch.no_grad`` with the model's buffers saved and put
 back afterwards, so BatchNorm running statistics (and anything else a forward
 might update) are left exactly as they were, in train or eval mode.
 
-Shapes can also be found without computing anything, on the meta device
-(:func:`meta_values`): on twins of the modules whose tensors are meta tensors,
-never on the model itself. That is how extraction estimates its memory before it
-runs, and how a too-small input's minimum size is found.
+A node that fails is named with the shape it got and, for common layers, the shape
+it expects; for too small an input, with the smallest input that fits
+(:mod:`.minimum`, on the meta device: :mod:`.meta`).
 """
 
 from __future__ import annotations
 
-import copy
-import functools
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,22 +20,14 @@ from torch import fx, nn
 
 from fxmaps.errors import ShapeError
 from fxmaps.facts import ShapeTree, name_of, note
-from fxmaps.trace.inputs import map_tensors, tensor_leaves
+from fxmaps.trace.minimum import input_minimum, is_too_small, too_small_hint
 
 __all__ = [
-    "MetaFailure",
-    "Minimum",
     "Propagation",
     "all_finite",
     "first_non_finite",
-    "input_minimum",
-    "is_too_small",
-    "meta_values",
-    "minimum_input_size",
-    "model_input_minimum",
     "propagate",
     "shape_of",
-    "too_small_hint",
 ]
 
 
@@ -64,10 +52,6 @@ class _NodeFailed(Exception):
         self.message = message
         first_line = (str(cause).strip().splitlines() or [""])[0]
         self.detail = f"{type(cause).__name__}: {first_line}"
-
-
-class _Stop(Exception):
-    """Ends a run early: every node asked for has its value."""
 
 
 class _ShapeInterpreter(fx.Interpreter):
@@ -190,319 +174,11 @@ def propagate(
             interpreter.run(*inputs)
     except _NodeFailed as failed:
         cause = failed.cause
-        hint = _too_small_hint(graph_module, inputs, train, cause) if is_too_small(cause) else ""
+        hint = ""
+        if is_too_small(cause):
+            hint = too_small_hint(inputs, input_minimum(graph_module, inputs, train=train), cause)
         raise ShapeError(f"{failed.message}{hint}. {failed.detail}") from failed.cause
     return Propagation(interpreter.shapes, interpreter.finite)
-
-
-# -- input too small --------------------------------------------------------------------------
-
-_TOO_SMALL = re.compile(
-    r"too small|can't be greater than actual input size|should be less than the corresponding "
-    r"input dimension|sizes should be greater than 0|invalid computed output size|smaller than "
-    r"kernel size|expected more than 1 value per channel when training",
-    re.IGNORECASE,
-)
-_ONE_VALUE = re.compile(r"more than 1 value per channel", re.IGNORECASE)
-_LARGEST_SIDE = 8192
-_ADVICE_BY_DIMS = {
-    1: " (length); pad or resample the signal to that length",
-    2: "; resize it, for example with fxmaps.load_image(path, size={size})",
-    3: " (frames×height×width); give the clip at least that many frames of that size",
-}
-
-Fits = Callable[[Mapping[int, tuple[int, ...]]], bool]
-"""Whether a run goes through with each input's spatial sides raised to at least the
-floors given for it (by ``id`` of the input tensor)."""
-
-
-@dataclass(frozen=True)
-class Minimum:
-    """The smallest input that goes through.
-
-    Attributes:
-        side: The smallest ``s`` with every spatial side raised to at least ``s``.
-        sides: Each spatial side's smallest size (the given size where that is
-            enough), inputs in order: for a clip, fewer frames than ``side`` may do.
-    """
-
-    side: int
-    sides: tuple[int, ...]
-
-
-def is_too_small(err: BaseException) -> bool:
-    """Whether a layer failed because its input's spatial size is too small: below its
-    kernel (or padding), or a single value per channel for a BatchNorm in training."""
-    return bool(_TOO_SMALL.search(str(err)))
-
-
-def too_small_hint(tensors: Sequence[Any], minimum: Minimum | None, err: BaseException) -> str:
-    """What to say about inputs found too small, given the smallest input that goes
-    through (:func:`input_minimum`, :func:`model_input_minimum`) or ``None``.
-
-    The advice follows the input's layout: a length (1-D signals), height × width
-    (images), frames × height × width (video).
-    """
-    spatial = _spatial(tensors)
-    given = "×".join(str(side) for t in spatial for side in t.shape[2:])
-    batch = ", or a batch of more than one sample" if _ONE_VALUE.search(str(err)) else ""
-    if minimum is None or not spatial:
-        return f". The input ({given}) is too small for the model; try a larger one{batch}"
-    needed = "×".join(map(str, minimum.sides))
-    advice = _ADVICE_BY_DIMS.get(spatial[0].dim() - 2, "; resize it").format(size=minimum.side)
-    return (
-        f". The input ({given}) is too small: the model needs an input of at least "
-        f"{needed}{advice}{batch}"
-    )
-
-
-def _too_small_hint(
-    graph_module: fx.GraphModule, inputs: Sequence[Any], train: bool, err: BaseException
-) -> str:
-    return too_small_hint(_tensors(inputs), input_minimum(graph_module, inputs, train=train), err)
-
-
-def minimum_input_size(
-    graph_module: fx.GraphModule, inputs: Sequence[Any], *, train: bool = False
-) -> int | None:
-    """The smallest spatial side ``s`` for which no layer runs out of input, or ``None``.
-
-    Every spatial side (the dimensions after ``(N, C)``: a length, height and width,
-    or frames, height and width) of each input is raised to at least ``s``; whether
-    each size goes through is found by running the graph on the meta device (shapes
-    only, nothing computed, the model untouched), doubling then bisecting. ``None``
-    when the meta run cannot tell (it fails for another reason) or no side up to
-    8192 is enough. ``inputs`` are the placeholders' values.
-    """
-    minimum = input_minimum(graph_module, inputs, train=train)
-    return None if minimum is None else minimum.side
-
-
-def input_minimum(
-    graph_module: fx.GraphModule, inputs: Sequence[Any], *, train: bool = False
-) -> Minimum | None:
-    """:func:`minimum_input_size`, and each side's own minimum (frames apart from a
-    clip's height and width)."""
-
-    def fits(floors: Mapping[int, tuple[int, ...]]) -> bool:
-        try:
-            meta_values(graph_module, [_raised(t, floors) for t in inputs], (), train=train)
-        except MetaFailure as failure:
-            return not is_too_small(failure.cause)
-        return True
-
-    return _smallest(_tensors(inputs), fits)
-
-
-def model_input_minimum(
-    model: nn.Module,
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    *,
-    train: bool = False,
-) -> Minimum | None:
-    """:func:`input_minimum` for a model without a graph (one fxmaps captured as it
-    ran): its own ``forward`` runs on a twin of it whose tensors are meta tensors."""
-    twin = _on_meta(model, {}, train)
-
-    def fits(floors: Mapping[int, tuple[int, ...]]) -> bool:
-        raise_to = functools.partial(_raised, floors=floors)
-        try:
-            with torch.no_grad():
-                twin(*map_tensors(args, raise_to), **map_tensors(dict(kwargs), raise_to))
-        except Exception as err:
-            return not is_too_small(err)
-        return True
-
-    return _smallest(tensor_leaves((args, dict(kwargs))), fits)
-
-
-def _spatial(values: Sequence[Any]) -> list[torch.Tensor]:
-    """The inputs with spatial sides (after ``(N, C)``), each once."""
-    found: dict[int, torch.Tensor] = {}
-    for value in values:
-        if isinstance(value, torch.Tensor) and value.dim() >= 3:
-            found.setdefault(id(value), value)
-    return list(found.values())
-
-
-def _raised(value: Any, floors: Mapping[int, tuple[int, ...]]) -> Any:
-    """A meta tensor like ``value``, its spatial sides raised to their floors."""
-    if not isinstance(value, torch.Tensor):
-        return value
-    sides = tuple(
-        max(d, f) for d, f in zip(value.shape[2:], floors.get(id(value), ()), strict=False)
-    )
-    return _meta_like(value, (*value.shape[:2], *sides, *value.shape[2 + len(sides) :]))
-
-
-def _smallest(tensors: Sequence[torch.Tensor], fits: Fits) -> Minimum | None:
-    """The smallest input that ``fits``: one side for all (doubling, then bisecting),
-    then the frames of a clip and its height and width each on their own."""
-    spatial = _spatial(tensors)
-    given = [side for t in spatial for side in t.shape[2:]]
-    if not given:
-        return None
-    groups = _groups(spatial)
-    every = [i for group in groups for i in group]
-
-    def fits_at(floors: list[int]) -> bool:
-        it = iter(floors)
-        return fits({id(t): tuple(next(it) for _ in t.shape[2:]) for t in spatial})
-
-    def raised(floors: list[int], group: list[int], side: int) -> list[int]:
-        return [max(given[i], side) if i in group else f for i, f in enumerate(floors)]
-
-    side = _doubling(min(given), lambda s: fits_at(raised(given, every, s)))
-    if side is None:
-        return None
-    floors = raised(given, every, side)
-    for group in groups if len(groups) > 1 else []:
-        start = floors
-
-        def fits_group(s: int, group: list[int] = group, start: list[int] = start) -> bool:
-            return fits_at(raised(start, group, s))
-
-        floors = raised(floors, group, _bisect(min(given[i] for i in group), side, fits_group))
-    return Minimum(side, tuple(floors))
-
-
-def _groups(spatial: Sequence[torch.Tensor]) -> list[list[int]]:
-    """Indices of the spatial sides found together: a clip's frames alone, then its
-    height and width; an image's or a signal's sides together."""
-    groups: list[list[int]] = []
-    start = 0
-    for t in spatial:
-        count = t.dim() - 2
-        sides = list(range(start, start + count))
-        groups += [sides[:1], sides[1:]] if count == 3 else [sides]
-        start += count
-    return groups
-
-
-def _doubling(low: int, fits: Callable[[int], bool]) -> int | None:
-    """The smallest side above ``low`` that fits: doubling, then bisecting; ``None``
-    when ``low`` fits already (the run does not see the failure: do not guess) or
-    nothing up to 8192 does."""
-    if fits(low):
-        return None
-    high = max(2 * low, 1)
-    while not fits(high):
-        low, high = high, 2 * high
-        if high > _LARGEST_SIDE:
-            return None
-    return _bisect(low, high, fits)
-
-
-def _bisect(low: int, high: int, fits: Callable[[int], bool]) -> int:
-    """The smallest side in ``[low, high]`` that fits, given that ``high`` does."""
-    if fits(low):
-        return low
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if fits(middle) else (middle, high)
-    return high
-
-
-# -- shapes without computing: the meta device ------------------------------------------------
-
-
-class MetaFailure(Exception):
-    """A node failed while the graph ran on the meta device."""
-
-    def __init__(self, node: fx.Node, cause: Exception) -> None:
-        super().__init__(f"{node.name}: {cause}")
-        self.node = node
-        self.cause = cause
-
-
-def meta_values(
-    graph_module: fx.GraphModule,
-    inputs: Sequence[Any],
-    wanted: Iterable[fx.Node],
-    *,
-    train: bool = False,
-) -> dict[fx.Node, Any]:
-    """The outputs of the ``wanted`` nodes as meta tensors (shapes and dtypes, no values).
-
-    The graph runs on copies of the model's modules whose parameters and buffers
-    are meta tensors and which have no hooks, so nothing is computed and the
-    model itself is neither run nor changed. The run stops once every wanted
-    node has its value (with none wanted, it runs to the end).
-
-    Raises:
-        MetaFailure: A node failed (a genuine shape error, or code that needs real
-            values or makes tensors on the CPU); ``.node`` and ``.cause`` say which.
-    """
-    interpreter = _MetaInterpreter(graph_module, set(wanted), train)
-    meta_inputs = [
-        _meta_like(t, tuple(t.shape)) if isinstance(t, torch.Tensor) else t for t in inputs
-    ]
-    try:
-        with torch.no_grad():
-            interpreter.run(*meta_inputs)
-    except _Stop:
-        pass
-    except _NodeFailed as failed:
-        raise MetaFailure(failed.node, failed.cause) from failed.cause
-    return interpreter.values
-
-
-def _tensors(values: Sequence[Any]) -> list[torch.Tensor]:
-    return [v for v in values if isinstance(v, torch.Tensor)]
-
-
-def _meta_like(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.empty(shape, dtype=tensor.dtype, device="meta")
-
-
-class _MetaInterpreter(fx.Interpreter):
-    def __init__(self, graph_module: fx.GraphModule, wanted: set[fx.Node], train: bool) -> None:
-        super().__init__(graph_module, garbage_collect_values=True)
-        self._wanted = wanted
-        self._train = train
-        self._memo: dict[int, Any] = {}
-        self.values: dict[fx.Node, Any] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        try:
-            result = super().run_node(n)
-        except (_NodeFailed, _Stop):
-            raise
-        except Exception as err:
-            raise _NodeFailed(n, err) from err
-        if n in self._wanted:
-            self.values[n] = result
-            if len(self.values) == len(self._wanted):
-                raise _Stop
-        return result
-
-    def fetch_attr(self, target: str) -> Any:
-        return _on_meta(super().fetch_attr(target), self._memo, self._train)
-
-
-def _on_meta(value: Any, memo: dict[int, Any], train: bool) -> Any:
-    """A meta twin of a tensor or module (memoised, so shared weights stay shared)."""
-    if not isinstance(value, (torch.Tensor, nn.Module)):
-        return value
-    key = id(value)
-    if key in memo:
-        return memo[key]
-    if isinstance(value, torch.Tensor):
-        memo[key] = value.detach().to("meta")
-        return memo[key]
-    twin = copy.copy(value)  # shares nothing that is changed below
-    memo[key] = twin
-    state = twin.__dict__
-    for name, item in list(state.items()):
-        if name in ("_parameters", "_buffers", "_modules"):
-            state[name] = {k: _on_meta(v, memo, train) for k, v in item.items()}
-        elif name.startswith(("_forward", "_backward")) and isinstance(item, dict):
-            state[name] = type(item)()  # no hooks: the user's hooks never see meta tensors
-        elif isinstance(item, torch.Tensor):
-            state[name] = _on_meta(item, memo, train)
-    state["training"] = train
-    return twin
 
 
 # -- where NaN and inf come from --------------------------------------------------------------
