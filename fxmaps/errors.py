@@ -65,6 +65,12 @@ class TraceError(FxmapsError, RuntimeError):
             model's own ``forward``), or ``None`` when not known.
         location: ``file:line in function: source`` of the failing line, or ``""``.
         cause: The original error, as ``Type: first line``.
+        reason: What fxmaps found behind it, which the advice in the message fits:
+            ``"wrapped forward"`` (a decorator's ``(*args, **kwargs)`` wrapper),
+            ``"variadic forward"`` (``forward(self, *args, **kwargs)``), ``"extra
+            arguments"`` (``forward(x, *args, **kwargs)``), ``"list input"``,
+            ``"control flow on sizes"`` (``x.shape``), ``"data-dependent control
+            flow"``, or ``""`` when it found none of these.
     """
 
     def __init__(
@@ -75,11 +81,13 @@ class TraceError(FxmapsError, RuntimeError):
         module: str | None = None,
         location: str = "",
         cause: str = "",
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.module = module
         self.location = location
         self.cause = cause
+        self.reason = reason
 
 
 class ShapeError(FxmapsError, ValueError):
@@ -193,12 +201,13 @@ class NodeNotFoundError(FxmapsError, KeyError):
     """A node or layer name that the graph does not contain.
 
     Attributes:
-        name: The name (or pattern) asked for.
+        name: The name (or pattern) asked for, as given (a key that is not a string
+            too: ``maps[0]`` gives ``0``).
         candidates: Up to five close matches, best first.
     """
 
     def __init__(
-        self, message: str = "", /, *, name: str | None = None, candidates: tuple[str, ...] = ()
+        self, message: str = "", /, *, name: object = None, candidates: tuple[str, ...] = ()
     ) -> None:
         super().__init__(message)
         self.name = name
@@ -257,8 +266,11 @@ class MemoryLimitError(FxmapsError, MemoryError):
         self.limit = limit
 
 
-def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
-    """Return up to ``n`` candidates that look like ``word``, best first."""
+def close_matches(word: object, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Return up to ``n`` candidates that look like ``word``, best first (none for a
+    ``word`` that is not a string: ``None``, a number, an object)."""
+    if not isinstance(word, str):
+        return []
     return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.5)
 
 

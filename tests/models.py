@@ -574,3 +574,98 @@ def batchnorm_cnn() -> tuple[nn.Module, TensorDataset]:
     _, data = dead_channel_cnn()
     torch.manual_seed(1)
     return model.train(), data
+
+
+# -- models symbolic tracing cannot follow, each for one cause the TraceError names ----------
+
+
+def passing_on(forward: Any) -> Any:
+    """A decorator whose wrapper hides ``forward``'s signature (no ``functools.wraps``)."""
+
+    def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return forward(self, *args, **kwargs)  # the line a wrapped forward fails on
+
+    return wrapper
+
+
+class WrappedForward(nn.Module):
+    """``forward`` replaced by a decorator's ``(*args, **kwargs)`` wrapper."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    @passing_on
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, self.conv(x))
+
+
+class Scaled(nn.Module):
+    """A conv whose output is scaled by an optional keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return cast(torch.Tensor, self.conv(x)) * scale
+
+
+class VariadicForward(nn.Module):
+    """``forward(self, *args, **kwargs)`` that passes everything on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Scaled()
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return cast(torch.Tensor, self.inner(*args, **kwargs))
+
+
+class ExtraArguments(nn.Module):
+    """``forward(x, *args, **kwargs)`` that passes its extra arguments on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Scaled()
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return cast(torch.Tensor, self.inner(x, *args, **kwargs))
+
+
+class ListInput(nn.Module):
+    """Takes a list of images, as detection models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([self.conv(image) for image in images])
+
+
+class SizeLoop(nn.Module):
+    """Loops over a tensor's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        for _ in range(x.shape[1]):
+            y = y * 0.5
+        return y
+
+
+class SizeBranch(nn.Module):
+    """Branches on a tensor's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.size(-1) > 8:
+            x = x[..., :8]
+        return cast(torch.Tensor, self.conv(x))

@@ -8,6 +8,7 @@ fxmaps must leave as it was. Nothing here imports fxmaps.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -161,6 +162,47 @@ def smallest_side(model: nn.Module, channels: int = 3) -> int:
             continue
         return side
     raise AssertionError("no size up to 255 works")
+
+
+def runs(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether the model's own forward pass goes through on zeros of ``shape``, in the
+    model's mode (a copy of it, so a model in training mode keeps its statistics).
+
+    Example:
+        >>> runs(nn.Sequential(nn.Conv1d(2, 4, 5)), (1, 2, 4)), runs(nn.Conv1d(2, 4, 5), (1, 2, 5))
+        (False, True)
+    """
+    try:
+        with torch.no_grad():
+            copy.deepcopy(model)(torch.zeros(shape))
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def smallest_sides(
+    model: nn.Module, shape: tuple[int, ...], groups: list[list[int]], found: tuple[int, ...]
+) -> tuple[int, ...]:
+    """For each group of dimensions, the smallest size at which the model runs, counted
+    up from ``shape``'s (which it keeps where they are larger), the other dimensions at
+    ``found``: one size for the group's dimensions together (an image's height and
+    width, a clip's frames). Equal to ``found`` when no group of it can be smaller.
+
+    Example:
+        >>> smallest_sides(nn.Conv1d(2, 4, 5), (1, 2, 3), [[2]], (1, 2, 9))
+        (1, 2, 5)
+    """
+    sides = list(found)
+    for group in groups:
+        size = min(shape[d] for d in group)
+        while not runs(model, tuple(max(shape[d], size) if d in group else s
+                                    for d, s in enumerate(found))):  # fmt: skip
+            size += 1
+            if size > 512:
+                raise AssertionError(f"no size up to 512 of dimensions {group} works")
+        for d in group:
+            sides[d] = max(shape[d], size)
+    return tuple(sides)
 
 
 def failing_module(model: nn.Module, x: torch.Tensor) -> str:

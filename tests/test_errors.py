@@ -18,6 +18,7 @@ FACTS: dict[type[fxmaps.FxmapsError], dict[str, Any]] = {
         "module": "layer1.0",
         "location": "net.py:12 in forward: if x.sum() > 0:",
         "cause": "TraceError: symbolically traced variables cannot be used as inputs",
+        "reason": "data-dependent control flow",
     },
     errors.ShapeError: {
         "node": "conv1",

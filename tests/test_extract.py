@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import fxmaps
 from fxmaps import Kind
 from fxmaps.extract import extractor as extractor_module
 from fxmaps.extract import rewrite
+from fxmaps.graph import Selection
 from tests import models as toy
 from tests.conftest import tv_model
 from tests.oracles import assert_unchanged, hook_outputs, snapshot
@@ -489,6 +491,55 @@ def test_feature_extractor_in_a_training_loop() -> None:
     optimizer.step()
     assert model.linear.weight.grad is not None
     assert next(iter(extractor.parameters())) is next(model.parameters())
+
+
+def _inplace() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 1))
+
+
+_BUILDS: dict[str, tuple[Callable[[], nn.Module], torch.Tensor | None, Selection]] = {
+    "symbolic": (toy.CifarResNet, None, ["layer1.0.bn1"]),
+    "captured": (toy.RootDataDependent, torch.randn(1, 3, 8, 8), "conv"),
+    "out of place": (_inplace, None, ["0", "2"]),  # the ReLU between runs as a copy
+}
+
+
+def _extractor(kind: str) -> tuple[nn.Module, fxmaps.FeatureExtractor]:
+    build, example, layers = _BUILDS[kind]
+    model = build()
+    return model, fxmaps.FeatureExtractor(fxmaps.analyze(model, example), layers)
+
+
+@pytest.mark.parametrize("kind", _BUILDS)
+def test_feature_extractor_parameter_names_are_the_model_s(kind: str) -> None:
+    model, extractor = _extractor(kind)
+    keys = list(model.state_dict())
+    assert [(n, id(p)) for n, p in extractor.named_parameters()] == [
+        (n, id(p)) for n, p in model.named_parameters()
+    ]
+    assert [(n, id(b)) for n, b in extractor.named_buffers()] == [
+        (n, id(b)) for n, b in model.named_buffers()
+    ]
+    assert list(extractor.state_dict()) == keys
+    other = _BUILDS[kind][0]()
+    result = extractor.load_state_dict(other.state_dict())  # strict: every key matches
+    assert (result.missing_keys, result.unexpected_keys) == ([], [])
+    for name, value in other.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name  # loaded into the model
+    assert list(model.state_dict()) == keys  # nothing of the extractor's joined the model
+    assert "graph_module" not in dict(model.named_modules())
+
+
+def test_feature_extractor_modes_reach_the_layers_that_run() -> None:
+    model, extractor = _extractor("out of place")
+    assert extractor.out_of_place == ("1",)
+    x = torch.randn(2, 3, 8, 8)
+    for mode in (True, False):
+        extractor.train(mode)
+        assert all(m.training is mode for m in model.modules())
+        assert all(m.training is mode for m in extractor.graph_module.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(x)["0"], model.get_submodule("0")(x), rtol=0, atol=0)
 
 
 def test_extract_needs_inputs() -> None:

@@ -78,6 +78,18 @@ def test_membership_by_name(resnet18_graph: fxmaps.ModelGraph) -> None:
     assert "nope" not in resnet18_graph
 
 
+@pytest.mark.parametrize("key", [None, 0, 1, 1.5, object(), ("layer1.0.conv1",), ["conv1"]])
+def test_keys_that_are_not_names_are_not_nodes(
+    resnet18_graph: fxmaps.ModelGraph, key: object
+) -> None:
+    assert key not in resnet18_graph
+    assert all(key != layer.name for layer in resnet18_graph.layers())  # the oracle
+    with pytest.raises(fxmaps.NodeNotFoundError, match="nodes are named by strings") as info:
+        resnet18_graph.layer(key)  # type: ignore[arg-type]
+    assert info.value.name is key
+    assert info.value.candidates == ()
+
+
 def test_layer_records(resnet18_graph: fxmaps.ModelGraph) -> None:
     conv = resnet18_graph["layer1.0.conv1"]
     module = resnet18_graph.model.get_submodule("layer1.0.conv1")

@@ -30,6 +30,18 @@ def test_mapping_in_the_order_asked(maps: fxmaps.FeatureMaps) -> None:
     assert dict(maps.items()).keys() == set(names)
 
 
+@pytest.mark.parametrize("key", [None, 0, 1, 1.5, object(), ("linear",), ["linear"]])
+def test_keys_that_are_not_names_are_not_in_the_maps(maps: fxmaps.FeatureMaps, key: object) -> None:
+    assert key not in maps
+    assert all(key != name for name in maps)  # the oracle: no map has that key
+    assert maps.get(key) is None  # type: ignore[call-overload]
+    with pytest.raises(fxmaps.NodeNotFoundError, match="maps are named by strings") as info:
+        maps[key]  # type: ignore[index]
+    assert info.value.name is key
+    with pytest.raises(KeyError, match="no map named"):  # what ordinary code catches
+        maps[key]  # type: ignore[index]
+
+
 def test_read_only(maps: fxmaps.FeatureMaps) -> None:
     with pytest.raises(TypeError, match="does not support item assignment"):
         maps["linear"] = torch.zeros(1)  # type: ignore[index]

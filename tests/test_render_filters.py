@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -126,3 +127,24 @@ def test_draws_into_a_given_axes() -> None:
     ax = fig.add_subplot()
     assert plot_filters(nn.Conv2d(3, 4, 3), ax=ax) is fig
     assert len(ax.images) == 1
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "mc3_18"])
+def test_convs_of_a_video_model_keep_their_modules(name: str) -> None:
+    """torchvision's Conv3DSimple and Conv3DNoTemporal subclass nn.Conv3d: every Conv3d in
+    the module tree (the oracle) is a node with its module, and plot_filters draws it."""
+    model = getattr(torchvision.models.video, name)(weights=None).eval()
+    convs = {path: m for path, m in model.named_modules() if isinstance(m, nn.Conv3d)}
+    assert any(type(m) is not nn.Conv3d for m in convs.values())  # the subclasses are there
+    for graph in (fxmaps.analyze(model), fxmaps.analyze(model, torch.randn(1, 3, 4, 32, 32))):
+        layers = graph.layers(["conv", "downsample"])
+        assert {layer.target: layer.module for layer in layers} == convs
+        assert all(layer.module_type == type(layer.module).__name__ for layer in layers)
+    subclassed = next(layer for layer in layers if type(layer.module) is not nn.Conv3d)
+    kernels = weight(convs[subclassed.target])
+    fig = plot_filters(subclassed, mode="mean", max_filters=4, ncols=4)
+    assert title(fig).startswith(f"{subclassed.name}  weight {'×'.join(map(str, kernels.shape))}")
+    depth, height, width = kernels.shape[2:]
+    tiles = tiles_of(the_image(fig), (1, 4), (height, width))
+    expected = kernels[:4, :, depth // 2].mean(dim=1).double()
+    np.testing.assert_allclose(tiles, expected, rtol=1e-5, atol=1e-7)

@@ -53,7 +53,8 @@ from fxmaps.graph.checks import (
     non_finite_maps_note,
     prepare_inputs,
 )
-from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs, describe_inputs
+from fxmaps.trace.minimum import is_too_small, model_input_minimum, too_small_hint
 from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
 from fxmaps.trace.state import model_lock, preserved_state
 from fxmaps.trace.variants import graph_inputs, placeholder_values
@@ -72,7 +73,10 @@ class FeatureExtractor(nn.Module):
     """An ``nn.Module`` that returns the maps of the chosen nodes; build once, call often.
 
     It shares the analysed model's submodules (and so its parameters and modes):
-    calling it runs the model's own layers in whatever mode they are in. Use it
+    calling it runs the model's own layers in whatever mode they are in. Its
+    parameters, buffers and submodules are the model's, under the model's names
+    (``named_parameters()``, ``state_dict()``; ``load_state_dict`` takes the model's
+    state dict and loads it into the model). Use it
     inside a training loop as it is; :func:`extract` puts the model in the mode
     the graph was traced in and turns gradients off.
 
@@ -142,9 +146,36 @@ class FeatureExtractor(nn.Module):
         self._by_name = {layer.name: layer for layer in self._layers}
         self._key = (tuple(self.names), self._options)
         with model_lock(self._graph.model):  # the model's lock first, then the cache's
-            self._runner, self.graph_module, self._plan, self._forced = cache.cached(
-                self._graph, ("extraction", self._key), self._build
-            )
+            self._hold(cache.cached(self._graph, ("extraction", self._key), self._build))
+        self._share_state(self._graph.model)
+
+    graph_module: nn.Module
+    """What runs: the rewritten graph (over the model's own layers), or for a captured
+    model the model itself."""
+    _runner: _Run
+    _plan: Plan
+    _forced: frozenset[str]
+
+    def _hold(self, extraction: _Extraction) -> None:
+        """Keep how to run; the module that runs is not registered as a submodule (the
+        extractor's submodules and parameters are the model's, see :meth:`_share_state`)."""
+        runner, module, plan, forced = extraction
+        vars(self).update(_runner=runner, graph_module=module, _plan=plan, _forced=forced)
+
+    def _share_state(self, model: nn.Module) -> None:
+        """The extractor's parameters, buffers and submodules are the model's, under the
+        model's names: ``named_parameters()``, ``state_dict()`` and ``load_state_dict()``
+        of the model's state dict are the model's, and ``.to()`` moves the model."""
+        for registry in ("_parameters", "_buffers", "_non_persistent_buffers_set", "_modules"):
+            vars(self)[registry] = getattr(model, registry)
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        """Set the mode of the model, as its own ``train`` does, and of the copies of its
+        layers that the rewritten graph runs (layers run out of place)."""
+        super().train(mode)
+        self._graph.model.train(mode)
+        self.graph_module.train(mode)
+        return self
 
     def _build(self, forced: frozenset[str] = frozenset()) -> _Extraction:
         """How to run, and the module that holds the layers it runs (so that the
@@ -216,7 +247,7 @@ class FeatureExtractor(nn.Module):
                 )
             rebuilt = self._build(self._forced | mutated)
             cache.store(self._graph, ("extraction", self._key), rebuilt)
-            self._runner, self.graph_module, self._plan, self._forced = rebuilt
+            self._hold(rebuilt)
             return self._run(inputs)
         tensors = {name: v for name, v in maps.items() if isinstance(v, torch.Tensor)}
         layers = self._by_name
@@ -376,7 +407,7 @@ def _explain_failure(graph: ModelGraph, inputs: Inputs, err: Exception) -> Fxmap
             "batch, fewer layers, channels=, reduce= or dtype=torch.float16"
         )
     if graph.capture is not None:
-        return None
+        return _too_small(graph, inputs, err) if is_too_small(err) else None
     values = placeholder_values(graph.graph_module, graph.model, inputs)
     try:
         with preserved_state(graph.model, train=graph.train):
@@ -384,6 +415,17 @@ def _explain_failure(graph: ModelGraph, inputs: Inputs, err: Exception) -> Fxmap
     except ShapeError as shape_error:
         return shape_error
     return None
+
+
+def _too_small(graph: ModelGraph, inputs: Inputs, err: Exception) -> ShapeError:
+    """A captured model's run that failed on too small an input: the smallest that fits."""
+    with torch.no_grad():  # on a meta twin of the model: the model does not run
+        minimum = model_input_minimum(graph.model, inputs.args, inputs.kwargs, train=graph.train)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return ShapeError(
+        f"{type(graph.model).__name__} failed on the input ({describe_inputs(inputs)}): "
+        f"{type(err).__name__}: {first}{too_small_hint(inputs.tensors(), minimum, err)}"
+    )
 
 
 def _non_finite_maps(graph: ModelGraph, inputs: Inputs, maps: FeatureMaps) -> str:

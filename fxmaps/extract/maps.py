@@ -58,16 +58,20 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         self._skipped = tuple(skipped)
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        try:
+        if isinstance(name, str) and name in self._maps:
             return self._maps[name]
-        except KeyError:
-            matches = close_matches(name, self._maps)
-            hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
-            raise NodeNotFoundError(
-                f"no map named {name!r} among {len(self)}{hint}",
-                name=name,
-                candidates=tuple(matches),
-            ) from None
+        matches = close_matches(name, self._maps)
+        hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
+        if not isinstance(name, str):
+            hint = f"; maps are named by strings, like {next(iter(self._maps), 'conv1')!r}"
+        raise NodeNotFoundError(
+            f"no map named {name!r} among {len(self)}{hint}",
+            name=name,
+            candidates=tuple(matches),
+        )
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._maps
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._maps)

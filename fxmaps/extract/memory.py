@@ -21,7 +21,7 @@ import torch
 from fxmaps.classify import Layout
 from fxmaps.extract.transforms import MapOptions
 from fxmaps.graph import Layer, ModelGraph
-from fxmaps.trace.shapes import MetaFailure, meta_values
+from fxmaps.trace.meta import MetaFailure, meta_values
 
 __all__ = ["MEMORY_FRACTION", "estimate_bytes", "memory_limit", "memory_message", "number"]
 

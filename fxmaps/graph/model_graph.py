@@ -125,16 +125,15 @@ class ModelGraph:
         Raises:
             NodeNotFoundError: No such node; the message lists close matches.
         """
-        try:
+        if isinstance(name, str) and name in self._layers:
             return self._layers[name]
-        except KeyError:
-            raise self._not_found(name) from None
+        raise self._not_found(name)
 
     def __getitem__(self, name: str) -> Layer:
         return self.layer(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._layers
+        return isinstance(name, str) and name in self._layers
 
     def __len__(self) -> int:
         return len(self._layers)
@@ -350,9 +349,11 @@ class ModelGraph:
 
         return summary_footer(self)
 
-    def _not_found(self, name: str) -> NodeNotFoundError:
+    def _not_found(self, name: object) -> NodeNotFoundError:
         matches = close_matches(name, self._layers)
         hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
+        if not isinstance(name, str):
+            hint = f"; nodes are named by strings, like {next(iter(self._layers), 'x')!r}"
         return NodeNotFoundError(
             f"no node named {name!r} in the graph of {type(self._model).__name__} "
             f"({len(self._layers)} nodes){hint}",

@@ -35,6 +35,7 @@ from fxmaps.trace.fallback import OwnCodeFailure, trace_symbolic
 from fxmaps.trace.flat import FlatGraph
 from fxmaps.trace.glue import OpWatch, as_fx_call
 from fxmaps.trace.inputs import Inputs, bind, describe_inputs
+from fxmaps.trace.minimum import is_too_small, model_input_minimum, too_small_hint
 from fxmaps.trace.naming import attribute, join
 from fxmaps.trace.options import NotSymbolic, TraceRequest, split_leaf_specs
 from fxmaps.trace.record import Traced
@@ -63,13 +64,13 @@ def capture(
     if request.inputs is None:
         raise TraceError("capturing a model needs its example input")
     run = _Run(model, request, root)
-    with preserved_state(model, train=request.train), torch.no_grad(), run.watch:
-        try:
+    try:
+        with preserved_state(model, train=request.train), torch.no_grad(), run.watch:
             run.start()
-        except FxmapsError:
-            raise
-        except Exception as err:
-            raise run.failed(err) from err
+    except FxmapsError:
+        raise
+    except Exception as err:
+        raise run.failed(err) from err  # the model as it was, the watch off
     return run.finish()
 
 
@@ -139,10 +140,21 @@ class _Run:
         inputs = describe_inputs(self.request.inputs) if self.request.inputs else ""
         return ShapeError(
             f"{type(self.model).__name__} failed while it ran on the example input ({inputs}), "
-            f"in {where} at {location}: {short(err)}. Check that the input is what the "
-            "model takes (shapes, dtypes, argument names)",
+            f"in {where} at {location}: {short(err)}{self._too_small(err)}. Check that the "
+            "input is what the model takes (shapes, dtypes, argument names)",
             node=path or None,
         )
+
+    def _too_small(self, err: Exception) -> str:
+        """The smallest input that goes through, when the input was too small."""
+        inputs = self.request.inputs
+        if inputs is None or not is_too_small(err):
+            return ""
+        with torch.no_grad():
+            minimum = model_input_minimum(
+                self.model, inputs.args, inputs.kwargs, train=self.request.train
+            )
+        return too_small_hint(inputs.tensors(), minimum, err)
 
     def _handle(
         self, path: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]

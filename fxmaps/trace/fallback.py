@@ -9,7 +9,8 @@ When a trace fails, the failure is diagnosed, then in this order:
    retrace covers them all), and the trace retried;
 3. else, for a model that is itself one of torch.nn's modules or a class timm
    registers, the whole model is one opaque node;
-4. else ``TraceError`` names the module and the line, and says what to try.
+4. else ``TraceError`` names the module, the line and the cause it found, and says
+   what to try for that cause (:mod:`.advice`).
 
 What became opaque is reported with the reason and the line.
 """
@@ -23,8 +24,9 @@ from torch import fx, nn
 
 from fxmaps.errors import InputError, TraceError
 from fxmaps.facts import facts
+from fxmaps.trace.advice import cause_of, trace_error_message
 from fxmaps.trace.autowrap import Helper, patch_list
-from fxmaps.trace.diagnose import Failure, diagnose, short, trace_error_message
+from fxmaps.trace.diagnose import Failure, diagnose, short
 from fxmaps.trace.options import NotSymbolic, TraceRequest, concrete_args, split_leaf_specs
 from fxmaps.trace.record import (
     OpaqueModule,
@@ -90,7 +92,7 @@ def trace_symbolic(
             graph, constants = symbolic_graph(tracer, model, concrete, request.train)
             module = graph_module(graph, model, constants)  # fx's code generation may fail too
         except Exception as err:
-            failure = diagnose(err, tracer.failure, known.codes)
+            failure = diagnose(err, tracer.failure, known.codes, blamed=tracer.blamed)
             if failure.helper is not None and id(failure.helper[0]) not in helpers:
                 helpers[id(failure.helper[0])] = failure.helper
                 continue
@@ -121,11 +123,13 @@ def _whole_or_error(
     """The model as one opaque node where that is the honest answer, else ``TraceError``."""
     whole = _kept_whole(model, known)
     if whole is None:
+        cause = cause_of(model, failure)
         raise TraceError(
-            trace_error_message(model, failure),
+            trace_error_message(model, failure, cause),
             module=failure.module_stack[-1] if failure.module_stack else "",
             location=failure.location,
             cause=short(failure.error),
+            reason=cause.value,
         ) from err
     noted = replace(failure, note=whole)
     return whole_model(model, input_names, OpaqueModule("", "", noted.reason, noted.location))

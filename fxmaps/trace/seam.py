@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from fxmaps.errors import TraceError
 from fxmaps.trace.capture import capture
 from fxmaps.trace.fallback import OwnCodeFailure, trace_symbolic
 from fxmaps.trace.inputs import Inputs
@@ -88,13 +87,4 @@ def _symbolic_or_captured(model: nn.Module, request: TraceRequest) -> Traced:
 
 
 def _symbolic_only(model: nn.Module, request: TraceRequest) -> Traced:
-    try:
-        return trace_symbolic(model, request)
-    except TraceError as err:
-        raise TraceError(
-            f"{err} Or pass an example input (analyze(model, example_input)): fxmaps then runs "
-            "the code torch.fx cannot follow as Python and traces everything it calls",
-            module=err.module,
-            location=err.location,
-            cause=err.cause,
-        ) from err.__cause__
+    return trace_symbolic(model, request)  # its TraceError says what to try, an input too

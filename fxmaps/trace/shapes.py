@@ -4,17 +4,14 @@ The run happens under ``torch.no_grad`` with the model's buffers saved and put
 back afterwards, so BatchNorm running statistics (and anything else a forward
 might update) are left exactly as they were, in train or eval mode.
 
-Shapes can also be found without computing anything, on the meta device
-(:func:`meta_values`): on twins of the modules whose tensors are meta tensors,
-never on the model itself. That is how extraction estimates its memory before it
-runs, and how a too-small input's minimum size is found.
+A node that fails is named with the shape it got and, for common layers, the shape
+it expects; for too small an input, with the smallest input that fits
+(:mod:`.minimum`, on the meta device: :mod:`.meta`).
 """
 
 from __future__ import annotations
 
-import copy
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +20,13 @@ from torch import fx, nn
 
 from fxmaps.errors import ShapeError
 from fxmaps.facts import ShapeTree, name_of, note
+from fxmaps.trace.minimum import input_minimum, is_too_small, too_small_hint
 
 __all__ = [
-    "MetaFailure",
     "Propagation",
     "all_finite",
     "bytes_of",
     "first_non_finite",
-    "is_too_small",
-    "meta_values",
-    "minimum_input_size",
     "propagate",
     "shape_of",
 ]
@@ -67,10 +61,6 @@ class _NodeFailed(Exception):
         self.message = message
         first_line = (str(cause).strip().splitlines() or [""])[0]
         self.detail = f"{type(cause).__name__}: {first_line}"
-
-
-class _Stop(Exception):
-    """Ends a run early: every node asked for has its value."""
 
 
 class _ShapeInterpreter(fx.Interpreter):
@@ -131,7 +121,7 @@ def _expected_input(module: nn.Module) -> str | None:
     """What input a common layer expects, in words, for error messages."""
     if isinstance(module, nn.modules.conv._ConvNd):
         dims = len(module.kernel_size)
-        spatial = ", ".join(["L", "H", "W"][-dims:] if dims < 3 else ["D", "H", "W"])
+        spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(dims, "...")
         reach = tuple(
             max(d * (k - 1) + 1 - 2 * p, 1)
             for d, k, p in zip(module.dilation, module.kernel_size, _padding(module), strict=True)
@@ -192,180 +182,12 @@ def propagate(
         with torch.no_grad():
             interpreter.run(*inputs)
     except _NodeFailed as failed:
-        hint = _too_small_hint(graph_module, inputs, train) if is_too_small(failed.cause) else ""
+        cause = failed.cause
+        hint = ""
+        if is_too_small(cause):
+            hint = too_small_hint(inputs, input_minimum(graph_module, inputs, train=train), cause)
         raise ShapeError(f"{failed.message}{hint}. {failed.detail}") from failed.cause
     return Propagation(interpreter.shapes, interpreter.finite)
-
-
-# -- input too small --------------------------------------------------------------------------
-
-_TOO_SMALL = re.compile(
-    r"too small|can't be greater than actual input size|should be less than the corresponding "
-    r"input dimension|sizes should be greater than 0",
-    re.IGNORECASE,
-)
-_LARGEST_SIDE = 8192
-
-
-def is_too_small(err: BaseException) -> bool:
-    """Whether a layer failed because its input's spatial size is below its kernel (or pad)."""
-    return bool(_TOO_SMALL.search(str(err)))
-
-
-def _too_small_hint(graph_module: fx.GraphModule, inputs: Sequence[Any], train: bool) -> str:
-    sides = [side for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:]]
-    given = "×".join(str(side) for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:])
-    size = minimum_input_size(graph_module, inputs, train=train)
-    if size is None:
-        return f". The input ({given}) is too small for the model; try a larger one"
-    needed = "×".join(str(max(side, size)) for side in sides)
-    return (
-        f". The input ({given}) is too small: the model needs an input of at least {needed}; "
-        f"resize it, for example with fxmaps.load_image(path, size={size})"
-    )
-
-
-def minimum_input_size(
-    graph_module: fx.GraphModule, inputs: Sequence[Any], *, train: bool = False
-) -> int | None:
-    """The smallest spatial side ``s`` for which no layer runs out of input, or ``None``.
-
-    Every spatial side (the dimensions after ``(N, C)``) of each input is raised to
-    at least ``s``; whether each size goes through is found by running the graph on
-    the meta device (shapes only, nothing computed, the model untouched), doubling
-    then bisecting. ``None`` when the meta run cannot tell (it fails for another
-    reason) or no side up to 8192 is enough. ``inputs`` are the placeholders' values.
-    """
-    sides = [side for t in _tensors(inputs) if t.dim() >= 3 for side in t.shape[2:]]
-    if not sides:
-        return None
-
-    def fits(side: int) -> bool:
-        resized = [
-            _meta_like(t, (*t.shape[:2], *(max(d, side) for d in t.shape[2:])))
-            if isinstance(t, torch.Tensor) and t.dim() >= 3
-            else t
-            for t in inputs
-        ]
-        try:
-            meta_values(graph_module, resized, (), train=train)
-        except MetaFailure as failure:
-            return not is_too_small(failure.cause)
-        return True
-
-    low = min(sides)
-    if fits(low):
-        return None  # the meta run does not see the failure: do not guess
-    high = max(2 * low, 1)
-    while not fits(high):
-        low, high = high, 2 * high
-        if high > _LARGEST_SIDE:
-            return None
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if fits(middle) else (middle, high)
-    return high
-
-
-# -- shapes without computing: the meta device ------------------------------------------------
-
-
-class MetaFailure(Exception):
-    """A node failed while the graph ran on the meta device."""
-
-    def __init__(self, node: fx.Node, cause: Exception) -> None:
-        super().__init__(f"{node.name}: {cause}")
-        self.node = node
-        self.cause = cause
-
-
-def meta_values(
-    graph_module: fx.GraphModule,
-    inputs: Sequence[Any],
-    wanted: Iterable[fx.Node],
-    *,
-    train: bool = False,
-) -> dict[fx.Node, Any]:
-    """The outputs of the ``wanted`` nodes as meta tensors (shapes and dtypes, no values).
-
-    The graph runs on copies of the model's modules whose parameters and buffers
-    are meta tensors and which have no hooks, so nothing is computed and the
-    model itself is neither run nor changed. The run stops once every wanted
-    node has its value (with none wanted, it runs to the end).
-
-    Raises:
-        MetaFailure: A node failed (a genuine shape error, or code that needs real
-            values or makes tensors on the CPU); ``.node`` and ``.cause`` say which.
-    """
-    interpreter = _MetaInterpreter(graph_module, set(wanted), train)
-    meta_inputs = [
-        _meta_like(t, tuple(t.shape)) if isinstance(t, torch.Tensor) else t for t in inputs
-    ]
-    try:
-        with torch.no_grad():
-            interpreter.run(*meta_inputs)
-    except _Stop:
-        pass
-    except _NodeFailed as failed:
-        raise MetaFailure(failed.node, failed.cause) from failed.cause
-    return interpreter.values
-
-
-def _tensors(values: Sequence[Any]) -> list[torch.Tensor]:
-    return [v for v in values if isinstance(v, torch.Tensor)]
-
-
-def _meta_like(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.empty(shape, dtype=tensor.dtype, device="meta")
-
-
-class _MetaInterpreter(fx.Interpreter):
-    def __init__(self, graph_module: fx.GraphModule, wanted: set[fx.Node], train: bool) -> None:
-        super().__init__(graph_module, garbage_collect_values=True)
-        self._wanted = wanted
-        self._train = train
-        self._memo: dict[int, Any] = {}
-        self.values: dict[fx.Node, Any] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        try:
-            result = super().run_node(n)
-        except (_NodeFailed, _Stop):
-            raise
-        except Exception as err:
-            raise _NodeFailed(n, err) from err
-        if n in self._wanted:
-            self.values[n] = result
-            if len(self.values) == len(self._wanted):
-                raise _Stop
-        return result
-
-    def fetch_attr(self, target: str) -> Any:
-        return _on_meta(super().fetch_attr(target), self._memo, self._train)
-
-
-def _on_meta(value: Any, memo: dict[int, Any], train: bool) -> Any:
-    """A meta twin of a tensor or module (memoised, so shared weights stay shared)."""
-    if not isinstance(value, (torch.Tensor, nn.Module)):
-        return value
-    key = id(value)
-    if key in memo:
-        return memo[key]
-    if isinstance(value, torch.Tensor):
-        memo[key] = value.detach().to("meta")
-        return memo[key]
-    twin = copy.copy(value)  # shares nothing that is changed below
-    memo[key] = twin
-    state = twin.__dict__
-    for name, item in list(state.items()):
-        if name in ("_parameters", "_buffers", "_modules"):
-            state[name] = {k: _on_meta(v, memo, train) for k, v in item.items()}
-        elif name.startswith(("_forward", "_backward")) and isinstance(item, dict):
-            state[name] = type(item)()  # no hooks: the user's hooks never see meta tensors
-        elif isinstance(item, torch.Tensor):
-            state[name] = _on_meta(item, memo, train)
-    state["training"] = train
-    return twin
 
 
 # -- where NaN and inf come from --------------------------------------------------------------

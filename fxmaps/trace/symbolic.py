@@ -13,7 +13,8 @@ Compared with a plain ``fx.Tracer`` it:
   (:meth:`fx.Tracer.proxy`, fx's extension point; ``fx.Proxy`` itself is untouched);
 * gives helpers recorded as one call fresh copies of their list arguments;
 * remembers the first error that leaves a module call, with the stack of module
-  calls, for the fallback policy to read.
+  calls, and the value whose use failed (in ``if``, ``for``, ``len()``, ``range()``),
+  for the fallback policy and its diagnosis to read.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ class _Proxy(fx.Proxy):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
+    def __len__(self) -> int:
+        return int(self.tracer.blamed_on(self, "len", fx.Proxy.__len__))
+
+    def __index__(self) -> int:
+        # range(x.shape[0]), [...][n]: Python's own error, with the value noted
+        return int(self.tracer.blamed_on(self, "index", _not_an_integer))
+
+
+def _not_an_integer(proxy: fx.Proxy) -> int:
+    raise TypeError(f"'{type(proxy).__name__}' object cannot be interpreted as an integer")
 
 
 def _augmented(
@@ -102,6 +114,9 @@ class SymbolicTracer(fx.Tracer):
         self.augmented: dict[fx.Node, Callable[[Any, Any], Any]] = {}
         """Nodes recorded for ``a += b`` (as ``a + b``), with their in-place operator."""
         self.swallowed: tuple[BaseException, ModuleStack] | None = None
+        self.blamed: tuple[BaseException, str, fx.Node] | None = None
+        """The last error raised on using a traced value as Python would (``"bool"``,
+        ``"iter"``, ``"len"``, ``"index"``), and that value's node."""
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _Proxy(node, self)
@@ -156,15 +171,15 @@ class SymbolicTracer(fx.Tracer):
         caller = frame.f_back.f_back if frame and frame.f_back else None
         raising = raising_outcome(caller) if caller is not None else None
         if caller is None or raising is None:
-            return bool(self._noted(super().to_bool, obj))
+            return bool(self._noted(super().to_bool, obj, "bool"))
         holds = self.create_proxy("call_function", operator.not_, (obj,), {}) if raising else obj
         self.create_proxy("call_function", torch._assert, (holds, check_message(caller)), {})
         return not raising
 
     def iter(self, obj: fx.Proxy) -> Iterator[Any]:
-        return iter(self._noted(super().iter, obj))
+        return iter(self._noted(super().iter, obj, "iter"))
 
-    def _noted(self, method: Callable[[fx.Proxy], Any], obj: fx.Proxy) -> Any:
+    def _noted(self, method: Callable[[fx.Proxy], Any], obj: fx.Proxy, use: str) -> Any:
         """``method(obj)``, noting the first error it raises with the module stack.
 
         fx's TraceError is a ValueError: a model's own ``except ValueError`` (or
@@ -172,10 +187,18 @@ class SymbolicTracer(fx.Tracer):
         that is silently wrong. A noted error fails the trace even then.
         """
         try:
-            return method(obj)
+            return self.blamed_on(obj, use, method)
         except Exception as err:
             if self.swallowed is None:
                 self.swallowed = (err, tuple(self._stack))
+            raise
+
+    def blamed_on(self, obj: fx.Proxy, use: str, method: Callable[[fx.Proxy], Any]) -> Any:
+        """``method(obj)``; an error it raises is blamed on ``obj``'s node, used as ``use``."""
+        try:
+            return method(obj)
+        except Exception as err:
+            self.blamed = (err, use, obj.node)
             raise
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
