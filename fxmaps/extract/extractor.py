@@ -45,7 +45,14 @@ from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, 
 from fxmaps.extract.rewrite import Plan, build_extraction
 from fxmaps.extract.runner import CapturedExtraction
 from fxmaps.extract.transforms import map_options
-from fxmaps.graph import ModelGraph, Selection, analyze, graph_for_inputs, require_layers
+from fxmaps.graph import (
+    ModelGraph,
+    Selection,
+    analyze,
+    graph_for_inputs,
+    renames,
+    require_layers,
+)
 from fxmaps.graph.checks import (
     check_device,
     check_module,
@@ -81,7 +88,10 @@ class FeatureExtractor(nn.Module):
             ``fxmaps.analyze(model)``: symbolically, as no input is known yet, so
             parts torch.fx cannot trace stay opaque (pass ``fxmaps.analyze(model,
             example_input)`` to capture those). Anything else: ``InputError``.
-        layers: A kind, node names, glob patterns, a list of those, or a predicate.
+        layers: A kind, node names, glob patterns, modules (``fxmaps.Module("layer1")``
+            or ``"module:layer1"``), a list of those, a predicate, or a dict of those to
+            new names (the maps come back under the new names, as
+            ``create_feature_extractor``'s ``return_nodes``).
         channels: Channel indices, a ``slice``, or ``"top:k"``.
         reduce: ``"mean"``, ``"max"`` or ``"norm"`` over channels, or ``"mean:space"``
             (``"max:space"``, ``"norm:space"``) over the spatial or token axes.
@@ -127,6 +137,7 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self._graph = _graph_of(graph)
         self._layers = require_layers(self._graph, layers)
+        self._renames = renames(self._graph, layers)
         self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
@@ -222,6 +233,11 @@ class FeatureExtractor(nn.Module):
         layers = self._by_name
         channels = {name: k for name, k in kept.items() if k is not None}
         skipped = [name for name in maps if name not in tensors]
+        if self._renames is not None:
+            keys = [(name, new) for name, new in self._renames if name in tensors]
+            tensors = {new: tensors[name] for name, new in keys}
+            layers = {new: layers[name] for name, new in keys}
+            channels = {new: channels[name] for name, new in keys if name in channels}
         return FeatureMaps(tensors, layers, channels=channels, skipped=skipped)
 
     def _check_memory(self, batch: Sequence[torch.Tensor]) -> None:

@@ -118,15 +118,40 @@ class ModelGraph:
         return select_layers(self, selection)
 
     def layer(self, name: str) -> Layer:
-        """The layer called ``name``.
+        """The layer called ``name`` (or whose ``alias``, torchvision's name, it is).
 
         Raises:
             NodeNotFoundError: No such node; the message lists close matches.
         """
-        try:
-            return self._layers[name]
-        except KeyError:
-            raise self._not_found(name) from None
+        found = self._layers.get(name)
+        if found is None and isinstance(name, str) and name in self.aliases:
+            found = self._layers[self.aliases[name]]
+        if found is None:
+            raise self._not_found(name)
+        return found
+
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """torchvision's names that differ from fxmaps's, each to the node it names (see
+        ``Layer.alias``); an alias that is another node's name is left out."""
+        return {
+            layer.alias: layer.name
+            for layer in self._layers.values()
+            if layer.alias is not None and layer.alias not in self._layers
+        }
+
+    def module_calls(self, path: str) -> int:
+        """How many calls of the module at ``path`` the graph holds (0: none, or not a
+        module). ``fxmaps.Module(path, call)`` selects what each returns."""
+        return self._calls.get(path, 0)
+
+    @cached_property
+    def _calls(self) -> dict[str, int]:
+        calls: dict[str, int] = {}
+        for layer in self._layers.values():
+            for path, call in layer.returned_by:
+                calls[path] = max(calls.get(path, 0), call + 1)
+        return calls
 
     def __getitem__(self, name: str) -> Layer:
         return self.layer(name)
@@ -197,8 +222,7 @@ class ModelGraph:
 
     def fx_node(self, name: str) -> fx.Node:
         """The ``torch.fx.Node`` behind a layer name (advanced use)."""
-        self.layer(name)
-        return self._fx_nodes[name]
+        return self._fx_nodes[self.layer(name).name]
 
     # -- parameters ------------------------------------------------------------------------
 

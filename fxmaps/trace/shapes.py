@@ -28,6 +28,7 @@ __all__ = [
     "MetaFailure",
     "Propagation",
     "all_finite",
+    "dtype_of",
     "first_non_finite",
     "is_too_small",
     "meta_values",
@@ -35,6 +36,11 @@ __all__ = [
     "propagate",
     "shape_of",
 ]
+
+
+def dtype_of(value: Any) -> torch.dtype | None:
+    """The dtype of a tensor, ``None`` for anything else."""
+    return value.dtype if isinstance(value, torch.Tensor) else None
 
 
 def shape_of(value: Any) -> ShapeTree | None:
@@ -80,7 +86,7 @@ class _ShapeInterpreter(fx.Interpreter):
             raise _NodeFailed(n, err, self._message(n, err)) from err
         self.shapes[n] = shape_of(result)
         if self._record:
-            note(n, shape=self.shapes[n])
+            note(n, shape=self.shapes[n], dtype=dtype_of(result))
         if n.op == "output":
             self.finite = all_finite(result)
         return result
