@@ -30,7 +30,10 @@ _CHANNELS = "channels/"
 class FeatureMaps(Mapping[str, torch.Tensor]):
     """Read-only mapping from node name to the map that node produced.
 
-    Iteration follows the order the layers were asked for. Besides the tensors
+    A node whose output is a tuple, list or dict gives a map for each tensor in it,
+    under ``name[0]``, ``name[1][0]``, ``name['key']``; a renaming dict
+    (``layers={"layer1": "feat"}``) gives the new names. Iteration follows the order
+    the layers were asked for. Besides the tensors
     it knows each map's :class:`Layer` (kind, block, layout), the channel indices
     kept by a ``channels=`` selection, and the requested nodes that produced no
     tensor (``skipped``).
@@ -81,7 +84,9 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         return self._layers[name]
 
     def module(self, path: str, call: int = 0) -> torch.Tensor:
-        """The map of what the ``call``-th call of the module at ``path`` returned.
+        """The map of what the ``call``-th call of the module at ``path`` returned (for a
+        module that returns a tuple, such as an LSTM or attention, its first tensor:
+        ``name[0]``; the others are ``name[1]``, ...).
 
         Raises:
             NodeNotFoundError: No map here is that call's return (the message lists
@@ -116,7 +121,8 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
 
     @property
     def skipped(self) -> tuple[str, ...]:
-        """Requested nodes whose output was not a tensor (sizes, tuples, ...)."""
+        """Requested nodes whose output held no tensor (sizes, flags, ``None``); a tuple, list
+        or dict gives a map for each tensor in it instead (``name[0]``, ``name['key']``)."""
         return self._skipped
 
     @property
