@@ -299,7 +299,8 @@ def module_layers(graph: ModelGraph, wanted: Module) -> list[Layer]:
         why = (
             f"it runs inside {opaque[0]!r}, which the graph holds as one node"
             if opaque
-            else "it is not called in the graph"
+            else "it is not called in the graph, or its call runs no op of its own (it "
+            "returns its input as it is)"
         )
     raise NodeNotFoundError(
         f"module {wanted.path!r} of {type(graph.model).__name__} has no call {wanted.call} "
