@@ -315,6 +315,14 @@ class ModelGraph:
     def _not_found(self, name: str) -> NodeNotFoundError:
         matches = close_matches(name, self._layers)
         hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
+        if isinstance(name, str) and self.module_calls(name):
+            returned = [
+                layer.name for layer in self._layers.values() if (name, 0) in layer.returned_by
+            ]
+            hint = (
+                f". {name!r} is a module: its call returns node {', '.join(map(repr, returned))}; "
+                f"select it with fxmaps.Module({name!r}) or 'module:{name}'"
+            )
         return NodeNotFoundError(
             f"no node named {name!r} in the graph of {type(self._model).__name__} "
             f"({len(self._layers)} nodes){hint}",

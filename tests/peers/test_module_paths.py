@@ -130,3 +130,11 @@ def test_maps_module_names_what_is_there() -> None:
     maps = fxmaps.extract(tv_model("resnet18"), torch.randn(1, 3, 64, 64), layers="module:layer1")
     with pytest.raises(fxmaps.NodeNotFoundError, match=r"no map here is what module 'layer2'"):
         maps.module("layer2")
+
+
+def test_a_module_path_looked_up_as_a_node_says_how_to_select_it() -> None:
+    g = fxmaps.analyze(tv_model("resnet18"))
+    (returned,) = g.layers(fxmaps.Module("layer1"))
+    said = rf"'layer1' is a module: its call returns node '{returned.name}'"
+    with pytest.raises(fxmaps.NodeNotFoundError, match=said):
+        g["layer1"]
