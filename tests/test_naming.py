@@ -23,9 +23,13 @@ ZOO = [
 
 
 def _meta_model(name: str) -> nn.Module:
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")
-        model: nn.Module = torchvision.models.get_model(name, weights=None)
+    """The model on the meta device (no memory, no init) where its constructor allows it."""
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            model: nn.Module = torchvision.models.get_model(name, weights=None)
+    except NotImplementedError:  # an init that copies data (RegNet)
+        model = tv_model(name)
     return model.eval()
 
 
