@@ -14,6 +14,7 @@ skipped: an fxmaps extractor returns a ``FeatureMaps``, which TorchScript cannot
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -90,12 +91,15 @@ def test_torchvision_names_build_extractors_equal_to_torchvision(name: str) -> N
     nodes = {node: _ours(g, node) for node in evaluation}
     as_list = fxmaps.FeatureExtractor(g, list(nodes.values()))
     as_dict = fxmaps.FeatureExtractor(g, {ours: node for node, ours in nodes.items()})
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", fxmaps.FxmapsWarning)  # nodes holding no tensor
         plain, renamed = as_list(x), as_dict(x)
     protected = set(as_list.snapshots) | set(as_list.out_of_place)
     for node in evaluation:
         expected = _flat(node, theirs[node])
-        assert expected, node
+        if not expected:  # torchvision returns a Python number here: fxmaps skips it, warning
+            assert nodes[node] in plain.skipped, node
+            continue
         for key, tensor in expected.items():
             assert torch.equal(renamed[key], plain[key.replace(node, nodes[node], 1)])
             if not torch.equal(renamed[key], tensor):  # torchvision's map was overwritten later
