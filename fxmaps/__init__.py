@@ -32,7 +32,7 @@ from fxmaps.errors import (
     TraceError,
 )
 from fxmaps.extract import FeatureExtractor, FeatureMaps, extract
-from fxmaps.graph import Layer, ModelGraph, analyze, format_shape
+from fxmaps.graph import Layer, ModelGraph, Module, analyze, format_shape
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
@@ -66,6 +66,7 @@ __all__ = [
     "MemoryLimitError",
     "ModelGraph",
     "ModelLoadError",
+    "Module",
     "NodeNotFoundError",
     "OpaqueModule",
     "OptionError",

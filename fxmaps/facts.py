@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+import torch
 from torch import fx
 
 __all__ = [
@@ -173,6 +174,12 @@ class NodeFacts:
             for nodes torch.fx traced (capture).
         origin: How a captured node is produced again, or ``None`` for a graph
             symbolic tracing made whole (capture).
+        returned_by: The module calls whose return value the node is, innermost
+            first (classification).
+        dtype: The output's dtype when it is one tensor (shape propagation, the
+            capture's run, or an attribute's own), else ``None``.
+        alias: The name torchvision's naming convention gives the node where it
+            differs from ``name`` (tracing).
     """
 
     name: str
@@ -189,6 +196,9 @@ class NodeFacts:
     block: str | None = None
     region: str | None = None
     origin: Origin | None = None
+    returned_by: tuple[CallKey, ...] = ()
+    dtype: torch.dtype | None = None
+    alias: str | None = None
 
 
 def facts(node: fx.Node) -> NodeFacts:

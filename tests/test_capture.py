@@ -75,7 +75,9 @@ def test_keyword_inputs_with_a_value_are_captured_exactly() -> None:
         expected = inputs.call(model)
     for name in ("embed", "proj", "head"):
         assert torch.equal(maps[name], seen[name][0])
-    assert "output" in maps.skipped  # a dict output is no map
+    for key, tensor in expected.items():  # a dict output: a map for each tensor in it
+        assert torch.equal(maps[f"output[{key!r}]"], tensor), key
+    assert not maps.skipped
     again = fxmaps.extract(model, dict(inputs.kwargs), layers="head")  # analysed anew
     assert torch.equal(again["head"], expected["logits"])
     assert_unchanged(model, before)

@@ -135,6 +135,22 @@ def test_maps_writes_one_png_per_selected_layer(
     assert [p.name for p in tmp_path.iterdir()] == ["maps"]  # no temporary folder left
 
 
+def test_maps_of_module_paths(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = tmp_path / "maps"
+    code, out, _ = run(
+        capsys, "maps", TOY, *SIZE, "--layers", "module:layer1", "module:layer3.0",
+        "-o", str(folder),
+    )  # fmt: skip
+    assert code == 0
+    graph = toy_graph()
+    expected = [
+        layer.name for path in ("layer1", "layer3.0") for layer in graph.layers(fxmaps.Module(path))
+    ]
+    assert len(expected) == 2
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.png" for n in expected)
+    assert out == f"wrote 2 maps to {folder}\n"
+
+
 def test_maps_into_an_existing_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     code, _, _ = run(capsys, "maps", TOY, *SIZE, "--layers", "linear", "-o", str(tmp_path))

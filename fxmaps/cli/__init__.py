@@ -214,7 +214,7 @@ def _image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", metavar="PATH|URL",
                         help="the image to look at (default: the bundled photo)")  # fmt: skip
     parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
-                        help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
+                        help="kinds, names, patterns, module:PATH (default: conv)")  # fmt: skip
 
 
 def _maps(parser: argparse.ArgumentParser) -> None:
@@ -253,7 +253,7 @@ def _report(parser: argparse.ArgumentParser) -> None:
 def _bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=_positive, default=8, help="batch size (default 8)")
     parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
-                        help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
+                        help="kinds, names, patterns, module:PATH (default: conv)")  # fmt: skip
     parser.add_argument("--repeat", type=_positive, default=7, help="timed rounds (default 7)")
     parser.add_argument("--device", default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
@@ -265,7 +265,7 @@ def _stats(parser: argparse.ArgumentParser) -> None:
                         help="scikit-learn's bundled digits, or a folder of images "
                         "(flat, or one subfolder per class)")  # fmt: skip
     parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
-                        help="kinds, node names or glob patterns (default: conv)")  # fmt: skip
+                        help="kinds, names, patterns, module:PATH (default: conv)")  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="where stats.pt and the figures go (created if missing)")  # fmt: skip
     parser.add_argument("--batch-size", type=_positive, default=64, metavar="N",

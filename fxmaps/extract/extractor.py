@@ -45,7 +45,15 @@ from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, 
 from fxmaps.extract.rewrite import Plan, build_extraction
 from fxmaps.extract.runner import CapturedExtraction
 from fxmaps.extract.transforms import map_options
-from fxmaps.graph import ModelGraph, Selection, analyze, graph_for_inputs, require_layers
+from fxmaps.graph import (
+    Layer,
+    ModelGraph,
+    Selection,
+    analyze,
+    graph_for_inputs,
+    renames,
+    require_layers,
+)
 from fxmaps.graph.checks import (
     check_device,
     check_module,
@@ -85,7 +93,10 @@ class FeatureExtractor(nn.Module):
             ``fxmaps.analyze(model)``: symbolically, as no input is known yet, so
             parts torch.fx cannot trace stay opaque (pass ``fxmaps.analyze(model,
             example_input)`` to capture those). Anything else: ``InputError``.
-        layers: A kind, node names, glob patterns, a list of those, or a predicate.
+        layers: A kind, node names, glob patterns, modules (``fxmaps.Module("layer1")``
+            or ``"module:layer1"``), a list of those, a predicate, or a dict of those to
+            new names (the maps come back under the new names, as
+            ``create_feature_extractor``'s ``return_nodes``).
         channels: Channel indices, a ``slice``, or ``"top:k"``.
         reduce: ``"mean"``, ``"max"`` or ``"norm"`` over channels, or ``"mean:space"``
             (``"max:space"``, ``"norm:space"``) over the spatial or token axes.
@@ -131,6 +142,7 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self._graph = _graph_of(graph)
         self._layers = require_layers(self._graph, layers)
+        self._renames = renames(self._graph, layers)
         self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
@@ -249,11 +261,7 @@ class FeatureExtractor(nn.Module):
             cache.store(self._graph, ("extraction", self._key), rebuilt)
             self._hold(rebuilt)
             return self._run(inputs)
-        tensors = {name: v for name, v in maps.items() if isinstance(v, torch.Tensor)}
-        layers = self._by_name
-        channels = {name: k for name, k in kept.items() if k is not None}
-        skipped = [name for name in maps if name not in tensors]
-        return FeatureMaps(tensors, layers, channels=channels, skipped=skipped)
+        return _feature_maps(maps, kept, self._by_name, self._renames)
 
     def _check_memory(self, batch: Sequence[torch.Tensor]) -> None:
         """Refuse (``MemoryLimitError``) inputs whose maps would take more than the limit."""
@@ -283,6 +291,51 @@ class FeatureExtractor(nn.Module):
                 needed=sum(size for _, size in sizes),
                 limit=limit,
             )
+
+
+def _feature_maps(
+    maps: dict[str, Any],
+    kept: dict[str, Any],
+    layers: dict[str, Layer],
+    renamed: list[tuple[str, str]] | None,
+) -> FeatureMaps:
+    """The maps under their keys: a node's name (or its new name), and for a node whose
+    output is a tuple, list or dict, ``name[0]``, ``name[1][0]``, ``name['key']`` for each
+    tensor in it. Nodes with no tensor at all are skipped, with a warning naming them."""
+    keys = renamed if renamed is not None else [(name, name) for name in maps]
+    tensors: dict[str, torch.Tensor] = {}
+    by_key: dict[str, Layer] = {}
+    channels: dict[str, torch.Tensor] = {}
+    for name, key in keys:
+        for part, tensor, indices in _parts(key, maps[name], kept.get(name)):
+            tensors[part], by_key[part] = tensor, layers[name]
+            if indices is not None:
+                channels[part] = indices
+    skipped = [name for name in maps if not _parts(name, maps[name], None)]
+    if skipped:
+        shown = ", ".join(repr(name) for name in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(
+            f"no map for {shown}{more}: the output holds no tensor (a size, a flag, None); "
+            "they are listed in maps.skipped",
+            FxmapsWarning,
+            stacklevel=4,
+        )
+    return FeatureMaps(tensors, by_key, channels=channels, skipped=skipped)
+
+
+def _parts(key: str, value: Any, kept: Any) -> list[tuple[str, torch.Tensor, Any]]:
+    """The tensors in ``value`` with their keys, and their kept channels (same structure)."""
+    if isinstance(value, torch.Tensor):
+        return [(key, value, kept if isinstance(kept, torch.Tensor) else None)]
+    if isinstance(value, (tuple, list)):
+        indexed: Sequence[Any] = kept if isinstance(kept, (tuple, list)) else [None] * len(value)
+        return [p for i, v in enumerate(value) for p in _parts(f"{key}[{i}]", v, indexed[i])]
+    if isinstance(value, dict):
+        keyed: dict[Any, Any] = kept if isinstance(kept, dict) else {}
+        items = value.items()
+        return [p for k, v in items for p in _parts(f"{key}[{k!r}]", v, keyed.get(k))]
+    return []
 
 
 def _graph_of(given: object) -> ModelGraph:

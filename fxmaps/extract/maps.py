@@ -30,7 +30,10 @@ _CHANNELS = "channels/"
 class FeatureMaps(Mapping[str, torch.Tensor]):
     """Read-only mapping from node name to the map that node produced.
 
-    Iteration follows the order the layers were asked for. Besides the tensors
+    A node whose output is a tuple, list or dict gives a map for each tensor in it,
+    under ``name[0]``, ``name[1][0]``, ``name['key']``; a renaming dict
+    (``layers={"layer1": "feat"}``) gives the new names. Iteration follows the order
+    the layers were asked for. Besides the tensors
     it knows each map's :class:`Layer` (kind, block, layout), the channel indices
     kept by a ``channels=`` selection, and the requested nodes that produced no
     tensor (``skipped``).
@@ -84,6 +87,37 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         self[name]
         return self._layers[name]
 
+    def module(self, path: str, call: int = 0) -> torch.Tensor:
+        """The map of what the ``call``-th call of the module at ``path`` returned (for a
+        module that returns a tuple, such as an LSTM or attention, its first tensor:
+        ``name[0]``; the others are ``name[1]``, ...).
+
+        Raises:
+            NodeNotFoundError: No map here is that call's return (the message lists
+                the module calls that have maps).
+
+        Example:
+            >>> import torch, torchvision, fxmaps
+            >>> maps = fxmaps.extract(torchvision.models.resnet18(), torch.randn(1, 3, 64, 64),
+            ...                       layers="module:layer2")
+            >>> list(maps), tuple(maps.module("layer2").shape)
+            (['layer2.1.relu_1'], (1, 128, 8, 8))
+        """
+        for name, layer in self._layers.items():
+            if (path, call) in layer.returned_by:
+                return self._maps[name]
+        calls = {key for layer in self._layers.values() for key in layer.returned_by}
+        have = sorted(f"{p}#{c}" if c else p for p, c in calls)
+        similar = close_matches(path, have)
+        hint = f"; did you mean {', '.join(map(repr, similar))}?" if similar else ""
+        raise NodeNotFoundError(
+            f"no map here is what module {path!r} returned"
+            + (f" in its call {call}" if call else "")
+            + f"{hint} (select it with layers=fxmaps.Module({path!r}) or 'module:{path}')",
+            name=path,
+            candidates=tuple(similar),
+        )
+
     def channels(self, name: str) -> torch.Tensor | None:
         """The channel indices kept for ``name``, or ``None`` when all are kept."""
         self[name]
@@ -91,7 +125,8 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
 
     @property
     def skipped(self) -> tuple[str, ...]:
-        """Requested nodes whose output was not a tensor (sizes, tuples, ...)."""
+        """Requested nodes whose output held no tensor (sizes, flags, ``None``); a tuple, list
+        or dict gives a map for each tensor in it instead (``name[0]``, ``name['key']``)."""
         return self._skipped
 
     @property
@@ -187,6 +222,8 @@ def _layer_dict(layer: Layer) -> dict[str, Any]:
         "block": layer.block,
         "opaque": layer.opaque,
         "layout": layer.layout.value,
+        "returned_by": [list(key) for key in layer.returned_by],
+        "alias": layer.alias,
     }
 
 
@@ -201,6 +238,8 @@ def _layer_from_dict(entry: Mapping[str, Any]) -> Layer:
         block=entry["block"],
         opaque=bool(entry["opaque"]),
         layout=Layout(entry["layout"]),
+        returned_by=tuple((str(p), int(c)) for p, c in entry.get("returned_by", ())),
+        alias=entry.get("alias"),
     )
 
 

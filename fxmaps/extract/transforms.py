@@ -151,9 +151,20 @@ class MapTransform(nn.Module):
         self.layout = layout
         self.snapshot = snapshot
 
-    def forward(self, value: Any) -> tuple[Any, torch.Tensor | None]:
-        if not isinstance(value, torch.Tensor):
-            return value, None
+    def forward(self, value: Any) -> tuple[Any, Any]:
+        """The map and the kept channel indices; for a tuple, list or dict of tensors (an
+        LSTM's ``(output, (h, c))``), a tuple or dict of each, element by element."""
+        if isinstance(value, torch.Tensor):
+            return self._one(value)
+        if isinstance(value, (tuple, list)):
+            pairs = [self.forward(item) for item in value]
+            return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+        if isinstance(value, dict):
+            found = {key: self.forward(item) for key, item in value.items()}
+            return {k: p[0] for k, p in found.items()}, {k: p[1] for k, p in found.items()}
+        return value, None
+
+    def _one(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         tensor, layout = value, self.layout
         if self.options.spatial:
             tensor, layout = to_spatial(tensor, layout)

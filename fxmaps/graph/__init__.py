@@ -7,7 +7,7 @@ build the record (:mod:`.build`). Selection (:mod:`.select`) is one language for
 """
 
 from fxmaps.graph.layer import Layer, format_shape
-from fxmaps.graph.select import Selection, require_layers, select_layers
+from fxmaps.graph.select import Module, Selection, renames, require_layers, select_layers
 
 from fxmaps.graph.model_graph import ModelGraph  # isort: skip
 from fxmaps.graph.analyze import analyze, graph_for_inputs  # isort: skip
@@ -15,10 +15,12 @@ from fxmaps.graph.analyze import analyze, graph_for_inputs  # isort: skip
 __all__ = [
     "Layer",
     "ModelGraph",
+    "Module",
     "Selection",
     "analyze",
     "format_shape",
     "graph_for_inputs",
+    "renames",
     "require_layers",
     "select_layers",
 ]

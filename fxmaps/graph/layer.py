@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from fxmaps.facts import Kind, Layout, NodeFacts, ShapeTree
@@ -35,6 +36,17 @@ class Layer:
             own ``forward``); ``None`` for nodes torch.fx traced.
         layout: Whether the output keeps its channels first ``(N, C, ...)`` or last
             ``(N, ..., C)``.
+        returned_by: The module calls whose return value this node is, innermost first,
+            each as ``(module path, call index)``: ``layer1.1.relu_1`` is returned by
+            ``("layer1.1", 0)`` and ``("layer1", 0)``; select them with
+            ``fxmaps.Module("layer1")`` or ``"module:layer1"``.
+        dtype: The output's dtype when it is one tensor and known (from the example
+            input's run, or an attribute's own), else ``None``.
+        alias: The name torchvision's naming convention gives this node, where that
+            differs from ``name``. torchvision strips a ``_<n>`` suffix from module
+            paths, so it can name a node after another module (in ViT, module
+            ``ln_2``'s node is its ``ln_1``); fxmaps names each module call by its own
+            path and accepts this alias for the node (unless it is another node's name).
     """
 
     name: str
@@ -48,6 +60,9 @@ class Layer:
     layout: Layout = Layout.UNKNOWN
     region: str | None = None
     macs: int = 0
+    returned_by: tuple[tuple[str, int], ...] = ()
+    dtype: torch.dtype | None = None
+    alias: str | None = None
 
     @classmethod
     def of(cls, found: NodeFacts, module: nn.Module | None) -> Layer:
@@ -64,6 +79,9 @@ class Layer:
             layout=found.layout,
             region=found.region,
             macs=found.macs,
+            returned_by=found.returned_by,
+            alias=found.alias,
+            dtype=found.dtype,
         )
 
     @property

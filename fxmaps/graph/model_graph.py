@@ -120,14 +120,40 @@ class ModelGraph:
         return select_layers(self, selection)
 
     def layer(self, name: str) -> Layer:
-        """The layer called ``name``.
+        """The layer called ``name`` (or whose ``alias``, torchvision's name, it is).
 
         Raises:
             NodeNotFoundError: No such node; the message lists close matches.
         """
-        if isinstance(name, str) and name in self._layers:
-            return self._layers[name]
-        raise self._not_found(name)
+        found = self._layers.get(name) if isinstance(name, str) else None
+        if found is None and isinstance(name, str) and name in self.aliases:
+            found = self._layers[self.aliases[name]]
+        if found is None:
+            raise self._not_found(name)
+        return found
+
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """torchvision's names that differ from fxmaps's, each to the node it names (see
+        ``Layer.alias``); an alias that is another node's name is left out."""
+        return {
+            layer.alias: layer.name
+            for layer in self._layers.values()
+            if layer.alias is not None and layer.alias not in self._layers
+        }
+
+    def module_calls(self, path: str) -> int:
+        """How many calls of the module at ``path`` the graph holds (0: none, or not a
+        module). ``fxmaps.Module(path, call)`` selects what each returns."""
+        return self._calls.get(path, 0)
+
+    @cached_property
+    def _calls(self) -> dict[str, int]:
+        calls: dict[str, int] = {}
+        for layer in self._layers.values():
+            for path, call in layer.returned_by:
+                calls[path] = max(calls.get(path, 0), call + 1)
+        return calls
 
     def __getitem__(self, name: str) -> Layer:
         return self.layer(name)
@@ -198,8 +224,7 @@ class ModelGraph:
 
     def fx_node(self, name: str) -> fx.Node:
         """The ``torch.fx.Node`` behind a layer name (advanced use)."""
-        self.layer(name)
-        return self._fx_nodes[name]
+        return self._fx_nodes[self.layer(name).name]
 
     # -- parameters ------------------------------------------------------------------------
 
@@ -352,7 +377,15 @@ class ModelGraph:
     def _not_found(self, name: object) -> NodeNotFoundError:
         matches = close_matches(name, self._layers)
         hint = f"; did you mean {', '.join(map(repr, matches))}?" if matches else ""
-        if not isinstance(name, str):
+        if isinstance(name, str) and self.module_calls(name):
+            returned = [
+                layer.name for layer in self._layers.values() if (name, 0) in layer.returned_by
+            ]
+            hint = (
+                f". {name!r} is a module: its call returns node {', '.join(map(repr, returned))}; "
+                f"select it with fxmaps.Module({name!r}) or 'module:{name}'"
+            )
+        elif not isinstance(name, str):
             hint = f"; nodes are named by strings, like {next(iter(self._layers), 'x')!r}"
         return NodeNotFoundError(
             f"no node named {name!r} in the graph of {type(self._model).__name__} "

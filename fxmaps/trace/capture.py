@@ -94,7 +94,8 @@ class _Run:
         self.eager: list[EagerRegion] = []
         self.autowrapped: set[str] = set()
         self.counts: dict[str, int] = {}
-        self.stack: list[tuple[CallKey, Scope | None, bool]] = []
+        self.stack: list[tuple[CallKey, Scope | None, bool, tuple[Scope, ...]]] = []
+        self.pending: tuple[Scope, ...] | None = None  # scopes around a call a region dispatches
         self.failed_at: tuple[str, str] | None = None
         self.leaf_types, self.leaf_names = split_leaf_specs(model, request.leaf_modules)
         self.leaf_rule = SymbolicTracer(
@@ -216,8 +217,12 @@ class _Run:
             target,
             self.flat.arg(args),
             self.flat.arg(kwargs),
-            name=self.flat.namer.unique(key[0] or _class_name(self.model).lower()),
-            scopes=self._scopes(),
+            name=(
+                self.flat.namer.call(key[0])
+                if key[0]
+                else self.flat.namer.unique(_class_name(self.model).lower())
+            )[0],
+            scopes=self._scopes() if self.pending is None else self.pending,
             region=self._region(),
             origin=Origin(Source.LEAF, key),
         )
@@ -309,7 +314,7 @@ class _Run:
             target,
             self.flat.arg(fx_args),
             self.flat.arg(kwargs),
-            name=self.flat.namer.unique(join(self._region() or "", str(label).strip("_"))),
+            name=self.flat.namer.unique(join(self._region() or "", str(label).strip("_")))[0],
             scopes=self._scopes(),
             region=self._region(),
             origin=Origin(Source.OP, key, len(ops)),
@@ -326,17 +331,19 @@ class _Run:
         if path:
             cls = type(self.model.get_submodule(path))
             scope = Scope(f"{path}_{count}" if count else path, path, cls)
-        self.stack.append((key, scope, eager))
+        outer = self._scopes() if self.pending is None else self.pending
+        self.pending = None
+        self.stack.append((key, scope, eager, outer if scope is None else (*outer, scope)))
         return scope
 
     def _scopes(self) -> tuple[Scope, ...]:
-        return tuple(scope for _, scope, _ in self.stack if scope is not None)
+        return self.stack[-1][3] if self.stack else ()
 
     def _region(self) -> str | None:
         """The public name of the innermost eager call running now (the model: its class)."""
         if not self.stack:
             return None
-        _, scope, eager = self.stack[-1]
+        _, scope, eager, _ = self.stack[-1]
         if not eager:
             return None
         return scope.name if scope is not None else ""
@@ -353,6 +360,7 @@ class _RegionRecorder(fx.Interpreter):
         self.prefix = key[0]
         self.outer = run._scopes()
         self.env_flat: dict[fx.Node, Any] = {}
+        self.current: fx.Node | None = None
 
     def run_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         module = self.run_.model.get_submodule(self.key[0])
@@ -360,6 +368,7 @@ class _RegionRecorder(fx.Interpreter):
         return self.run(*values)
 
     def run_node(self, n: fx.Node) -> Any:
+        self.current = n
         value = super().run_node(n)
         found = facts(n)
         if found.hidden:
@@ -381,7 +390,13 @@ class _RegionRecorder(fx.Interpreter):
         path = self.variant.dispatch.get(str(target))
         if path is None:
             return super().call_module(target, args, kwargs)
-        return self.run_.shadows.of(path)(*args, **kwargs)
+        around = facts(self.current).scopes if self.current is not None else ()  # calls between
+        before = self.run_.pending
+        self.run_.pending = self.outer + tuple(_prefixed(s, self.prefix) for s in around)
+        try:
+            return self.run_.shadows.of(path)(*args, **kwargs)
+        finally:
+            self.run_.pending = before
 
     def _copy(self, n: fx.Node, found: Any, value: Any) -> fx.Node:
         flat = self.run_.flat
@@ -394,7 +409,11 @@ class _RegionRecorder(fx.Interpreter):
             target,
             fx.map_arg(n.args, self.env_flat.__getitem__),
             fx.map_arg(n.kwargs, self.env_flat.__getitem__),
-            name=flat.namer.unique(join(self.prefix, found.name)),
+            name=(
+                flat.namer.call(target)
+                if n.op == "call_module"
+                else flat.namer.unique(join(self.prefix, found.name))
+            )[0],
             scopes=self.outer + tuple(_prefixed(s, self.prefix) for s in found.scopes),
             region=None,
             origin=Origin(Source.FX, self.key, n.name),

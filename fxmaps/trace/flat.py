@@ -20,7 +20,7 @@ from torch import fx, nn
 
 from fxmaps.facts import Origin, Scope, Source, facts, note
 from fxmaps.trace.naming import Namer, rename_reserved
-from fxmaps.trace.shapes import all_finite, bytes_of, shape_of
+from fxmaps.trace.shapes import all_finite, bytes_of, dtype_of, shape_of
 
 __all__ = ["FlatGraph"]
 
@@ -33,7 +33,7 @@ class FlatGraph:
 
     def __init__(self, model: nn.Module) -> None:
         self.graph = fx.Graph()
-        self.namer = Namer()
+        self.namer = Namer(path for path, _ in model.named_modules())
         self._model = model
         self._values: dict[int, fx.Node] = {}
         self._parts: dict[int, tuple[fx.Node, tuple[Any, ...]]] = {}
@@ -80,7 +80,8 @@ class FlatGraph:
         if id(tensor) not in self._attrs:
             node = self.graph.get_attr(name)
             self._root[name] = tensor
-            note(node, name=self.namer.unique(name), target=name, origin=Origin(Source.CONSTANT))
+            note(node, name=self.namer.unique(name)[0], target=name, origin=Origin(Source.CONSTANT))
+            note(node, dtype=dtype_of(tensor))
             self._attrs[id(tensor)] = node
         return self._attrs[id(tensor)]
 
@@ -91,14 +92,15 @@ class FlatGraph:
             self._root[target] = value
             self._alive.append(value)
             origin = Origin(Source.CONSTANT, None, target)
-            note(node, name=self.namer.unique(target), target=target, origin=origin)
+            note(node, name=self.namer.unique(target)[0], target=target, origin=origin)
+            note(node, dtype=dtype_of(value))
             self._attrs[id(value)] = node
         return self._attrs[id(value)]
 
     def produced(self, node: fx.Node, value: Any) -> None:
         """Remember that ``node`` made ``value``: its tensors, and the tensors inside it
         (reached through ``getitem`` nodes, made when something reads them)."""
-        note(node, shape=shape_of(value), nbytes=bytes_of(value))
+        note(node, shape=shape_of(value), nbytes=bytes_of(value), dtype=dtype_of(value))
         if self.first_non_finite is None and not all_finite(value):
             self.first_non_finite = facts(node).name
         self._remember(node, value, ())
@@ -132,13 +134,13 @@ class FlatGraph:
             origin = Origin(made.origin.source, made.origin.call, local) if made.origin else None
             note(
                 part,
-                name=self.namer.unique(f"{made.name}.getitem"),
+                name=self.namer.unique(f"{made.name}.getitem")[0],
                 target="getitem",
                 scopes=made.scopes,
                 region=made.region,
                 origin=origin,
             )
-        note(part, shape=shape_of(tensor), nbytes=bytes_of(tensor))
+        note(part, shape=shape_of(tensor), nbytes=bytes_of(tensor), dtype=tensor.dtype)
         self._values[id(tensor)] = part
         return part
 
@@ -149,7 +151,7 @@ class FlatGraph:
         node = self.graph.placeholder(_identifier(name))
         note(
             node,
-            name=self.namer.unique(name),
+            name=self.namer.unique(name)[0],
             target=name,
             origin=Origin(Source.INPUT, None, index),
         )

@@ -20,8 +20,9 @@ from torch import fx, nn
 
 from fxmaps.facts import Scope, facts, note
 from fxmaps.trace.inputs import forward_signature
-from fxmaps.trace.naming import RESERVED, rename_reserved
+from fxmaps.trace.naming import RESERVED, attribute, rename_reserved
 from fxmaps.trace.regions import Capture, EagerRegion
+from fxmaps.trace.shapes import dtype_of
 
 __all__ = ["OpaqueModule", "Traced", "finish", "graph_module", "symbolic_graph", "whole_model"]
 
@@ -114,6 +115,9 @@ def finish(
         note(node, scopes=scopes, opaque=facts(node).name in opaque_names)
     for node in _hidden_nodes(module.graph, input_names):
         note(node, hidden=True)
+    for node in module.graph.nodes:
+        if node.op == "get_attr":
+            note(node, dtype=dtype_of(attribute(module, str(node.target))))
     return Traced(module, opaque, tuple(autowrapped), frozenset(auto_leaves))
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Propagation",
     "all_finite",
     "bytes_of",
+    "dtype_of",
     "first_non_finite",
     "propagate",
     "shape_of",
@@ -38,6 +39,11 @@ def bytes_of(value: Any) -> int | None:
     if not tensors:
         return None
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def dtype_of(value: Any) -> torch.dtype | None:
+    """The dtype of a tensor, ``None`` for anything else."""
+    return value.dtype if isinstance(value, torch.Tensor) else None
 
 
 def shape_of(value: Any) -> ShapeTree | None:
@@ -79,7 +85,7 @@ class _ShapeInterpreter(fx.Interpreter):
             raise _NodeFailed(n, err, self._message(n, err)) from err
         self.shapes[n] = shape_of(result)
         if self._record:
-            note(n, shape=self.shapes[n], nbytes=bytes_of(result))
+            note(n, shape=self.shapes[n], nbytes=bytes_of(result), dtype=dtype_of(result))
         if n.op == "output":
             self.finite = all_finite(result)
         return result

@@ -109,6 +109,7 @@ class SymbolicTracer(fx.Tracer):
         self._patches = patches
         self._stack: list[str] = []
         self._namer = Namer()
+        self._named_modules = False
         self.failure: tuple[BaseException, ModuleStack] | None = None
         """The first error seen leaving a module call, and the module calls it left."""
         self.augmented: dict[fx.Node, Callable[[Any, Any], Any]] = {}
@@ -160,8 +161,11 @@ class SymbolicTracer(fx.Tracer):
         type_expr: Any | None = None,
     ) -> fx.Node:
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
-        public = self._namer.name(self._stack[-1] if self._stack else "", node)
-        note(node, name=public, target=target_name(node))
+        if not self._named_modules:
+            self._namer.set_modules(path for path, _ in self.root.named_modules())
+            self._named_modules = True
+        public, alias = self._namer.name(self._stack[-1] if self._stack else "", node)
+        note(node, name=public, target=target_name(node), alias=alias)
         return node
 
     def to_bool(self, obj: fx.Proxy) -> bool:
