@@ -12,8 +12,8 @@ prints a markdown table (the one in the README) and, with ``--out``, writes it t
 
 Run from the repository root (torchinfo is in the ``compare`` extra)::
 
-    PYTHONPATH=. python scripts/compare_macs.py
-    PYTHONPATH=. python scripts/compare_macs.py --models resnet18 vit_b_16 --out /tmp/macs.md
+    python scripts/compare_macs.py
+    python scripts/compare_macs.py --models resnet18 vit_b_16 --out /tmp/macs.md
 """
 
 from __future__ import annotations
