@@ -18,12 +18,14 @@ lint: setup
 test: lint
 	$(VENV)/pytest -q
 
-# Every model of every zoo (tests/zoo: torchvision classification, detection and
-# segmentation backbones, video, a timm sample), the default sample included: 356 tests,
-# 23 minutes on two cores (one busy with other work), 8.5 GiB peak memory.
-# scripts/zoo_report.py runs the same checks into docs/zoo.md.
+# Every model of every zoo: tests/zoo (torchvision classification, detection and
+# segmentation backbones, video, a timm sample, the models fx cannot trace whole), and the
+# zoo-wide oracles of tests/peers (torchvision's feature-extraction cases, timm's
+# features_only) and tests/test_naming.py. On two cores: tests/zoo 386 tests in 15-45 min
+# (by load), the peers 200 more in about 20 min; 8.5 GiB peak memory.
+# scripts/zoo_report.py runs the tests/zoo checks into docs/zoo.md.
 test-zoo: setup
-	$(VENV)/pytest -q -m "zoo or not zoo" --durations=10 tests/zoo
+	$(VENV)/pytest -q -m "zoo or not zoo" --durations=10 tests/zoo tests/peers tests/test_naming.py
 
 bench: setup
 	$(VENV)/python benchmarks/bench_analyze.py

@@ -187,7 +187,7 @@ if dist.get_rank() == 0:
 # Different weights on the two ranks are refused, until rank 0's are shared.
 import torch
 from fxmaps.errors import InputError
-from fxmaps.stats.channels import share_weights
+from fxmaps.stats.world import share_weights
 
 torch.manual_seed(dist.get_rank())
 other = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3))

@@ -36,7 +36,8 @@ from fxmaps.bench.harness import (
     write_json,
 )
 from fxmaps.errors import FxmapsWarning, InputError
-from fxmaps.extract.extractor import FeatureExtractor, checked_inputs
+from fxmaps.extract.extractor import FeatureExtractor
+from fxmaps.extract.failures import checked_inputs
 from fxmaps.graph import ModelGraph, Selection, graph_for_inputs, require_layers
 from fxmaps.graph.checks import check_module
 from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs

@@ -33,7 +33,8 @@ from fxmaps.report.page import report as write_report
 from fxmaps.sources.datasets import image_dataset
 from fxmaps.sources.images import load_image
 from fxmaps.sources.models import LoadedModel, load_model
-from fxmaps.stats.channels import channel_stats, share_weights
+from fxmaps.stats.channels import channel_stats
+from fxmaps.stats.world import share_weights
 from fxmaps.trace.inputs import map_tensors
 
 if TYPE_CHECKING:

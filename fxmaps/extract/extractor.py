@@ -31,15 +31,14 @@ import torch
 from torch import nn
 
 from fxmaps.errors import (
-    DeviceError,
     FxmapsError,
     FxmapsWarning,
     InputError,
     MemoryLimitError,
     OptionError,
-    ShapeError,
 )
 from fxmaps.extract import cache
+from fxmaps.extract.failures import checked_inputs, explain_failure, non_finite_maps
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, number
 from fxmaps.extract.rewrite import Plan, build_extraction
@@ -55,19 +54,15 @@ from fxmaps.graph import (
     require_layers,
 )
 from fxmaps.graph.checks import (
-    check_device,
     check_module,
     non_finite_input_note,
-    non_finite_maps_note,
-    prepare_inputs,
 )
-from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs, describe_inputs
-from fxmaps.trace.minimum import is_too_small, model_input_minimum, too_small_hint
-from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
+from fxmaps.trace.shapes import all_finite
 from fxmaps.trace.state import model_lock, preserved_state
-from fxmaps.trace.variants import graph_inputs, placeholder_values
+from fxmaps.trace.variants import graph_inputs
 
-__all__ = ["FeatureExtractor", "checked_inputs", "extract"]
+__all__ = ["FeatureExtractor", "extract"]
 
 _Found = tuple[dict[str, Any], dict[str, int], dict[str, Any]]
 _Run = Callable[[Inputs], _Found]
@@ -242,7 +237,7 @@ class FeatureExtractor(nn.Module):
         except FxmapsError:
             raise
         except Exception as err:
-            explained = _explain_failure(self._graph, inputs, err)
+            explained = explain_failure(self._graph, inputs, err)
             if explained is None:
                 raise
             raise explained from err
@@ -427,66 +422,5 @@ def extract(
     with preserved_state(graph.model, train=graph.train), torch.no_grad():
         maps: FeatureMaps = extractor._run(given)
         if bad_input is None and not all_finite(list(maps.values())):
-            warnings.warn(_non_finite_maps(graph, given, maps), FxmapsWarning, stacklevel=2)
+            warnings.warn(non_finite_maps(graph, given, maps), FxmapsWarning, stacklevel=2)
     return maps
-
-
-def checked_inputs(graph: ModelGraph, inputs: Inputs) -> tuple[Inputs, list[str]]:
-    """The inputs checked against the graph's model (see :func:`fxmaps.analyze.prepare_inputs`);
-    a model on the meta device is refused, since its maps would hold no values. For a
-    captured model, only the devices are checked: its graph describes one run."""
-    param = next(graph.model.parameters(), None)
-    if param is not None and param.device.type == "meta":
-        raise DeviceError(
-            f"{type(graph.model).__name__}'s parameters are on the meta device and hold no "
-            "values, so it has no maps to extract. Give it real weights first "
-            "(model.to_empty(device='cpu'), then load_state_dict); analyze() with a meta "
-            "input gives its shapes",
-            got="meta",
-        )
-    if graph.capture is not None:
-        check_device(graph.model, inputs.tensors(), argument="input")
-        return inputs, []
-    return prepare_inputs(graph.model, graph.graph_module, inputs, argument="input")
-
-
-def _explain_failure(graph: ModelGraph, inputs: Inputs, err: Exception) -> FxmapsError | None:
-    """What made the run fail, as an fxmaps error; ``None`` when it is not the input's fault."""
-    text = str(err)
-    if isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text:
-        return MemoryLimitError(
-            f"the model ran out of memory during extraction ({type(err).__name__}: "
-            f"{text.strip().splitlines()[0] if text.strip() else ''}); keep less: a smaller "
-            "batch, fewer layers, channels=, reduce= or dtype=torch.float16"
-        )
-    if graph.capture is not None:
-        return _too_small(graph, inputs, err) if is_too_small(err) else None
-    values = placeholder_values(graph.graph_module, graph.model, inputs)
-    try:
-        with preserved_state(graph.model, train=graph.train):
-            propagate(graph.graph_module, values, train=graph.train)
-    except ShapeError as shape_error:
-        return shape_error
-    return None
-
-
-def _too_small(graph: ModelGraph, inputs: Inputs, err: Exception) -> ShapeError:
-    """A captured model's run that failed on too small an input: the smallest that fits."""
-    with torch.no_grad():  # on a meta twin of the model: the model does not run
-        minimum = model_input_minimum(graph.model, inputs.args, inputs.kwargs, train=graph.train)
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return ShapeError(
-        f"{type(graph.model).__name__} failed on the input ({describe_inputs(inputs)}): "
-        f"{type(err).__name__}: {first}{too_small_hint(inputs.tensors(), minimum, err)}"
-    )
-
-
-def _non_finite_maps(graph: ModelGraph, inputs: Inputs, maps: FeatureMaps) -> str:
-    bad = [name for name, tensor in maps.items() if not all_finite(tensor)]
-    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-    first = bad[0]
-    if graph.capture is None:
-        values = placeholder_values(graph.graph_module, graph.model, inputs)
-        with preserved_state(graph.model, train=graph.train):
-            first = first_non_finite(graph.graph_module, values) or first
-    return non_finite_maps_note(first, f"the map of {bad[0]!r}{more}")
