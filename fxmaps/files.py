@@ -7,14 +7,23 @@ writing succeeded, so an error never leaves a partial file behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fxmaps.errors import OutputError
 
-__all__ = ["atomic_path", "output_file", "output_folder"]
+__all__ = [
+    "INDEX",
+    "atomic_path",
+    "node_files",
+    "output_file",
+    "output_folder",
+    "write_index",
+]
 
 
 def output_file(path: str | os.PathLike[str]) -> Path:
@@ -75,3 +84,59 @@ def _writable(folder: Path, what: str, path: Path) -> None:
             f"{what}: folder {str(folder)!r} is not writable; choose a folder you can write to",
             path=str(path),
         )
+
+
+INDEX = "index.json"
+"""The file in a folder of per-node files that says which file holds which node."""
+
+_MAX_BYTES = 200
+"""The longest file name written for a node, in UTF-8 bytes (file systems allow 255)."""
+
+
+def node_files(names: Iterable[str], suffix: str = ".png") -> dict[str, str]:
+    """A file name for each node name, unique and safe to join to an output folder.
+
+    A name made only of letters, digits, ``.``, ``_`` and ``-`` that does not start with a dot
+    is kept (``layer1.0.conv1`` -> ``layer1.0.conv1.png``). Any other name (``/`` or ``\\``,
+    ``..``, NUL or other control characters, a leading dot, over 200 bytes) has each other
+    character replaced by ``_``, a leading dot by ``_``, is cut to fit, and ends with a short
+    hash of the original, so no result can name a path outside the folder or collide.
+
+    Example:
+        >>> node_files(["layer1.0.conv1", "../up"])
+        {'layer1.0.conv1': 'layer1.0.conv1.png', '../up': '_._up-8c722b8a.png'}
+    """
+    files: dict[str, str] = {}
+    taken: set[str] = {INDEX.casefold()}
+    for name in names:
+        candidate = _file_name(name, suffix)
+        counter = 1
+        while candidate.casefold() in taken:  # case-insensitive file systems too
+            counter += 1
+            candidate = _file_name(f"{name}\0{counter}", suffix, force=True)
+        taken.add(candidate.casefold())
+        files[name] = candidate
+    return files
+
+
+def write_index(folder: Path, files: dict[str, str]) -> Path:
+    """Write ``folder/index.json``: ``{"files": {file name: node name}}``, whole."""
+    text = json.dumps({"files": {file: name for name, file in files.items()}}, indent=1,
+                      ensure_ascii=False)  # fmt: skip
+    with atomic_path(folder / INDEX) as temporary:
+        temporary.write_text(text + "\n", encoding="utf-8")
+    return folder / INDEX
+
+
+def _file_name(name: str, suffix: str, *, force: bool = False) -> str:
+    """``name`` + ``suffix`` if it is safe as it is, else its encoded form (see node_files)."""
+    plain = name.replace("\0", "")
+    kept = "".join(c if c.isalnum() or c in "._-" else "_" for c in plain)
+    if kept.startswith("."):
+        kept = "_" + kept[1:]
+    if not force and kept == name and len((kept + suffix).encode()) <= _MAX_BYTES and kept:
+        return kept + suffix
+    tag = "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    room = _MAX_BYTES - len((tag + suffix).encode())
+    stem = kept.encode()[:room].decode("utf-8", "ignore")
+    return stem + tag + suffix

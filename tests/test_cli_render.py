@@ -8,6 +8,7 @@ from the command's own output.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import subprocess
 import sys
@@ -116,6 +117,17 @@ def test_graph_collapse_blocks(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 # ---------------------------------------------------------------------------- maps, filters
 
 
+def drawn(names: list[str]) -> list[str]:
+    """The files of ``names`` (plain module paths: each one's name plus ``.png``)."""
+    return [f"{name}.png" for name in names]
+
+
+def assert_index(folder: Path, names: list[str]) -> None:
+    """``folder/index.json`` names each of ``names`` and the file that holds it, and no more."""
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    assert index == {"files": dict(zip(drawn(names), names, strict=True))}
+
+
 def test_maps_writes_one_png_per_selected_layer(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -127,8 +139,9 @@ def test_maps_writes_one_png_per_selected_layer(
     assert code == 0
     names = [layer.name for layer in toy_graph().layers()]
     expected = ["conv1"] + [name for name in names if fnmatch.fnmatchcase(name, "layer2.*")]
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.png" for n in expected)
-    for path in folder.iterdir():
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*drawn(expected), "index.json"])
+    assert_index(folder, expected)
+    for path in folder.glob("*.png"):
         assert path.read_bytes().startswith(PNG_MAGIC)
     assert out == f"wrote {len(expected)} maps to {folder}\n"
     assert "drawing maps" in err  # the progress bar
@@ -147,7 +160,7 @@ def test_maps_of_module_paths(capsys: pytest.CaptureFixture[str], tmp_path: Path
         layer.name for path in ("layer1", "layer3.0") for layer in graph.layers(fxmaps.Module(path))
     ]
     assert len(expected) == 2
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.png" for n in expected)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*drawn(expected), "index.json"])
     assert out == f"wrote 2 maps to {folder}\n"
 
 
@@ -155,7 +168,8 @@ def test_maps_into_an_existing_folder(capsys: pytest.CaptureFixture[str], tmp_pa
     (tmp_path / "keep.txt").write_text("mine")
     code, _, _ = run(capsys, "maps", TOY, *SIZE, "--layers", "linear", "-o", str(tmp_path))
     assert code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "linear.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json", "keep.txt", "linear.png"]
+    assert_index(tmp_path, ["linear"])
 
 
 def test_filters_writes_one_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -274,7 +288,9 @@ def test_python_m_demo(tmp_path: Path) -> None:
     ]
     resnet = fxmaps.analyze(tv_model("resnet18"))
     convs = [layer.name for layer in resnet.layers("conv")]
-    assert sorted(p.name for p in (folder / "maps").iterdir()) == sorted(f"{n}.png" for n in convs)
+    maps = sorted(p.name for p in (folder / "maps").iterdir())
+    assert maps == sorted([*drawn(convs), "index.json"])
+    assert_index(folder / "maps", convs)
     assert set(convs) <= set(svg_node_titles(folder / "graph.svg"))
     assert (folder / "filters.png").read_bytes().startswith(PNG_MAGIC)
     page = (folder / "report.html").read_text()

@@ -23,7 +23,7 @@ import torchvision
 from fxmaps.bench.extraction import benchmark_extraction
 from fxmaps.errors import DeviceError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
-from fxmaps.files import atomic_path, output_file, output_folder
+from fxmaps.files import atomic_path, node_files, output_file, output_folder, write_index
 from fxmaps.graph import analyze
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
@@ -177,9 +177,11 @@ def stats(args: argparse.Namespace) -> int:
     written = [result.save(folder / "stats.pt")]
     from tqdm import tqdm
 
+    files = node_files(result, "_top.png")
     for name in tqdm(list(result), desc="drawing top images", unit="layer", leave=False):
         figure = plot_top_images(result, dataset, name)
-        written.append(_save_figure(figure, folder / f"{name}_top.png"))
+        written.append(_save_figure(figure, folder / files[name]))
+    written.append(write_index(folder, files))
     written.append(_save_figure(plot_channel_stats(result), folder / "channel_stats.png"))
     for name, dead in result.dead().items():
         print(f"{name}: {len(dead)} dead channels {dead[:10]}{' ...' if len(dead) > 10 else ''}")
@@ -234,9 +236,11 @@ def _draw_maps(
 ) -> None:
     from tqdm import tqdm
 
+    files = node_files(extracted, ".png")  # node names are not paths: see node_files
     for name in tqdm(list(extracted), desc="drawing maps", unit="layer", leave=False):
         figure = plot_feature_maps(extracted, name, max_maps=max_maps, order=order, notes=[weights])
-        _save_figure(figure, folder / f"{name}.png")
+        _save_figure(figure, folder / files[name])
+    write_index(folder, files)
 
 
 def _check_folder(path: Path) -> None:
