@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -266,7 +267,10 @@ def test_the_stats_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main([*argv, "--topk", "3", "--batch-size", "500"]) == 0
     assert "over 1797 samples" in capsys.readouterr().out
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["channel_stats.png", "conv1_top.png", "conv2_top.png", "stats.pt"]
+    drawn = ["conv1_top.png", "conv2_top.png"]
+    assert names == ["channel_stats.png", *drawn, "index.json", "stats.pt"]
+    index = json.loads((out / "index.json").read_text(encoding="utf-8"))
+    assert index == {"files": dict(zip(drawn, ["conv1", "conv2"], strict=True))}
     saved = ChannelStats.load(out / "stats.pt")
     assert saved.topk == 3
     model = fxmaps.sources.load_model(spec).model
