@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import html
 import importlib
+import json
 import math
 import os
 import re
@@ -272,6 +273,72 @@ def _save_maps(target: str) -> Callable[[Any, Path], object]:
         maps.save(folder / target)
 
     return run
+
+
+def _small_maps() -> fxmaps.FeatureMaps:
+    """Maps of two convs, the first with a channel selection, as a user would save them."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    return fxmaps.extract(model, torch.randn(1, 3, 8, 8), layers=["0", "2"], channels=[0, 1])
+
+
+def _edited_maps(edit: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:
+    """Setup: ``m.pt`` saved by :meth:`FeatureMaps.save`, then its content edited."""
+
+    def setup(folder: Path) -> None:
+        _small_maps().save(folder / "m.pt")
+        content = torch.load(folder / "m.pt", weights_only=True)
+        edit(content)
+        torch.save(content, folder / "m.pt")
+
+    return setup
+
+
+def _edited_header(edit: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:
+    """Setup: ``m.safetensors`` saved by :meth:`FeatureMaps.save`, then its JSON header
+    edited (the header is a little-endian length and JSON, then the tensors' bytes)."""
+
+    def setup(folder: Path) -> None:
+        pytest.importorskip("safetensors", reason="safetensors is optional")
+        path = folder / "m.safetensors"
+        _small_maps().save(path)
+        data = path.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        edit(header)
+        text = json.dumps(header).encode()
+        path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + size :])
+
+    return setup
+
+
+def _edited_stats(edit: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:
+    """Setup: ``s.pt`` saved by :meth:`ChannelStats.save`, then its content edited."""
+
+    def setup(folder: Path) -> None:
+        stats = fxmaps.channel_stats(
+            _dead_channel_cnn(), _samples(), layers=["0"], topk=2, progress=False
+        )
+        stats.save(folder / "s.pt")
+        content = torch.load(folder / "s.pt", weights_only=True)
+        edit(content)
+        torch.save(content, folder / "s.pt")
+
+    return setup
+
+
+def _load_maps(name: str) -> Callable[[Any, Path], object]:
+    return lambda _, folder: fxmaps.FeatureMaps.load(folder / name)
+
+
+def _load_stats(_: Any, folder: Path) -> object:
+    return fxmaps.ChannelStats.load(folder / "s.pt")
+
+
+def _diagonal_layout(header: dict[str, Any]) -> None:
+    """Edit: the first layer record's layout made one that does not exist."""
+    meta = json.loads(header["__metadata__"]["fxmaps"])
+    meta["layers"][0]["layout"] = "diagonal"
+    header["__metadata__"]["fxmaps"] = json.dumps(meta)
 
 
 def _conv1_channels() -> str:
@@ -950,6 +1017,121 @@ CASES: dict[str, Case] = {
         lambda _, folder: fxmaps.ChannelStats.load(folder / "missing.pt"),
         fxmaps.InputError,
         r"no channel-statistics file at",
+    ),
+    # files written by fxmaps, then edited: each entry is checked before records are built
+    "maps-file-missing-map": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"m.pt' is not a feature-maps file written by fxmaps: the map of '2' is missing",
+        setup=_edited_maps(lambda c: c["maps"].pop("2")),
+    ),
+    "maps-file-extra-map": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"map '9' has no layer record",
+        setup=_edited_maps(lambda c: c["maps"].update({"9": torch.zeros(1)})),
+    ),
+    "maps-file-unknown-kind": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"layer record 0 \('0'\): unknown kind 'teleport'",
+        setup=_edited_maps(lambda c: c["layers"][0].update(kind="teleport")),
+    ),
+    "maps-file-layers-a-number": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"'layers' is a int, not a list of records",
+        setup=_edited_maps(lambda c: c.update(layers=5)),
+    ),
+    "maps-file-layer-without-kind": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"layer record 1 \('2'\) has no 'kind'",
+        setup=_edited_maps(lambda c: c["layers"][1].pop("kind")),
+    ),
+    "maps-file-params-not-a-count": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"layer record 1 \('2'\): 'params' is True",
+        setup=_edited_maps(lambda c: c["layers"][1].update(params=True)),
+    ),
+    "maps-file-str-map": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"the map of '0' is a str, not a tensor",
+        setup=_edited_maps(lambda c: c["maps"].update({"0": "pixels"})),
+    ),
+    "maps-file-another-dtype": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"the map of '2' is \{'dtype': 'torch.float64'.*saved as \{'dtype': 'torch.float32'",
+        setup=_edited_maps(lambda c: c["maps"].update({"2": c["maps"]["2"].double()})),
+    ),
+    "maps-file-float-channels": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"channel selection '0' is not a 1-D tensor of indices",
+        setup=_edited_maps(lambda c: c["channels"].update({"0": torch.zeros(2)})),
+    ),
+    "maps-file-skipped-not-names": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"'skipped' is 3, not a list of names",
+        setup=_edited_maps(lambda c: c.update(skipped=3)),
+    ),
+    "maps-safetensors-relabelled-dtype": Case(
+        _load_maps("m.safetensors"),
+        fxmaps.InputError,
+        r"the map of '0' is \{'dtype': 'torch.int32'.*saved as \{'dtype': 'torch.float32'",
+        setup=_edited_header(lambda h: h["map/0"].update(dtype="I32")),
+    ),
+    "maps-safetensors-unknown-key": Case(
+        _load_maps("m.safetensors"),
+        fxmaps.InputError,
+        r"tensor 'zzz' is neither a map/ nor a channel/ entry",
+        setup=_edited_header(lambda h: h.update(zzz=h.pop("map/0"))),
+    ),
+    "maps-safetensors-unknown-layout": Case(
+        _load_maps("m.safetensors"),
+        fxmaps.InputError,
+        r"layer record 0 \('0'\): unknown layout 'diagonal'",
+        setup=_edited_header(_diagonal_layout),
+    ),
+    "stats-file-no-layers": Case(
+        _load_stats,
+        fxmaps.InputError,
+        r"s.pt' is not a file written by ChannelStats.save: 'layers' is a NoneType",
+        setup=_edited_stats(lambda c: c.pop("layers")),
+    ),
+    "stats-file-layers-a-list": Case(
+        _load_stats,
+        fxmaps.InputError,
+        r"'layers' is a list, not a dict by node name",
+        setup=_edited_stats(lambda c: c.update(layers=list(c["layers"].values()))),
+    ),
+    "stats-file-unknown-field": Case(
+        _load_stats,
+        fxmaps.InputError,
+        r"'0' has \['max', 'mean', 'median', .*expected \['max', 'mean', 'positive'",
+        setup=_edited_stats(lambda c: c["layers"]["0"].update(median=torch.zeros(4))),
+    ),
+    "stats-file-int-not-tensor": Case(
+        _load_stats,
+        fxmaps.InputError,
+        r"'0': 'mean' is a int, not a tensor",
+        setup=_edited_stats(lambda c: c["layers"]["0"].update(mean=3)),
+    ),
+    "stats-file-wrong-shape": Case(
+        _load_stats,
+        fxmaps.InputError,
+        r"'0': 'std' has shape \(1,\)",
+        setup=_edited_stats(lambda c: c["layers"]["0"].update(std=c["layers"]["0"]["std"][:1])),
+    ),
+    "stats-file-samples-not-a-count": Case(
+        _load_stats,
+        fxmaps.InputError,
+        r"'samples' is '1797', not a count",
+        setup=_edited_stats(lambda c: c.update(samples="1797")),
     ),
     # 17. channel statistics over a dataset
     "stats-unknown-node": Case(

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import fxmaps
 from tests import models as toy
+from tests.oracles import hook_outputs
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +97,23 @@ def test_load_refuses_pickled_objects(tmp_path: Path) -> None:
     )
     with pytest.raises(fxmaps.InputError, match=r"is not a feature-maps file written by fxmaps"):
         fxmaps.FeatureMaps.load(path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_any_map_name_loads_back(tmp_path: Path, suffix: str) -> None:
+    """Map names share no key space with anything else in the file: a map named like a
+    channel selection (``channels/a``, ``channel/a``, ``map/a``) saves and loads back."""
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors", reason="safetensors is optional")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 2, 1))
+    x = torch.randn(1, 3, 8, 8)
+    names = {"0": "channels/a", "2": "channel/a", "3": "map/a"}
+    maps = fxmaps.extract(model, x, layers=names, channels=[1, 0])
+    hooked = hook_outputs(model, x, names=list(names))  # the oracle: the modules' own outputs
+    path = tmp_path / f"maps{suffix}"
+    maps.save(path)
+    loaded = fxmaps.FeatureMaps.load(path)
+    assert list(loaded) == list(names.values())
+    for node, name in names.items():
+        assert torch.equal(loaded[name], hooked[node][0][:, [1, 0]])
+        assert loaded.channels(name).tolist() == [1, 0]  # type: ignore[union-attr]

@@ -7,24 +7,18 @@ of plain containers, which :meth:`FeatureMaps.load` reads with ``weights_only=Tr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from fxmaps.classify import Kind, Layout
-from fxmaps.errors import FxmapsError, InputError, NodeNotFoundError, close_matches
-from fxmaps.files import atomic_path, output_file
+from fxmaps.errors import InputError, NodeNotFoundError, close_matches
+from fxmaps.extract.stored import Stored, read_maps, write_maps
+from fxmaps.files import output_file
 from fxmaps.graph import Layer, format_shape
 
 __all__ = ["FeatureMaps"]
-
-_FORMAT = "fxmaps.FeatureMaps"
-_VERSION = 1
-_CHANNELS = "channels/"
 
 
 class FeatureMaps(Mapping[str, torch.Tensor]):
@@ -155,54 +149,26 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         """Write the maps and their layer metadata to ``path`` (atomically).
 
         ``.safetensors`` needs the safetensors package; any other suffix uses
-        ``torch.save`` of plain containers.
+        ``torch.save`` of plain containers. Every map name saves and loads back.
         """
-        path = output_file(path)
-        tensors = {name: t.detach().cpu().contiguous() for name, t in self._maps.items()}
-        channels = {name: t.detach().cpu() for name, t in self._channels.items()}
-        meta = {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "layers": [_layer_dict(self._layers[name]) for name in self],
-            "skipped": list(self._skipped),
-        }
-        with atomic_path(path) as tmp:
-            if path.suffix == ".safetensors":
-                _safetensors().save_file(
-                    {**tensors, **{_CHANNELS + k: v for k, v in channels.items()}},
-                    str(tmp),
-                    metadata={"fxmaps": json.dumps(meta)},
-                )
-            else:
-                torch.save({**meta, "maps": tensors, "channels": channels}, tmp)
+        content = Stored(self._layers, self._maps, self._channels, self._skipped)
+        write_maps(output_file(path), content)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureMaps:
-        """Read maps written by :meth:`save`; never executes pickled code."""
+        """Read maps written by :meth:`save`; never executes pickled code.
+
+        Raises:
+            InputError: No file at ``path``, or one whose content is not what ``save``
+                writes (the message names the bad entry).
+        """
         path = Path(path)
         if not path.is_file():
             raise InputError(
                 f"no feature-maps file at {str(path)!r}", argument="path", got=str(path)
             )
-        try:
-            if path.suffix == ".safetensors":
-                meta, maps, channels = _read_safetensors(path)
-            else:
-                content = torch.load(path, map_location="cpu", weights_only=True)
-                meta, maps, channels = content, content["maps"], content["channels"]
-            if meta.get("format") != _FORMAT:
-                raise KeyError("format")
-        except FxmapsError:
-            raise
-        except Exception as err:
-            raise InputError(
-                f"{str(path)!r} is not a feature-maps file written by fxmaps: {err}",
-                argument="path",
-                got=str(path),
-            ) from err
-        layers = {entry["name"]: _layer_from_dict(entry) for entry in meta["layers"]}
-        ordered = {entry["name"]: maps[entry["name"]] for entry in meta["layers"]}
-        return cls(ordered, layers, channels=channels, skipped=meta.get("skipped", ()))
+        stored = read_maps(path)
+        return cls(stored.maps, stored.layers, channels=stored.channels, skipped=stored.skipped)
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -210,60 +176,3 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         )
         more = f", ... ({len(self) - 6} more)" if len(self) > 6 else ""
         return f"<FeatureMaps {len(self)} maps, {self.nbytes / 2**20:.1f} MiB: {shown}{more}>"
-
-
-def _layer_dict(layer: Layer) -> dict[str, Any]:
-    return {
-        "name": layer.name,
-        "kind": layer.kind.value,
-        "target": layer.target,
-        "out_shape": layer.out_shape,
-        "params": layer.params,
-        "block": layer.block,
-        "opaque": layer.opaque,
-        "layout": layer.layout.value,
-        "returned_by": [list(key) for key in layer.returned_by],
-        "alias": layer.alias,
-    }
-
-
-def _layer_from_dict(entry: Mapping[str, Any]) -> Layer:
-    return Layer(
-        name=entry["name"],
-        kind=Kind(entry["kind"]),
-        target=entry["target"],
-        module=None,
-        out_shape=_tuples(entry["out_shape"]),
-        params=int(entry["params"]),
-        block=entry["block"],
-        opaque=bool(entry["opaque"]),
-        layout=Layout(entry["layout"]),
-        returned_by=tuple((str(p), int(c)) for p, c in entry.get("returned_by", ())),
-        alias=entry.get("alias"),
-    )
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _read_safetensors(
-    path: Path,
-) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    module = _safetensors()
-    with module.safe_open(str(path), framework="pt") as handle:
-        meta = json.loads((handle.metadata() or {})["fxmaps"])
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    channels = {k.removeprefix(_CHANNELS): v for k, v in tensors.items() if k.startswith(_CHANNELS)}
-    maps = {k: v for k, v in tensors.items() if not k.startswith(_CHANNELS)}
-    return meta, maps, channels
-
-
-def _safetensors() -> Any:
-    try:
-        import safetensors.torch
-    except ImportError as err:
-        raise InputError(
-            "saving .safetensors files needs the safetensors package: pip install safetensors"
-        ) from err
-    return safetensors.torch

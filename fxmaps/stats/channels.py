@@ -31,13 +31,12 @@ from fxmaps.files import atomic_path
 from fxmaps.graph import ModelGraph, Selection, analyze
 from fxmaps.graph.checks import check_module
 from fxmaps.stats.running import Running, Score, Scratch
+from fxmaps.stats.stored import FORMAT, bad_stats, checked_stats
 from fxmaps.stats.world import World
 from fxmaps.trace.inputs import map_tensors
 from fxmaps.trace.state import preserved_state
 
 __all__ = ["ChannelStats", "LayerStats", "channel_stats"]
-
-_FORMAT = "fxmaps.channel_stats/1"
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class ChannelStats(Mapping[str, LayerStats]):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the statistics to ``path`` (a ``torch.save`` file; written atomically)."""
         payload = {
-            "format": _FORMAT,
+            "format": FORMAT,
             "samples": self.samples,
             "topk": self.topk,
             "score": self.score,
@@ -123,7 +122,12 @@ class ChannelStats(Mapping[str, LayerStats]):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ChannelStats:
-        """Read statistics written by :meth:`save`."""
+        """Read statistics written by :meth:`save`; never executes pickled code.
+
+        Raises:
+            InputError: No file at ``path``, or one whose content is not what ``save``
+                writes (the message names the bad entry).
+        """
         if not Path(path).is_file():
             raise InputError(
                 f"no channel-statistics file at {str(path)!r}", argument="path", got=str(path)
@@ -131,10 +135,10 @@ class ChannelStats(Mapping[str, LayerStats]):
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for foreign files
-            raise _not_saved_stats(path) from err
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise _not_saved_stats(path)
-        layers = {name: LayerStats(**values) for name, values in payload["layers"].items()}
+            raise bad_stats(path) from err
+        layers = {
+            name: LayerStats(**values) for name, values in checked_stats(path, payload).items()
+        }
         return cls(layers, samples=payload["samples"], topk=payload["topk"], score=payload["score"])
 
     def __repr__(self) -> str:
@@ -303,12 +307,6 @@ def _check_options(*, topk: int, batch_size: int, num_workers: int, score: str) 
             value=score,
             valid=("max", "mean"),
         )
-
-
-def _not_saved_stats(path: str | os.PathLike[str]) -> InputError:
-    return InputError(
-        f"{str(path)!r} is not a file written by ChannelStats.save", argument="path", got=str(path)
-    )
 
 
 def _unpadded(left: int, world: int, batch: int) -> int:
