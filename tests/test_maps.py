@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,23 @@ def test_any_map_name_loads_back(tmp_path: Path, suffix: str) -> None:
     for node, name in names.items():
         assert torch.equal(loaded[name], hooked[node][0][:, [1, 0]])
         assert loaded.channels(name).tolist() == [1, 0]  # type: ignore[union-attr]
+
+
+def test_a_version_1_safetensors_file_loads(maps: fxmaps.FeatureMaps, tmp_path: Path) -> None:
+    """Version 1 keyed tensors by map name and ``channels/<name>``, with no ``map`` facts."""
+    safetensors = pytest.importorskip("safetensors.torch", reason="safetensors is optional")
+    path = tmp_path / "old.safetensors"
+    maps.save(path)
+    with safetensors.safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["fxmaps"])
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    for entry in meta["layers"]:
+        del entry["map"]
+    old = {key.replace("map/", "", 1).replace("channel/", "channels/", 1): t
+           for key, t in tensors.items()}  # fmt: skip
+    meta["version"] = 1
+    safetensors.save_file(old, str(path), metadata={"fxmaps": json.dumps(meta)})
+    loaded = fxmaps.FeatureMaps.load(path)
+    assert list(loaded) == list(maps)
+    for name in maps:
+        assert torch.equal(loaded[name], maps[name])
