@@ -896,6 +896,49 @@ CASES: dict[str, Case] = {
         toy.CifarResNet,
         facts={"option": "max_bytes", "value": -1},
     ),
+    "memory-limit-a-size": Case(
+        _extract(X, max_bytes="1K"),  # a size as --max-bytes takes it: 1024 bytes
+        fxmaps.MemoryLimitError,
+        r"more than the limit of 1.0 KiB \(max_bytes=1024\)",
+        toy.CifarResNet,
+        facts={"limit": 1024},
+    ),
+    "memory-limit-not-a-size": Case(
+        _extract(X, max_bytes="lots"),
+        fxmaps.OptionError,
+        r"max_bytes='lots' must be a number of bytes >= 0, a size like '512M' or '2G'",
+        toy.CifarResNet,
+        facts={"option": "max_bytes", "value": "lots"},
+    ),
+    "memory-limit-a-bool": Case(
+        _extractor(X, max_bytes=True),
+        fxmaps.OptionError,
+        r"max_bytes=True must be a number of bytes >= 0",
+        toy.CifarResNet,
+        facts={"option": "max_bytes", "value": True},
+    ),
+    "layers-none": Case(
+        _extract(X, layers=None),
+        fxmaps.InputError,
+        r"layers=None \(NoneType\) selects nothing: pass a kind \('conv'\), node names",
+        toy.CifarResNet,
+        facts={"argument": "layers", "got": "NoneType"},
+    ),
+    "layers-a-number": Case(
+        _extractor(X, layers=123),
+        fxmaps.InputError,
+        r"layers=123 \(int\) selects nothing",
+        toy.CifarResNet,
+        facts={"argument": "layers", "got": "int"},
+    ),
+    "layers-a-number-stats": Case(
+        lambda model, _: fxmaps.channel_stats(
+            model, _samples(), layers=cast(Any, 7), progress=False
+        ),
+        fxmaps.InputError,
+        r"layers=7 \(int\) selects nothing",
+        _dead_channel_cnn,
+    ),
     # 15. drawing options and things that cannot be drawn
     **{
         f"graph-collapse-{value}": Case(

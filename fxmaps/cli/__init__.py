@@ -8,8 +8,6 @@ as one line too, with exit code 1 and a request to report it.
 from __future__ import annotations
 
 import argparse
-import math
-import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from fxmaps import __version__
 from fxmaps.cli import commands
 from fxmaps.errors import FxmapsError
 from fxmaps.errors import one_line as _one_line
+from fxmaps.extract.memory import byte_count
 
 __all__ = ["main"]
 
@@ -130,19 +129,15 @@ def _epilog(name: str, *, models: bool = True) -> str:
     return f"{_MODELS}\n\nexamples:\n{lines}" if models else f"examples:\n{lines}"
 
 
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
 def _byte_count(text: str) -> float:
-    """``2G``, ``512M``, ``1.5G``, ``1000000`` (bytes; K, M, G, T are powers of 1024), ``inf``."""
-    if text.strip().lower() in ("inf", "off", "none"):
-        return math.inf
-    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if found is None:
+    """``2G``, ``512M``, ``1.5G``, ``1000000`` (bytes; K, M, G, T are powers of 1024), ``inf``:
+    the parser ``max_bytes=`` uses in the API too."""
+    size = byte_count(text)
+    if size is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a size; use bytes or a size like 512M or 2G, or inf for no limit"
         )
-    return float(found.group(1)) * _UNITS[found.group(2).upper()]
+    return size
 
 
 def _max_bytes(parser: argparse.ArgumentParser) -> None:

@@ -35,12 +35,17 @@ from fxmaps.errors import (
     FxmapsWarning,
     InputError,
     MemoryLimitError,
-    OptionError,
 )
 from fxmaps.extract import cache
 from fxmaps.extract.failures import checked_inputs, explain_failure, non_finite_maps
 from fxmaps.extract.maps import FeatureMaps
-from fxmaps.extract.memory import estimate_bytes, memory_limit, memory_message, number
+from fxmaps.extract.memory import (
+    estimate_bytes,
+    max_bytes_option,
+    memory_limit,
+    memory_message,
+    number,
+)
 from fxmaps.extract.rewrite import Plan, build_extraction
 from fxmaps.extract.runner import CapturedExtraction
 from fxmaps.extract.transforms import map_options
@@ -102,7 +107,8 @@ class FeatureExtractor(nn.Module):
         max_bytes: Refuse (``MemoryLimitError``, before the model runs) a call whose
             maps would take more bytes than this. ``None``: half the memory
             available where the maps go (free RAM from ``/proc/meminfo``, or free
-            CUDA memory), read at each call; ``math.inf`` turns the check off.
+            CUDA memory), read at each call; ``math.inf`` turns the check off. A size
+            as the command line takes it (``"512M"``, ``"2G"``: powers of 1024) works too.
 
     Calling it checks the inputs as :func:`fxmaps.analyze` does (device, dtype,
     a missing batch dimension), estimates the maps' bytes from their shapes on
@@ -132,7 +138,7 @@ class FeatureExtractor(nn.Module):
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
         spatial: bool = False,
-        max_bytes: float | None = None,
+        max_bytes: float | str | None = None,
     ) -> None:
         super().__init__()
         self._graph = _graph_of(graph)
@@ -141,14 +147,7 @@ class FeatureExtractor(nn.Module):
         self._options = map_options(
             channels=channels, reduce=reduce, dtype=dtype, device=device, spatial=spatial
         )
-        if max_bytes is not None and not max_bytes >= 0:
-            raise OptionError(
-                f"max_bytes={max_bytes!r} must be a number of bytes >= 0, or None",
-                option="max_bytes",
-                value=max_bytes,
-                valid=("a number of bytes >= 0", "None"),
-            )
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes_option(max_bytes)
         self._estimates: dict[Any, list[tuple[str, int]] | None] = {}
         self._by_name = {layer.name: layer for layer in self._layers}
         self._key = (tuple(self.names), self._options)
@@ -357,7 +356,7 @@ def extract(
     channels: Any = None,
     dtype: torch.dtype | str | None = None,
     spatial: bool = False,
-    max_bytes: float | None = None,
+    max_bytes: float | str | None = None,
 ) -> FeatureMaps:
     """The maps of the chosen nodes for ``inputs``, in one forward pass.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -19,11 +20,20 @@ from typing import Any
 import torch
 
 from fxmaps.classify import Layout
+from fxmaps.errors import OptionError
 from fxmaps.extract.transforms import MapOptions
 from fxmaps.graph import Layer, ModelGraph
 from fxmaps.trace.meta import MetaFailure, meta_values
 
-__all__ = ["MEMORY_FRACTION", "estimate_bytes", "memory_limit", "memory_message", "number"]
+__all__ = [
+    "MEMORY_FRACTION",
+    "byte_count",
+    "estimate_bytes",
+    "max_bytes_option",
+    "memory_limit",
+    "memory_message",
+    "number",
+]
 
 MEMORY_FRACTION = 0.5
 """The default memory limit: this fraction of the memory available where the maps go."""
@@ -154,6 +164,41 @@ def _free_ram() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
+
+
+def byte_count(text: str) -> float | None:
+    """``2G``, ``512M``, ``1.5G``, ``1000000`` as bytes (K, M, G, T are powers of 1024),
+    ``inf`` (or ``off``, ``none``) as ``math.inf``; ``None`` for text that is not a size.
+
+    Example:
+        >>> byte_count("2G"), byte_count("512 MiB"), byte_count("inf"), byte_count("lots")
+        (2147483648.0, 536870912.0, inf, None)
+    """
+    if text.strip().lower() in ("inf", "off", "none"):
+        return math.inf
+    found = _SIZE.fullmatch(text)
+    return None if found is None else float(found.group(1)) * _UNITS[found.group(2).upper()]
+
+
+def max_bytes_option(value: object) -> float | None:
+    """The ``max_bytes=`` option as a number of bytes: ``None``, a number >= 0, or a size
+    as the command line takes it (``"2G"``, :func:`byte_count`); else ``OptionError``."""
+    if value is None:
+        return None
+    size = byte_count(value) if isinstance(value, str) else value
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not size >= 0:
+        raise OptionError(
+            f"max_bytes={value!r} must be a number of bytes >= 0, a size like '512M' or '2G', "
+            f"math.inf for no limit, or None for the default",
+            option="max_bytes",
+            value=value,
+            valid=("a number of bytes >= 0", "'512M', '2G' (powers of 1024)", "math.inf", "None"),
+        )
+    return size
 
 
 def number(value: float) -> int | float:

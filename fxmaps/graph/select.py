@@ -181,7 +181,15 @@ def renames(graph: ModelGraph, selection: Selection) -> list[tuple[str, str]] | 
 def _items(selection: Selection) -> list[object]:
     if isinstance(selection, (str, Kind, Module)):
         return [selection]
-    return list(selection)  # type: ignore[arg-type]
+    if not isinstance(selection, Iterable):  # None, a number, ...: not a selection
+        raise InputError(
+            f"layers={selection!r} ({type(selection).__name__}) selects nothing: pass a kind "
+            f"('conv'), node names or glob patterns ('layer1.*'), modules "
+            f"(fxmaps.Module('layer1')), a list or a renaming dict of those, or a predicate",
+            argument="layers",
+            got=type(selection).__name__,
+        )
+    return list(selection)
 
 
 def require_layers(graph: ModelGraph, selection: Selection) -> list[Layer]:

@@ -80,7 +80,7 @@ def report(
     title: str | None = None,
     image_label: str | None = None,
     progress: bool = False,
-    max_bytes: float | None = None,
+    max_bytes: float | str | None = None,
     weights: str | None = None,
 ) -> Path:
     """Write one self-contained HTML report of ``model`` looking at ``image`` to ``path``.
