@@ -1802,6 +1802,14 @@ COMMANDS: dict[str, Command] = {
         ("maps", TOY, *SIZE, "--image", "{tmp}/nope.png", "-o", "{tmp}/maps"),
         r"no image file",
     ),
+    "stats-missing-data": Command(  # the folder is made only when its files are written
+        ("stats", TOY, *SIZE, "--data", "{tmp}/none", "-o", "{tmp}/stats"),
+        r"is neither 'digits' nor a folder",
+    ),
+    "stats-missing-model": Command(
+        ("stats", "no_such_package.mod:Net", "--data", "digits", "-o", "{tmp}/stats"),
+        r"cannot import module 'no_such_package.mod'",
+    ),
     "maps-memory": Command(
         ("maps", TOY, *SIZE, "--max-bytes", "1K", "-o", "{tmp}/maps"),
         r"more than the limit of 1.0 KiB \(max_bytes=1024\)",

@@ -129,3 +129,21 @@ def test_every_name_is_traced() -> None:
     """The oracle: these names survive tracing as the module tree has them."""
     graph = fxmaps.analyze(Hostile(), torch.randn(1, 1, 8, 8))
     assert [layer.name for layer in graph.layers("conv")] == NAMES
+
+
+def test_stats_writes_all_its_files_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure after ``stats.pt`` and the top images leaves no folder and no temporary one."""
+    from fxmaps.cli import commands
+    from fxmaps.errors import OutputError
+
+    def fails(*_: object, **__: object) -> None:
+        raise OutputError("the disk is full", path=str(tmp_path))
+
+    monkeypatch.setattr(commands, "plot_channel_stats", fails)
+    options = ["--data", "digits", "--topk", "2", "--batch-size", "512", "--layers", "conv"]
+    code = main(["stats", f"{HERE}:Hostile", *SIZE, *options, "-o", str(tmp_path / "stats")])
+    assert code == 2
+    assert "the disk is full" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

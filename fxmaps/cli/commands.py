@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from fxmaps.extract.maps import FeatureMaps
+    from fxmaps.stats.channels import ChannelStats
 
 __all__ = ["bench", "demo", "filters", "graph", "maps", "report", "stats", "summary"]
 
@@ -164,8 +165,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def stats(args: argparse.Namespace) -> int:
-    """Per-channel statistics over a dataset; under torchrun each process reads a shard."""
-    folder = output_folder(args.output)
+    """Per-channel statistics over a dataset; under torchrun each process reads a shard.
+    A new folder appears only when all its files are written (as for ``maps``)."""
+    _check_folder(args.output)
     loaded = load_model(args.model, weights=args.weights)
     dataset = image_dataset(args.data, _size(args, loaded))
     rank = share_weights(loaded.model)  # random or downloaded weights: rank 0's for all
@@ -174,19 +176,26 @@ def stats(args: argparse.Namespace) -> int:
                            train=args.train)  # fmt: skip
     if rank != 0:
         return 0
-    written = [result.save(folder / "stats.pt")]
+    with _whole_folder(args.output) as folder:
+        written = _draw_stats(result, dataset, folder)
+    for name, dead in result.dead().items():
+        print(f"{name}: {len(dead)} dead channels {dead[:10]}{' ...' if len(dead) > 10 else ''}")
+    print(f"{result}; wrote {len(written)} files to {args.output}")
+    return 0
+
+
+def _draw_stats(result: ChannelStats, dataset: Any, folder: Path) -> list[Path]:
+    """Write ``stats.pt``, each node's top images, the index and the overview into ``folder``."""
     from tqdm import tqdm
 
-    files = node_files(result, "_top.png")
+    written = [result.save(folder / "stats.pt")]
+    files = node_files(result, "_top.png")  # node names are not paths: see node_files
     for name in tqdm(list(result), desc="drawing top images", unit="layer", leave=False):
         figure = plot_top_images(result, dataset, name)
         written.append(_save_figure(figure, folder / files[name]))
     written.append(write_index(folder, files))
     written.append(_save_figure(plot_channel_stats(result), folder / "channel_stats.png"))
-    for name, dead in result.dead().items():
-        print(f"{name}: {len(dead)} dead channels {dead[:10]}{' ...' if len(dead) > 10 else ''}")
-    print(f"{result}; wrote {len(written)} files to {folder}")
-    return 0
+    return written
 
 
 def _round_line(done: int, total: int) -> None:
