@@ -274,3 +274,45 @@ def test_one_lock_per_model() -> None:
     first, second = tiny(), tiny()
     assert model_lock(first) is model_lock(first)
     assert model_lock(first) is not model_lock(second)
+
+
+class _FunctionalHead(nn.Module):
+    """A conv, then a weight read by a function (a get_attr node) and an attention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, groups=1)
+        self.weight = nn.Parameter(torch.randn(4, 8))
+        self.attention = nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.conv(x).flatten(2).transpose(1, 2)
+        tokens = nn.functional.linear(tokens, self.weight)
+        return self.attention(tokens, tokens, tokens, need_weights=False)[0]
+
+
+def test_classification_reads_no_parameter_as_an_attribute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While any thread traces, torch.fx patches ``nn.Module.__getattr__`` process-wide, and
+    a parameter read as an attribute in another thread is that trace's proxy (found by
+    analyze and extract on one model in threads: MACs of 0, the trace's graph given nodes
+    of the other call). The passes that run outside the model's lock read registries."""
+    from fxmaps.classify import note_structure
+    from fxmaps.facts import facts
+
+    graph = fxmaps.analyze(_FunctionalHead(), torch.randn(2, 3, 6, 6))
+    nodes = list(graph.graph_module.graph.nodes)
+    before = [(facts(n).params, facts(n).macs) for n in nodes]
+    assert graph.macs() > 0
+    assert any(params for params, _ in before)
+    original = nn.Module.__getattr__
+
+    def tracing_elsewhere(module: nn.Module, name: str) -> Any:
+        found = original(module, name)
+        return object() if isinstance(found, torch.Tensor) else found  # as a proxy would
+
+    monkeypatch.setattr(nn.Module, "__getattr__", tracing_elsewhere)
+    note_structure(graph.graph_module)
+    monkeypatch.undo()
+    assert [(facts(n).params, facts(n).macs) for n in nodes] == before

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from fxmaps.classify.parameters import registered
 from fxmaps.facts import ShapeTree, facts, note
 
 __all__ = ["count_macs", "note_macs"]
@@ -75,13 +76,14 @@ def _module_macs(node: fx.Node, module: nn.Module, out: ShapeTree) -> int:
         kernel = tuple(module.kernel_size)
         return _transposed_conv(_shape(node, 0), module.out_channels // module.groups, kernel)
     if isinstance(module, nn.modules.conv._ConvNd):
-        weight = module.weight
-        return _numel(out) * math.prod(weight.shape[1:]) if _materialized(weight) else 0
+        # from the layer's sizes, not its weight (see registered); a lazy conv's are 0
+        group_inputs = int(module.in_channels) // int(module.groups)
+        return _numel(out) * group_inputs * math.prod(module.kernel_size)
     if isinstance(module, nn.Linear):
         return _numel(out) * module.in_features
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):  # transformers' linear
-        found = getattr(module, "weight", None)
-        return _numel(out) * int(found.shape[0]) if isinstance(found, torch.Tensor) else 0
+        found = registered(module, "weight")
+        return _numel(out) * int(found.shape[0]) if _materialized(found) else 0
     return 0
 
 
