@@ -270,10 +270,27 @@ def test_benchmark_leaves_a_training_model_as_it_was() -> None:
     assert_unchanged(model, before)
 
 
-def test_one_lock_per_model() -> None:
-    first, second = tiny(), tiny()
-    assert model_lock(first) is model_lock(first)
-    assert model_lock(first) is not model_lock(second)
+def test_a_trace_and_a_run_of_two_models() -> None:
+    """torch.fx patches ``nn.Module.__call__`` and ``__getattr__`` process-wide while it
+    traces, so a trace of one model and a run of another in two threads broke both (the
+    trace failed or lost a module, the run hit the tracer): fxmaps's calls take turns."""
+    first, second = resnet18(), tiny().train()
+    x = inputs(32, 1)[0]
+    traced = fxmaps.analyze(first)
+    before = snapshot(second)
+    serial = fxmaps.extract(second, x, layers="*")
+    calls: list[Callable[[], Any]] = [
+        *(partial(fxmaps.analyze, first) for _ in range(4)),
+        *(partial(fxmaps.extract, second, x, layers="*") for _ in range(4)),
+    ]
+    found = together(calls)
+    for graph in found[:4]:
+        assert [layer.name for layer in graph.layers()] == [layer.name for layer in traced.layers()]
+        assert not graph.opaque
+    for maps in found[4:]:
+        same_maps(maps, serial)
+    assert model_lock(first) is model_lock(second)
+    assert_unchanged(second, before)
 
 
 class _FunctionalHead(nn.Module):

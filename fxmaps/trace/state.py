@@ -2,17 +2,19 @@
 
 A run that sets a model's mode and puts it back must not overlap another one on
 the same model: a second thread would save the first one's temporary mode as the
-model's own, and restore it last. So every run that changes a model for a while
-(a trace, a forward pass between saving and restoring) holds that model's lock,
-one re-entrant lock per model object, kept as long as the model lives. Calls on
-one model take turns; calls on different models run side by side.
+model's own, and restore it last. And while torch.fx traces any model it patches
+``nn.Module.__call__`` and ``__getattr__`` process-wide, so a module called (or a
+parameter read) in another thread meanwhile goes into that trace: the trace fails or
+takes in nodes of the other call, and the other call fails or gets proxies. So every
+run that changes a model for a while, or runs one (a trace, a forward pass between
+saving and restoring), holds one process-wide re-entrant lock: fxmaps's calls take
+turns, on one model or on several.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import weakref
 from collections.abc import Iterator
 
 import torch
@@ -20,20 +22,17 @@ from torch import nn
 
 __all__ = ["model_lock", "preserved_state"]
 
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
+_LOCK = threading.RLock()
 
 
 def model_lock(model: nn.Module) -> threading.RLock:
-    """The lock that runs of ``model`` hold (re-entrant: a run may nest another).
+    """The lock that runs and traces of ``model`` hold (re-entrant: a run may nest a
+    trace, as a captured model's does): one for all models, see the module's docstring.
 
     Taken before any other fxmaps lock (the extraction cache's), never after one.
     """
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
+    del model  # every model's runs exclude every trace
+    return _LOCK
 
 
 @contextlib.contextmanager
