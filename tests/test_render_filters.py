@@ -148,3 +148,33 @@ def test_convs_of_a_video_model_keep_their_modules(name: str) -> None:
     tiles = tiles_of(the_image(fig), (1, 4), (height, width))
     expected = kernels[:4, :, depth // 2].mean(dim=1).double()
     np.testing.assert_allclose(tiles, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_parametrized_weight_draws_the_weight_the_conv_uses() -> None:
+    # weight_norm moves the weight out of the registry into a parametrization; the tiles
+    # must still show what the conv multiplies by.
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 8, 5))
+    assert "weight" not in conv._parameters
+    tiles = tiles_of(the_image(plot_filters(conv)), (3, 3), (5, 5))
+    kernels = weight(conv).permute(0, 2, 3, 1).double()
+    low = kernels.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
+    high = kernels.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
+    np.testing.assert_allclose(tiles[:8, ..., :3], (kernels - low) / (high - low), atol=1e-6)
+
+
+def test_filters_read_the_weight_from_the_registry_not_as_an_attribute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # While any thread traces, torch.fx patches nn.Module.__getattr__ process-wide; a
+    # module whose attribute reads go wrong stands in for that here.
+    conv = nn.Conv2d(3, 8, 5)
+    expected = weight(conv).permute(0, 2, 3, 1).double()
+
+    def wrong(self: nn.Module, name: str) -> object:
+        raise AssertionError(f"read {name} as an attribute")
+
+    monkeypatch.setattr(nn.Conv2d, "__getattr__", wrong)
+    tiles = tiles_of(the_image(plot_filters(conv)), (3, 3), (5, 5))
+    low = expected.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
+    high = expected.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
+    np.testing.assert_allclose(tiles[:8, ..., :3], (expected - low) / (high - low), atol=1e-6)

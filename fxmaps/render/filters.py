@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
+from fxmaps.classify.parameters import registered
 from fxmaps.errors import InputError, OptionError
 from fxmaps.graph import Layer, format_shape
 from fxmaps.render import canvas
@@ -173,7 +174,9 @@ def _kernels(source: Layer | nn.Module | torch.Tensor | npt.NDArray[Any]) -> _Ke
 
 
 def _from_module(module: nn.Module, name: str) -> _Kernels:
-    parameter = module.weight
+    # From the registry, not as an attribute: while another thread traces, torch.fx's
+    # process-wide nn.Module.__getattr__ patch would hand back that trace's proxy.
+    parameter = registered(module, "weight")
     if not isinstance(parameter, torch.Tensor) or isinstance(parameter, UninitializedParameter):
         raise InputError(
             f"{name} has no weight to draw yet; run the model once first",
