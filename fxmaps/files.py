@@ -122,6 +122,12 @@ def file_set(path: str | os.PathLike[str]) -> Iterator[Path]:
                 _move_in(temporary, path)
             else:
                 temporary.rename(path)
+    except OutputError as err:  # name where the file was going, not the hidden folder
+        hidden, shown, where = str(temporary), str(path), err.path or ""
+        if not where.startswith(hidden):
+            raise
+        message, where = str(err).replace(hidden, shown), where.replace(hidden, shown)
+        raise OutputError(message, path=where) from err
     except Exception as err:
         full = no_space(err, path)
         if full is None:

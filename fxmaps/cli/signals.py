@@ -107,7 +107,7 @@ def _is_command() -> bool:
         return True
     if sys.argv[0] != "-m":
         return False
-    argv = list(getattr(sys, "orig_argv", ()))
+    argv: list[str] = list(getattr(sys, "orig_argv", ()))
     for at, word in enumerate(argv[1:], start=1):
         if word == "-m":
             return argv[at + 1 : at + 2] == ["fxmaps"]
