@@ -92,13 +92,9 @@ def _error_line(stderr: str) -> str:
 )
 def test_full_disk_errors_are_recognised_in_every_form(number: int, words: str) -> None:
     system = OSError(number, os.strerror(number))
-    try:  # torch, writing to a file object: its RuntimeError is raised during the OSError
-        try:
-            raise system
-        except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:671] unexpected pos") from None
-    except RuntimeError as err:
-        from_torch = err
+    # torch, writing to a file object, raises its RuntimeError while the OSError is handled
+    from_torch = RuntimeError("[enforce fail at inline_container.cc:671] unexpected pos")
+    from_torch.__context__ = system
     rust = RuntimeError(f"Error while serializing: I/O error: {os.strerror(number)} "
                         f"(os error {number})")  # fmt: skip
     for err in (system, from_torch, rust):

@@ -59,7 +59,10 @@ class Tiny(nn.Module):
         return self.body(self.stem(x))
 """
 SIZE = ["--input-size", "3", "32", "32"]
-WORDS = {signal.SIGINT: "fxmaps: interrupted", signal.SIGTERM: "fxmaps: terminated (SIGTERM)"}
+WORDS = {
+    int(signal.SIGINT): "fxmaps: interrupted",
+    int(signal.SIGTERM): "fxmaps: terminated (SIGTERM)",
+}
 
 
 @dataclass

@@ -27,7 +27,7 @@ from types import FrameType
 __all__ = ["Terminated", "exit_code", "message", "quiet_start_up", "unwinding"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+_WORDS = {int(signal.SIGINT): "interrupted", int(signal.SIGTERM): "terminated (SIGTERM)"}
 
 
 class Terminated(BaseException):
@@ -51,7 +51,7 @@ def exit_code(err: BaseException) -> int:
 def message(err: BaseException) -> str:
     """The one line printed on stderr for ``err`` (``KeyboardInterrupt`` or :class:`Terminated`)."""
     number = err.number if isinstance(err, Terminated) else signal.SIGINT
-    return f"fxmaps: {_WORDS.get(signal.Signals(number), f'ended by signal {number}')}"
+    return f"fxmaps: {_WORDS.get(number, f'ended by signal {number}')}"
 
 
 def quiet_start_up() -> None:
