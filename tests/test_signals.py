@@ -225,3 +225,34 @@ def test_importing_fxmaps_leaves_signals_alone() -> None:
     assert "fxmaps" in sys.modules
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize(
+    ("argv0", "orig_argv", "command"),
+    [
+        ("/venv/bin/fxmaps", ["/venv/bin/python", "/venv/bin/fxmaps", "maps"], True),
+        ("-m", ["python", "-m", "fxmaps", "maps"], True),  # argv[0] while -m imports
+        ("-m", ["python", "-X", "importtime", "-u", "-m", "fxmaps"], True),
+        ("-m", ["python", "-mfxmaps", "stats"], True),
+        ("-m", ["python", "-m", "pytest", "-m", "fxmaps"], False),  # another module
+        ("script.py", ["python", "script.py", "-m", "fxmaps"], False),  # a user's script
+        ("-c", ["python", "-c", "import fxmaps"], False),
+    ],
+)
+def test_only_the_fxmaps_command_handles_signals_while_it_starts(
+    monkeypatch: pytest.MonkeyPatch, argv0: str, orig_argv: list[str], command: bool
+) -> None:
+    from fxmaps.cli.signals import quiet_start_up
+
+    monkeypatch.setattr(sys, "argv", [argv0, *orig_argv[2:]])
+    monkeypatch.setattr(sys, "orig_argv", orig_argv, raising=False)
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        quiet_start_up()
+        now = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    assert (now != previous) is command
+    if command:
+        assert now[0] is now[1]  # one handler that ends the process for both
