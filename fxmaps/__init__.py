@@ -4,6 +4,15 @@ Trace any PyTorch model with torch.fx, classify its graph (convs, downsample
 convs, residual and sequential blocks, ...), and look at the result.
 """
 
+# ruff: noqa: E402 (one call runs before the imports, see below)
+
+__version__ = "0.1.0"
+
+# Before anything heavy (torch): in the fxmaps command, Ctrl-C while it starts is one line.
+from fxmaps.cli.signals import quiet_start_up
+
+quiet_start_up()
+
 from fxmaps.bench import ExtractionBenchmark, benchmark_extraction
 from fxmaps.classify import (
     Block,
@@ -41,8 +50,6 @@ from fxmaps.report import report
 from fxmaps.sources import load_image
 from fxmaps.stats import ChannelStats, LayerStats, channel_stats
 from fxmaps.trace import EagerRegion, Inputs, OpaqueModule
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Block",

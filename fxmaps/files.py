@@ -1,27 +1,38 @@
-"""Writing output files: a folder that must exist and be writable, and whole-file writes.
+"""Writing output files: a folder that must exist and be writable, whole files, sets of files.
 
 A file is written to a temporary name beside it and renamed into place only when
-writing succeeded, so an error never leaves a partial file behind.
+writing succeeded, so an error never leaves a partial file behind (:func:`atomic_path`).
+A command's several files are a set (:func:`file_set`): written into a hidden temporary
+folder and moved into place only when all are written. A full disk (``ENOSPC``), a full
+quota (``EDQUOT``) or a file-size limit (``EFBIG``) is one :class:`OutputError` naming the
+path, whoever was writing (Python, torch, safetensors, matplotlib).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import secrets
+import shutil
+import signal
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from fxmaps.errors import OutputError
+from fxmaps.errors import FxmapsError, OutputError
 
 __all__ = [
     "INDEX",
     "atomic_path",
+    "file_set",
+    "no_space",
     "node_files",
     "output_file",
     "output_folder",
+    "signals_held",
     "write_index",
 ]
 
@@ -63,8 +74,165 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield temporary
         temporary.replace(target)
+    except Exception as err:
+        full = no_space(err, target)
+        if full is None:
+            raise
+        raise full from err
     finally:
-        temporary.unlink(missing_ok=True)
+        with signals_held():
+            temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def file_set(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A folder to fill with files that appear in the folder ``path`` together or not at all.
+
+    A new folder is filled under a hidden temporary name beside it (``.name.<hex>``) and
+    renamed to ``path`` when the block succeeds. An existing folder is filled through a
+    hidden temporary folder inside it (``.fxmaps.<hex>``), whose files are moved in when the
+    block succeeds: a file of the same name is replaced, the folder's other files are left
+    as they are; if a move fails, the folder is put back as it was. When the block fails
+    (an error, or a signal that the command line turns into an exception), nothing of it
+    is left. SIGINT and SIGTERM wait while the files move and while the temporary folder
+    is removed.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp()) / "maps"
+        >>> with file_set(folder) as filling:
+        ...     _ = (filling / "a.png").write_bytes(b"a")
+        ...     _ = (filling / "b.png").write_bytes(b"b")
+        >>> sorted(p.name for p in folder.iterdir())
+        ['a.png', 'b.png']
+    """
+    path = Path(path)
+    existing = path.is_dir()
+    if existing:
+        output_folder(path)
+        temporary = path / f".fxmaps.{secrets.token_hex(6)}"
+    else:
+        output_file(path)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    try:
+        temporary.mkdir()
+        yield temporary
+        with signals_held():
+            if existing:
+                _move_in(temporary, path)
+            else:
+                temporary.rename(path)
+    except OutputError as err:  # name where the file was going, not the hidden folder
+        hidden, shown, where = str(temporary), str(path), err.path or ""
+        if not where.startswith(hidden):
+            raise
+        message, where = str(err).replace(hidden, shown), where.replace(hidden, shown)
+        raise OutputError(message, path=where) from err
+    except Exception as err:
+        full = no_space(err, path)
+        if full is None:
+            raise
+        raise full from err
+    finally:
+        with signals_held():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _move_in(source: Path, folder: Path) -> None:
+    """Move every file of ``source`` into ``folder``, replacing files of the same name; on
+    a failure, put ``folder`` back as it was (the files replaced wait in a backup folder)."""
+    names = sorted(p.name for p in source.iterdir())
+    backup = folder / f".fxmaps.{secrets.token_hex(6)}.replaced"
+    backup.mkdir()
+    try:
+        for name in names:
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():
+                raise OutputError(
+                    f"cannot write {str(target)!r}: it is a folder; move it away or write "
+                    "elsewhere",
+                    path=str(target),
+                )
+            if target.exists() or target.is_symlink():
+                target.replace(backup / name)
+            (source / name).replace(target)
+    except BaseException:
+        for name in names:  # undo: new files back out, the replaced ones back in
+            if not (source / name).exists() and (folder / name).exists():
+                (folder / name).replace(source / name)
+            if (backup / name).exists() or (backup / name).is_symlink():
+                (backup / name).replace(folder / name)
+        raise
+    finally:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (are blocked) while the block runs, and arrive after it.
+
+    What must not be cut halfway (moving a set of files in, removing temporary files) runs
+    in this block; where the system has no signal masks, the block just runs.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+_NO_SPACE = {
+    errno.ENOSPC: ("no space left on the device", "free some space or write elsewhere"),
+    errno.EDQUOT: ("no space left in the disk quota", "free some space or write elsewhere"),
+    errno.EFBIG: (
+        "no space left under the file-size limit (the file is too large)",
+        "raise the limit (ulimit -f) or write elsewhere",
+    ),
+}
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+"""How Rust libraries (safetensors) print the system's error number in their messages."""
+
+
+def no_space(err: BaseException, path: str | os.PathLike[str]) -> OutputError | None:
+    """The :class:`OutputError` to raise for ``err`` while writing ``path``, when ``err`` (or
+    an error it was raised from, or during) is a full disk, a full quota or a file-size
+    limit; else ``None``.
+
+    torch reports a failed write as a ``RuntimeError`` raised while handling the system's
+    ``OSError`` (when it writes to a file object), safetensors as a ``SafetensorError`` whose
+    message ends ``(os error 28)``; both are recognised.
+
+    Example:
+        >>> no_space(OSError(28, "No space left on device"), "maps.pt")
+        OutputError("cannot write 'maps.pt': no space left on the device (ENOSPC); free some space or write elsewhere")
+    """  # noqa: E501
+    if isinstance(err, FxmapsError):
+        return None  # already said
+    for cause in _chain(err):
+        number = cause.errno if isinstance(cause, OSError) else None
+        match = _OS_ERROR.search(str(cause))
+        if number not in _NO_SPACE and match:
+            number = int(match.group(1))
+        if number in _NO_SPACE:
+            reason, fix = _NO_SPACE[number]
+            return OutputError(
+                f"cannot write {str(path)!r}: {reason} ({errno.errorcode[number]}); {fix}",
+                path=str(path),
+            )
+    return None
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err``, then what it was raised from or during, and so on."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _writable(folder: Path, what: str, path: Path) -> None:

@@ -2,7 +2,10 @@
 
 Errors print as one line on stderr with exit code 2 (``--debug`` shows the
 traceback instead). An unexpected error, a bug rather than a wrong input, prints
-as one line too, with exit code 1 and a request to report it.
+as one line too, with exit code 1 and a request to report it. SIGINT (Ctrl-C) and
+SIGTERM print one line and exit with 130 and 143, leaving no temporary files
+(``signals.py``). Importing this package is light: the commands, and torch with
+them, are imported when :func:`main` runs.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fxmaps import __version__
-from fxmaps.cli import commands
+from fxmaps.cli.signals import Terminated, exit_code, message, unwinding
 from fxmaps.errors import FxmapsError
 from fxmaps.errors import one_line as _one_line
-from fxmaps.extract.memory import byte_count
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["main"]
 
@@ -64,9 +69,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Errors (fxmaps's own, and the system's: a full disk, a denied permission)
     print as one line on stderr and return 2; any other exception prints as one
-    line and returns 1. ``--debug`` raises them instead.
+    line and returns 1. ``--debug`` raises them instead. SIGINT and SIGTERM
+    unwind the command (its cleanup runs), print one line and return 130 or 143.
     """
-    args = _parser().parse_args(argv)
+    with unwinding():
+        try:
+            return _run(_parser().parse_args(argv))
+        except (KeyboardInterrupt, Terminated) as err:
+            code, line = exit_code(err), message(err)
+        # out of the except clause, the interrupted frames are gone: their progress bars
+        # have cleared their lines, and the message is the command's last line
+        print(line, file=sys.stderr)
+        return code
+
+
+def _run(args: argparse.Namespace) -> int:
     format_warning = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:
@@ -76,9 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"fxmaps: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fxmaps: interrupted", file=sys.stderr)
-        return 130
     except Exception as err:
         if args.debug:
             raise
@@ -93,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fxmaps import __version__
+    from fxmaps.cli import commands  # torch and the rest: imported once main runs
+
     every = "\n".join(f"  {line}" for lines in _EXAMPLES.values() for line in lines[:1])
     parser = argparse.ArgumentParser(
         prog="fxmaps",
@@ -132,6 +149,8 @@ def _epilog(name: str, *, models: bool = True) -> str:
 def _byte_count(text: str) -> float:
     """``2G``, ``512M``, ``1.5G``, ``1000000`` (bytes; K, M, G, T are powers of 1024), ``inf``:
     the parser ``max_bytes=`` uses in the API too."""
+    from fxmaps.extract.memory import byte_count
+
     size = byte_count(text)
     if size is None:
         raise argparse.ArgumentTypeError(

@@ -1,19 +1,17 @@
 """What each ``fxmaps`` command does, on top of the public API.
 
 Output locations are checked before any work. Files are written whole (a
-temporary file, then a rename) into folders that must exist; a new folder of
-maps is filled under a temporary name and renamed when every map is drawn, so an
-error never leaves partial output behind.
+temporary file, then a rename) into folders that must exist; the files of
+``maps`` and ``stats`` are a set (``fxmaps.files.file_set``): a new folder is
+filled under a temporary name and renamed when every file is written, an existing
+one gets its new files moved in together at the end. An error, SIGINT or SIGTERM
+never leaves partial output behind.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import secrets
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +21,14 @@ import torchvision
 from fxmaps.bench.extraction import benchmark_extraction
 from fxmaps.errors import DeviceError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
-from fxmaps.files import atomic_path, node_files, output_file, output_folder, write_index
+from fxmaps.files import (
+    atomic_path,
+    file_set,
+    node_files,
+    output_file,
+    output_folder,
+    write_index,
+)
 from fxmaps.graph import analyze
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
@@ -72,7 +77,7 @@ def maps(args: argparse.Namespace) -> int:
     extracted = extract(
         loaded.model, _image(args, loaded), layers=args.layers, max_bytes=args.max_bytes
     )
-    with _whole_folder(args.output) as folder:
+    with file_set(args.output) as folder:
         _draw_maps(
             extracted, folder, max_maps=args.max_maps, order=args.order, weights=loaded.weights
         )
@@ -145,7 +150,7 @@ def demo(args: argparse.Namespace) -> int:
     analysed = analyze(loaded.model, image)
     save_graph(render_graph(analysed), folder / "graph.svg")
     extracted = extract(analysed, image, layers="conv")
-    with _whole_folder(folder / "maps") as maps_folder:
+    with file_set(folder / "maps") as maps_folder:
         _draw_maps(extracted, maps_folder, max_maps=32, order="energy", weights=loaded.weights)
     first = _first_conv(analysed)
     _save_figure(plot_filters(first, notes=[loaded.weights]), folder / "filters.png")
@@ -166,7 +171,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def stats(args: argparse.Namespace) -> int:
     """Per-channel statistics over a dataset; under torchrun each process reads a shard.
-    A new folder appears only when all its files are written (as for ``maps``)."""
+    Its files appear together or not at all (as for ``maps``: ``fxmaps.files.file_set``)."""
     _check_folder(args.output)
     loaded = load_model(args.model, weights=args.weights)
     dataset = image_dataset(args.data, _size(args, loaded))
@@ -176,7 +181,7 @@ def stats(args: argparse.Namespace) -> int:
                            train=args.train)  # fmt: skip
     if rank != 0:
         return 0
-    with _whole_folder(args.output) as folder:
+    with file_set(args.output) as folder:
         written = _draw_stats(result, dataset, folder)
     for name, dead in result.dead().items():
         print(f"{name}: {len(dead)} dead channels {dead[:10]}{' ...' if len(dead) > 10 else ''}")
@@ -262,23 +267,6 @@ def _check_folder(path: Path) -> None:
         )
     else:
         output_file(path)  # its parent must exist and be writable
-
-
-@contextlib.contextmanager
-def _whole_folder(path: Path) -> Iterator[Path]:
-    """A folder to fill: an existing one as it is; a new one under a temporary name beside it,
-    renamed into place only when the block succeeds (and removed when it fails)."""
-    if path.is_dir():
-        yield output_folder(path)
-        return
-    output_file(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    temporary.mkdir()
-    try:
-        yield temporary
-        temporary.rename(path)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _save_figure(figure: Figure, path: Path) -> Path:

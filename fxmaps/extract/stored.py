@@ -68,8 +68,9 @@ def write_maps(path: Path, content: Stored) -> None:
             tensors = {_MAP + k: v for k, v in maps.items()}
             tensors |= {_CHANNEL + k: v for k, v in channels.items()}
             _safetensors().save_file(tensors, str(tmp), metadata={"fxmaps": json.dumps(meta)})
-        else:
-            torch.save({**meta, "maps": maps, "channels": channels}, tmp)
+        else:  # through a file object, so that a full disk is an OSError torch raises from
+            with tmp.open("wb") as file:
+                torch.save({**meta, "maps": maps, "channels": channels}, file)
 
 
 def read_maps(path: Path) -> Stored:

@@ -116,8 +116,8 @@ class ChannelStats(Mapping[str, LayerStats]):
                 for name, layer in self._layers.items()
             },
         }
-        with atomic_path(path) as temporary:
-            torch.save(payload, temporary)
+        with atomic_path(path) as temporary, temporary.open("wb") as file:
+            torch.save(payload, file)  # a file object: a full disk is the OSError behind torch's
         return Path(path)
 
     @classmethod
