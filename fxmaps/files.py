@@ -24,6 +24,7 @@ __all__ = [
     "node_files",
     "output_file",
     "output_folder",
+    "short",
     "unreadable",
     "write_index",
 ]
@@ -160,3 +161,10 @@ def unreadable(err: BaseException) -> str:
     if "zip archive" in text or "corrupt" in text or isinstance(err, (EOFError, OSError)):
         return f"it is truncated or corrupt ({text[:160]})"
     return f"{type(err).__name__}: {text[:160]}"
+
+
+def short(text: str, limit: int = 240) -> str:
+    """``text`` on one line, cut to ``limit`` characters: a value read from a file, such as a
+    tensor's repr, quoted in an error message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -1182,6 +1182,13 @@ CASES: dict[str, Case] = {
         r"channel selection '0' is not a 1-D tensor of indices",
         setup=_edited_maps(lambda c: c["channels"].update({"0": torch.zeros(2)})),
     ),
+    "maps-file-tensor-for-a-name": Case(  # found by tests/test_fuzz.py: a repr over lines
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"layer record 0 \(tensor\(\[\[0\.\], \[0\.\]\]\)\): 'name' is tensor\(\[\[0\.\], "
+        r"\[0\.\]\]\)$",
+        setup=_edited_maps(lambda c: c["layers"][0].update(name=torch.zeros(2, 1))),
+    ),
     "maps-file-skipped-not-names": Case(
         _load_maps("m.pt"),
         fxmaps.InputError,

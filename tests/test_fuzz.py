@@ -14,9 +14,12 @@ reproduce a failure).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
@@ -63,10 +66,11 @@ def _stats() -> fxmaps.ChannelStats:
     return fxmaps.channel_stats(model, data, layers="conv", topk=2, progress=False)
 
 
-@pytest.fixture(scope="module")
-def valid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The bytes of a file of each kind fxmaps writes, by suffix and kind."""
-    folder = tmp_path_factory.mktemp("valid")
+@functools.cache
+def _valid() -> dict[str, bytes]:
+    """The bytes of a file of each kind fxmaps writes, by suffix and kind (made once; not a
+    fixture, so that hypothesis does not print them with each failing example)."""
+    folder = Path(tempfile.mkdtemp(prefix="fxmaps-fuzz-"))
     written = {
         "maps.pt": _maps().save,
         "maps.safetensors": _maps().save,
@@ -76,6 +80,7 @@ def valid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     for name, save in written.items():
         save(folder / name)
         content[name] = (folder / name).read_bytes()
+    shutil.rmtree(folder)
     return content
 
 
@@ -260,10 +265,10 @@ def _mutations(name: str, data: bytes) -> st.SearchStrategy[bytes]:
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_the_valid_files_load(name: str, valid: dict[str, bytes], scratch: Path) -> None:
+def test_the_valid_files_load(name: str, scratch: Path) -> None:
     """The starting points of the mutations are good files (else the fuzz proves little)."""
     path = scratch / name
-    path.write_bytes(valid[name])
+    path.write_bytes(_valid()[name])
     loaded = _load(_kind(name), path)
     assert loaded is not None
     _round_trip(_kind(name), loaded, scratch, _suffix(name))
@@ -279,10 +284,8 @@ def test_random_bytes(name: str, data: bytes, scratch: Path) -> None:
 @pytest.mark.parametrize("name", FILES)
 @fuzz
 @given(choice=st.data())
-def test_mutated_files(
-    name: str, choice: st.DataObject, valid: dict[str, bytes], scratch: Path
-) -> None:
-    data = choice.draw(_mutations(name, valid[name]), label="file")
+def test_mutated_files(name: str, choice: st.DataObject, scratch: Path) -> None:
+    data = choice.draw(_mutations(name, _valid()[name]), label="file")
     _check(_kind(name), data, scratch, _suffix(name))
 
 
@@ -349,4 +352,4 @@ def test_weights_files_mutated(choice: st.DataObject, scratch: Path) -> None:
 @fuzz
 @given(path=_NAMES)
 def test_weights_paths(path: str) -> None:
-    _run(["summary", "tests.models:CifarResNet", "--no-input", "--weights", path])
+    _run(["summary", "tests.models:CifarResNet", "--no-input", f"--weights={path}"])

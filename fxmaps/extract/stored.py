@@ -21,7 +21,7 @@ import torch
 
 from fxmaps.classify import Kind, Layout
 from fxmaps.errors import FxmapsError, InputError
-from fxmaps.files import atomic_path, unreadable
+from fxmaps.files import atomic_path, short, unreadable
 from fxmaps.graph import Layer
 
 __all__ = ["Stored", "read_maps", "write_maps"]
@@ -248,7 +248,7 @@ def _tuples(value: Any) -> Any:
 
 def _bad(path: Path, why: str) -> InputError:
     return InputError(
-        f"{str(path)!r} is not a feature-maps file written by fxmaps: {why}",
+        f"{str(path)!r} is not a feature-maps file written by fxmaps: {short(why)}",
         argument="path",
         got=str(path),
     )

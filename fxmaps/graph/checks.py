@@ -97,18 +97,31 @@ def _check_python_module(model: nn.Module, caller: str, argument: str) -> None:
             got=type(model).__name__,
         )
     compiled = sys.modules.get("torch._dynamo.eval_frame")
-    if compiled is None:
-        return
-    for name, module in model.named_modules():
-        if isinstance(module, compiled.OptimizedModule):
-            raise InputError(
-                f"{caller} needs the Python module, but {type(model).__name__}'s submodule "
-                f"{name!r} is a torch.compile OptimizedModule; put the module it compiled "
-                f"back, model.{name} = model.{name}._orig_mod (the same parameters), or "
-                "compile the whole model instead",
-                argument=argument,
-                got=type(module).__name__,
-            )
+    found = _part_of_type(model, compiled.OptimizedModule) if compiled is not None else None
+    if found is not None:
+        name, module = found
+        raise InputError(
+            f"{caller} needs the Python module, but {type(model).__name__}'s submodule "
+            f"{name!r} is a torch.compile OptimizedModule; put the module it compiled "
+            f"back, model.{name} = model.{name}._orig_mod (the same parameters), or "
+            "compile the whole model instead",
+            argument=argument,
+            got=type(module).__name__,
+        )
+
+
+def _part_of_type(model: nn.Module, cls: type, prefix: str = "") -> tuple[str, nn.Module] | None:
+    """The first submodule of type ``cls`` and its path (a walk of ``_modules``: a few times
+    faster than ``named_modules``, and this runs on every call that takes a model)."""
+    for name, child in model._modules.items():
+        if child is None:
+            continue
+        path = f"{prefix}{name}"
+        if isinstance(child, cls):
+            return path, child
+        if child._modules and (found := _part_of_type(child, cls, f"{path}.")) is not None:
+            return found
+    return None
 
 
 def _wrapped(model: nn.Module) -> tuple[nn.Module, str] | None:
