@@ -2250,6 +2250,25 @@ COMMANDS: dict[str, Command] = {
         r"with --batch 1000000 makes an example input of",
         free=2**30,
     ),
+    "stats-batch-too-large": Command(
+        (
+            "stats",
+            TOY,
+            "--input-size",
+            "3",
+            "1000",
+            "1000",
+            "--data",
+            "digits",
+            "--batch-size",
+            "4096",
+            "-o",
+            "{tmp}/stats",
+        ),
+        r"--input-size 3 1000 1000 with --batch-size 4096 makes an example input of 45.8 GiB "
+        r"\(4096×3×1000×1000 float32\).*use a smaller --input-size or --batch-size",
+        free=2**30,
+    ),
     "maps-input-too-large": Command(
         ("maps", TOY, "--input-size", "3", "100000", "100000", "-o", "{tmp}/maps"),
         r"--input-size 3 100000 100000 makes an example input of 111.8 GiB",

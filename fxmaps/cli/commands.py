@@ -165,6 +165,7 @@ def stats(args: argparse.Namespace) -> int:
     A new folder appears only when all its files are written (as for ``maps``)."""
     _check_folder(args.output)
     loaded = load_model(args.model, weights=args.weights)
+    _check_input_memory((args.batch_size, *_size(args, loaded)), args)  # a batch of the data
     dataset = image_dataset(args.data, _size(args, loaded))
     rank = share_weights(loaded.model)  # random or downloaded weights: rank 0's for all
     result = channel_stats(loaded.model, dataset, layers=args.layers, batch_size=args.batch_size,
@@ -251,12 +252,13 @@ def _check_input_memory(shape: tuple[int, ...], args: argparse.Namespace) -> Non
     if found is None or needed <= found[0]:
         return
     limit, why = found
-    batch = f" with --batch {args.batch}" if "batch" in args else ""
+    option = "--batch" if "batch" in args else "--batch-size" if "batch_size" in args else ""
+    batch = f" with {option} {shape[0]}" if option else ""
     raise MemoryLimitError(
         f"--input-size {' '.join(map(str, shape[1:]))}{batch} makes an example input of "
         f"{byte_size(needed)} ({'×'.join(map(str, shape))} float32), more than the limit of "
         f"{byte_size(limit)} ({why}); use a smaller --input-size"
-        + (" or --batch" if batch else ""),
+        + (f" or {option}" if option else ""),
         needed=needed,
         limit=limit,
     )
