@@ -131,7 +131,7 @@ def is_allocation_failure(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text
 
 
-_CHANNELS = re.compile(r"to have \d+ channels|running_(mean|var) should contain|channels")
+_CHANNELS = re.compile(r"channels|running_(mean|var) should contain")
 _RANK = re.compile(r"Expected \d+D \(unbatched\) or \d+D \(batched\) input")
 _FEATURES = re.compile(r"shapes cannot be multiplied")
 _NORMALIZED = re.compile(r"normalized_shape")
