@@ -2,7 +2,7 @@
 # Each one sets everything up first (scripts/setup.sh) and is safe to re-run.
 VENV := .venv/bin
 
-.PHONY: setup demo test test-zoo lint bench bench-quick
+.PHONY: setup demo test test-zoo test-fuzz lint bench bench-quick
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,11 @@ test: lint
 # scripts/zoo_report.py runs the tests/zoo checks into docs/zoo.md.
 test-zoo: setup
 	$(VENV)/pytest -q -m "zoo or not zoo" --durations=10 tests/zoo tests/peers tests/test_naming.py
+
+# The fuzz of tests/test_fuzz.py at length: 2000 fresh inputs per test (the default run
+# draws 25 fixed ones); hypothesis prints how to reproduce a failure.
+test-fuzz: setup
+	FXMAPS_FUZZ_EXAMPLES=2000 $(VENV)/pytest -q tests/test_fuzz.py
 
 bench: setup
 	$(VENV)/python benchmarks/bench_analyze.py

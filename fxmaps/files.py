@@ -1,4 +1,5 @@
-"""Writing output files: a folder that must exist and be writable, whole files, sets of files.
+"""Writing output files: a folder that must exist and be writable, whole files, sets of files;
+and why a file could not be read back, in words.
 
 A file is written to a temporary name beside it and renamed into place only when
 writing succeeded, so an error never leaves a partial file behind (:func:`atomic_path`).
@@ -32,7 +33,9 @@ __all__ = [
     "node_files",
     "output_file",
     "output_folder",
+    "short",
     "signals_held",
+    "unreadable",
     "write_index",
 ]
 
@@ -308,3 +311,27 @@ def _file_name(name: str, suffix: str, *, force: bool = False) -> str:
     room = _MAX_BYTES - len((tag + suffix).encode())
     stem = kept.encode()[:room].decode("utf-8", "ignore")
     return stem + tag + suffix
+
+
+def unreadable(err: BaseException) -> str:
+    """Why ``torch.load`` (``weights_only=True``) or safetensors failed on a file, in one
+    short clause: pickled objects (never unpickled: that can run code), a truncated or
+    corrupt file, or the error's own first words."""
+    text = " ".join(str(err).split())
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (
+            f"it holds pickled Python objects{what}, which fxmaps does not unpickle because "
+            "that can run code"
+        )
+    if "zip archive" in text or "corrupt" in text or isinstance(err, (EOFError, OSError)):
+        return f"it is truncated or corrupt ({text[:160]})"
+    return f"{type(err).__name__}: {text[:160]}"
+
+
+def short(text: str, limit: int = 240) -> str:
+    """``text`` on one line, cut to ``limit`` characters: a value read from a file, such as a
+    tensor's repr, quoted in an error message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -127,6 +128,71 @@ def returns_a_tensor() -> torch.Tensor:
 
 
 NOT_A_FACTORY = 42
+
+
+def exits_when_built() -> nn.Module:
+    sys.exit(5)
+
+
+def scripted() -> nn.Module:
+    """A factory that returns a TorchScript module (the original's code is gone)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        return cast(nn.Module, torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())))
+
+
+def traced() -> nn.Module:
+    net = toy.CifarResNet().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        return cast(nn.Module, torch.jit.trace(net, X[:1]))  # type: ignore[no-untyped-call]
+
+
+class CompiledBody(nn.Module):
+    """A model that compiled one of its parts (``torch.compile`` compiles when called)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.body = cast(nn.Module, torch.compile(nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU())))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x))
+
+
+class HungryConv(nn.Conv2d):
+    """A conv whose kernel asks the allocator for far more memory than there is (4 PiB):
+    the allocation failure is torch's own."""
+
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        scratch = torch.empty(1 << 50, dtype=torch.float32)
+        return super()._conv_forward(input, weight, bias) + scratch[:1]
+
+
+class Hungry(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = HungryConv(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).relu()
+
+
+def _rgb_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+
+
+class OddSizes(Dataset[torch.Tensor]):
+    """100 images of 3×16×16, but item 57 is 3×20×20 (a photo that missed the resize)."""
+
+    def __len__(self) -> int:
+        return 100
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        side = 20 if index == 57 else 16
+        return torch.rand(3, side, side, generator=torch.Generator().manual_seed(index))
 
 
 def files(folder: Path) -> dict[str, bytes | None]:
@@ -1116,6 +1182,13 @@ CASES: dict[str, Case] = {
         r"channel selection '0' is not a 1-D tensor of indices",
         setup=_edited_maps(lambda c: c["channels"].update({"0": torch.zeros(2)})),
     ),
+    "maps-file-tensor-for-a-name": Case(  # found by tests/test_fuzz.py: a repr over lines
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"layer record 0 \(tensor\(\[\[0\.\], \[0\.\]\]\)\): 'name' is tensor\(\[\[0\.\], "
+        r"\[0\.\]\]\)$",
+        setup=_edited_maps(lambda c: c["layers"][0].update(name=torch.zeros(2, 1))),
+    ),
     "maps-file-skipped-not-names": Case(
         _load_maps("m.pt"),
         fxmaps.InputError,
@@ -1235,7 +1308,160 @@ CASES: dict[str, Case] = {
         lambda: nn.DataParallel(toy.CifarResNet()),
         facts={"name": "module.conv1"},
     ),
+    # issue 17, case 6: a model whose Python code is gone
+    "torchscript-traced": Case(
+        _analyze(X),
+        fxmaps.InputError,
+        r"^analyze\(\) needs the Python module, got a TorchScript TopLevelTracedModule \(from "
+        r"torch.jit.trace or torch.jit.script\).*pass the original nn.Module",
+        traced,
+        facts={"argument": "model", "got": "TopLevelTracedModule"},
+    ),
+    "torchscript-scripted": Case(
+        _extract(X),
+        fxmaps.InputError,
+        r"^extract\(\) needs the Python module, got a TorchScript RecursiveScriptModule",
+        scripted,
+        facts={"argument": "model", "got": "RecursiveScriptModule"},
+    ),
+    "torchscript-stats": Case(
+        _channel_stats(lambda: TensorDataset(X)),
+        fxmaps.InputError,
+        r"^channel_stats\(\) needs the Python module, got a TorchScript",
+        scripted,
+    ),
+    # issue 17, case 13: torch.compile on a part of the model
+    "compiled-submodule": Case(
+        _analyze(X),
+        fxmaps.InputError,
+        r"CompiledBody's submodule 'body' is a torch.compile OptimizedModule; put the module "
+        r"it compiled back, model.body = model.body._orig_mod",
+        CompiledBody,
+        facts={"argument": "model", "got": "OptimizedModule"},
+    ),
+    # issue 17, case 13: maps are floats; an integer dtype would truncate them
+    **{
+        f"maps-dtype-{name}": Case(
+            _extract(X, dtype=dtype),
+            fxmaps.OptionError,
+            rf"dtype={re.escape(repr(dtype))} is not a floating-point dtype: maps are floats.*"
+            r"use one of torch.float16, torch.bfloat16, torch.float32, torch.float64",
+            toy.CifarResNet,
+            facts={"option": "dtype", "value": dtype},
+        )
+        for name, dtype in [
+            ("int8", torch.int8),
+            ("uint8", torch.uint8),
+            ("int64-text", "int64"),
+            ("bool", torch.bool),
+            ("complex", torch.complex64),
+        ]
+    },
+    "maps-dtype-extractor": Case(
+        _extractor(X, dtype=torch.int32),
+        fxmaps.OptionError,
+        r"dtype=torch.int32 is not a floating-point dtype",
+        toy.CifarResNet,
+    ),
+    # issue 17, case 13: memory running out, or too many dimensions, is not a channel problem
+    "allocation-analyze": Case(
+        _analyze(X),
+        fxmaps.MemoryLimitError,
+        r"^(?!.*input channels)node 'conv' \(HungryConv\) ran out of memory on input of shape "
+        r"\(2, 3, 32, 32\): RuntimeError: .*can't allocate memory.*; try a smaller input",
+        Hungry,
+    ),
+    "allocation-extract": Case(
+        _on_graph(X),
+        fxmaps.MemoryLimitError,
+        r"^(?!.*input channels)the model ran out of memory during extraction",
+        Hungry,
+    ),
+    "rank-analyze": Case(
+        _analyze(torch.randn(2, 3, 8, 8, 2)),
+        fxmaps.ShapeError,
+        r"^(?!.*input channels)node 'conv1' \(Conv2d\) failed on input of shape "
+        r"\(2, 3, 8, 8, 2\); it expects 4 dimensions \(or 3 for one sample\), "
+        r"shape \(N, 3, H, W\)",
+        toy.CifarResNet,
+    ),
+    # issue 17, case 8: a dataset item of another shape is named by its dataset index
+    "stats-item-of-another-shape": Case(
+        _channel_stats(OddSizes, batch_size=16),
+        fxmaps.InputError,
+        rf"^dataset item 57 has shape {re.escape(str(tuple(OddSizes()[57].shape)))}, but item "
+        rf"{57 // 16 * 16} has {re.escape(str(tuple(OddSizes()[48].shape)))}, and a batch "
+        r"needs one shape: .*batch_size=1",
+        _rgb_cnn,
+        facts={"argument": "dataset"},
+    ),
+    "stats-item-of-another-shape-workers": Case(
+        _channel_stats(OddSizes, batch_size=16, num_workers=1),
+        fxmaps.InputError,
+        r"^dataset item 57 has shape \(3, 20, 20\), but item 48 has \(3, 16, 16\)",
+        _rgb_cnn,
+    ),
+    # issue 17, case 13: files fxmaps cannot read back say why, in one short clause
+    "maps-file-pickle": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"^'.*m.pt' is not a feature-maps file written by fxmaps: it holds pickled Python "
+        r"objects \(pathlib.PosixPath\), which fxmaps does not unpickle because that can run "
+        r"code$",
+        setup=_save("m.pt", lambda: {"maps": Path("x")}),
+    ),
+    "maps-file-whole-model": Case(
+        _load_maps("m.pt"),
+        fxmaps.InputError,
+        r"it holds pickled Python objects \(tests.models.CifarResNet\), which fxmaps does not "
+        r"unpickle",
+        setup=_save("m.pt", toy.CifarResNet),
+    ),
+    "stats-file-pickle": Case(
+        _load_stats,
+        fxmaps.InputError,
+        r"^'.*s.pt' is not a file written by ChannelStats.save: it holds pickled Python objects "
+        r"\(tests.models.CifarResNet\)",
+        setup=_save("s.pt", toy.CifarResNet),
+    ),
+    # issue 17, case 13: weights and factories
+    "weights-a-folder": Case(
+        lambda model, folder: load_weights(model, folder),
+        fxmaps.ModelLoadError,
+        r"^'.*' is a folder, not a weights file; name the state-dict file in it",
+        toy.CifarResNet,
+        facts={"spec": "{folder}"},
+    ),
+    "factory-exits": Case(
+        _spec(f"{HERE}:exits_when_built"),
+        fxmaps.ModelLoadError,
+        r"building '.*exits_when_built' exited \(SystemExit: 5\) instead of returning a model",
+        facts={"spec": f"{HERE}:exits_when_built"},
+    ),
+    # issue 17, case 5: a photo resized past PIL's limit is refused before PIL makes it
+    "image-size-over-pil-limit": Case(
+        lambda _, __: fxmaps.load_image(size=30000),
+        fxmaps.OptionError,
+        rf"size=30000 asks for a 30000×30000 image \(900,000,000 pixels\), more than PIL's "
+        rf"limit of {Image.MAX_IMAGE_PIXELS:,} pixels",
+        facts={"option": "size", "value": 30000},
+    ),
+    "image-decompression-bomb": Case(
+        lambda _, folder: fxmaps.load_image(folder / "bomb.png"),
+        fxmaps.ImageError,
+        r"'.*bomb.png' is larger than PIL opens \(Image size \(\d+ pixels\) exceeds limit",
+        setup=lambda folder: _bomb(folder / "bomb.png"),
+    ),
 }
+
+
+def _bomb(path: Path) -> None:
+    """A small PNG (a blank 1-bit image compresses well) whose pixel count is over twice
+    PIL's limit, where PIL refuses to open it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    assert limit is not None
+    side = math.isqrt(2 * limit) + 100
+    Image.new("1", (side, side)).save(path)
 
 
 def _unwrapped(call: Callable[[], object]) -> object:
@@ -1527,6 +1753,98 @@ def test_markup_in_names_on_the_command_line(
     assert "error" not in capsys.readouterr().err
 
 
+# ----------------------- issue 17, case 6: module names fx's generated code cannot hold as such
+
+FX_UNWRITABLE = ['a"b', "a\nb", "a\\b", "a'b", 'x"); import os; ("', "for", "None", "lambda"]
+"""ModuleDict keys fx would write into code as they are: quotes, a line break, a backslash,
+an injection attempt, Python keywords (``self.d.for``)."""
+
+
+class _Keyed(nn.Module):
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.d = nn.ModuleDict({key: nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU())})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.d[self.key](self.stem(x)).mean((2, 3))
+
+
+@pytest.mark.parametrize("key", FX_UNWRITABLE, ids=[repr(k) for k in FX_UNWRITABLE])
+def test_module_names_fx_cannot_write_work(key: str) -> None:
+    model = _Keyed(key).eval()
+    x = torch.randn(2, 3, 12, 12)
+    before = snapshot(model)
+    maps = fxmaps.extract(model, x, layers="conv")
+    seen = hook_outputs(model, x)
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert list(maps) == convs == ["stem", f"d.{key}.0"]
+    assert all(torch.equal(maps[name], seen[name][0]) for name in convs)
+    graph = fxmaps.analyze(model, x)
+    assert graph[f"d.{key}.0"].module is model.get_submodule(f"d.{key}.0")
+    assert_unchanged(model, before)
+
+
+class _ScriptedPart(nn.Module):
+    """A Python model with a TorchScript part: the part is one node, its map its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+            self.body = torch.jit.script(nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x)).mean((2, 3))
+
+
+def test_a_torchscript_part_is_one_node() -> None:
+    model = _ScriptedPart().eval()
+    x = torch.randn(2, 3, 12, 12)
+    graph = fxmaps.analyze(model, x)
+    assert graph["body"].module is model.body
+    maps = fxmaps.extract(graph, x, layers=["stem", "body"])
+    with torch.no_grad():
+        stem = model.stem(x)
+        assert torch.equal(maps["stem"], stem)
+        assert torch.equal(maps["body"], model.body(stem))
+
+
+# ------------------------------- issue 17, case 13: the console script finds the user's package
+
+
+def test_the_console_script_imports_packages_of_the_current_folder(tmp_path: Path) -> None:
+    """``fxmaps summary pkg.mod:Name`` run from the folder that holds ``pkg``: a console
+    script has its own folder on ``sys.path``, not the current one (``python -m`` has it)."""
+    project, scripts = tmp_path / "project", tmp_path / "bin"
+    (project / "pkg").mkdir(parents=True)
+    scripts.mkdir()
+    (project / "pkg" / "__init__.py").write_text("")
+    (project / "pkg" / "mod.py").write_text(
+        "from torch import nn\n\n\nclass Name(nn.Sequential):\n"
+        "    def __init__(self):\n        super().__init__(nn.Conv2d(3, 5, 3), nn.ReLU())\n"
+    )
+    launcher = scripts / "fxmaps"  # what pip writes: import the entry point, call it
+    launcher.write_text(
+        "import os, sys\n"
+        "assert all(os.path.abspath(p or '.') != os.getcwd() for p in sys.path), sys.path\n"
+        "from fxmaps.cli import main\nsys.exit(main())\n"
+    )
+    root = Path(fxmaps.__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    argv = [sys.executable, str(launcher), "summary", "pkg.mod:Name", "--input-size", "3", "8", "8"]
+    done = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    conv = nn.Conv2d(3, 5, 3)  # the package's layer, built here as the oracle
+    shape = "×".join(map(str, conv(torch.zeros(1, 3, 8, 8)).shape))
+    params = sum(p.numel() for p in conv.parameters())
+    row = next(line for line in done.stdout.splitlines() if line.split()[:2] == ["0", "conv"])
+    assert row.split()[2:5] == ["Conv2d", shape, str(params)]
+    assert sorted(p.name for p in project.rglob("*")) == ["__init__.py", "mod.py", "pkg"]
+
+
 # ------------------------------------------- 3, 4. what is fixed for the user, with a warning
 
 
@@ -1716,6 +2034,8 @@ class Command:
     """A regular expression; ``{tmp}`` in it stands for the folder, quoted."""
     setup: Callable[[Path], None] | None = None
     no_dot: bool = False
+    free: int | None = None
+    """Free memory to report, in bytes (``None``: the machine's own)."""
 
 
 def _tiny_too_small() -> str:
@@ -1911,6 +2231,105 @@ COMMANDS: dict[str, Command] = {
     "demo-into-a-file": Command(
         ("demo", "-o", "{tmp}/notes.txt"), r"it is a file, not a folder", _write("notes.txt", "x")
     ),
+    # issue 17, case 5: an example input too large for memory is refused before it is made
+    "summary-input-too-large": Command(
+        ("summary", TOY, "--input-size", "3", "100000", "100000"),
+        r"--input-size 3 100000 100000 with --batch 1 makes an example input of 111.8 GiB "
+        r"\(1×3×100000×100000 float32\), more than the limit of 512.0 MiB \(half of the "
+        r"1.0 GiB free on cpu\); use a smaller --input-size or --batch",
+        free=2**30,
+    ),
+    "summary-batch-too-large": Command(
+        ("summary", TOY, *SIZE, "--batch", "1000000"),
+        rf"--input-size 3 16 16 with --batch 1000000 makes an example input of "
+        rf"{3 * 16 * 16 * 4 * 10**6 / 2**30:.1f} GiB",
+        free=2**30,
+    ),
+    "bench-batch-too-large": Command(
+        ("bench", TOY, *SIZE, "--batch", "1000000", "--repeat", "1"),
+        r"with --batch 1000000 makes an example input of",
+        free=2**30,
+    ),
+    "stats-batch-too-large": Command(
+        (
+            "stats",
+            TOY,
+            "--input-size",
+            "3",
+            "1000",
+            "1000",
+            "--data",
+            "digits",
+            "--batch-size",
+            "4096",
+            "-o",
+            "{tmp}/stats",
+        ),
+        r"--input-size 3 1000 1000 with --batch-size 4096 makes an example input of 45.8 GiB "
+        r"\(4096×3×1000×1000 float32\).*use a smaller --input-size or --batch-size",
+        free=2**30,
+    ),
+    "maps-input-too-large": Command(
+        ("maps", TOY, "--input-size", "3", "100000", "100000", "-o", "{tmp}/maps"),
+        r"--input-size 3 100000 100000 makes an example input of 111.8 GiB",
+        free=2**30,
+    ),
+    "maps-image-over-pil-limit": Command(  # memory enough: PIL's own limit is what refuses
+        (
+            "maps",
+            TOY,
+            "--input-size",
+            "3",
+            "30000",
+            "30000",
+            "--image",
+            "{tmp}/cat.png",
+            "-o",
+            "{tmp}/maps",
+        ),
+        rf"--input-size 3 30000 30000: size=30000 asks for a 30000×30000 image "
+        rf"\(900,000,000 pixels\), more than PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels",
+        lambda folder: Image.new("RGB", (40, 30)).save(folder / "cat.png"),
+        free=2**50,
+    ),
+    "report-image-bomb": Command(
+        ("report", TOY, *SIZE, "--image", "{tmp}/bomb.png", "-o", "{tmp}/r.html"),
+        r"bomb.png' is larger than PIL opens",
+        lambda folder: _bomb(folder / "bomb.png"),
+    ),
+    # issue 17, case 5: --device names a device this machine has
+    "bench-device-banana": Command(
+        ("bench", TOY, *SIZE, "--device", "banana", "--repeat", "1"),
+        rf"--device banana: not a device; use one of "
+        rf"{', '.join(['cpu', *(f'cuda:{i}' for i in range(torch.cuda.device_count()))])}",
+    ),
+    "bench-device-meta": Command(
+        ("bench", TOY, *SIZE, "--device", "meta", "--repeat", "1"),
+        r"--device meta: not a device; use one of cpu",
+    ),
+    "bench-device-missing-cuda": Command(
+        ("bench", TOY, *SIZE, "--device", "cuda:7", "--repeat", "1"),
+        rf"--device cuda:7: cuda:7 is not among the {torch.cuda.device_count()} CUDA devices "
+        r"here; use one of cpu, cuda:0"
+        if torch.cuda.is_available()
+        else r"--device cuda:7: no CUDA device here; use --device cpu",
+    ),
+    # issue 17, case 13: models and weights
+    "summary-weights-a-folder": Command(
+        ("summary", TOY, "--weights", "{tmp}"), r"'{tmp}' is a folder, not a weights file"
+    ),
+    "summary-factory-exits": Command(
+        ("summary", f"{HERE}:exits_when_built"),
+        r"building '.*exits_when_built' exited \(SystemExit: 5\)",
+    ),
+    "summary-torchscript": Command(
+        ("summary", f"{HERE}:scripted", *SIZE),
+        r"analyze\(\) needs the Python module, got a TorchScript RecursiveScriptModule",
+    ),
+    "summary-compiled-part": Command(
+        ("summary", f"{HERE}:CompiledBody", *SIZE),
+        r"submodule 'body' is a torch.compile OptimizedModule",
+    ),
 }
 
 
@@ -1928,6 +2347,8 @@ def test_command_line(
         assert shutil.which("dot") is None
     if command.setup is not None:
         command.setup(tmp_path)
+    if command.free is not None:
+        monkeypatch.setattr(memory_module, "_available_bytes", lambda device: command.free)
     before = files(tmp_path)
     code = main([arg.format(tmp=tmp_path) for arg in command.argv])
     out, err = capsys.readouterr()

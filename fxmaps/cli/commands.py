@@ -11,6 +11,7 @@ never leaves partial output behind.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,9 @@ import torch
 import torchvision
 
 from fxmaps.bench.extraction import benchmark_extraction
-from fxmaps.errors import DeviceError, OptionError, OutputError
+from fxmaps.errors import DeviceError, MemoryLimitError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
+from fxmaps.extract.memory import byte_size, memory_limit
 from fxmaps.files import (
     atomic_path,
     file_set,
@@ -110,14 +112,8 @@ def report(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     json_path = output_file(args.json) if args.json else None
+    device = _device(args.device)
     loaded = load_model(args.model, weights=args.weights)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(
-            f"--device {args.device}: no CUDA device here; use --device cpu",
-            expected="cpu",
-            got=str(device),
-        )
     inputs = map_tensors(_example(args, loaded, args.batch), lambda t: t.to(device))
     terminal = sys.stderr.isatty()  # a progress line only where someone watches it
     result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
@@ -174,6 +170,7 @@ def stats(args: argparse.Namespace) -> int:
     Its files appear together or not at all (as for ``maps``: ``fxmaps.files.file_set``)."""
     _check_folder(args.output)
     loaded = load_model(args.model, weights=args.weights)
+    _check_input_memory((args.batch_size, *_size(args, loaded)), args)  # a batch of the data
     dataset = image_dataset(args.data, _size(args, loaded))
     rank = share_weights(loaded.model)  # random or downloaded weights: rank 0's for all
     result = channel_stats(loaded.model, dataset, layers=args.layers, batch_size=args.batch_size,
@@ -208,6 +205,36 @@ def _round_line(done: int, total: int) -> None:
     print(f"\rbench: round {done} of {total}", end="", file=sys.stderr, flush=True)
 
 
+def _device(text: str) -> torch.device:
+    """``--device`` as a device this machine has; else an error listing those it has."""
+    valid = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        valid.append("mps")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise OptionError(
+            f"--device {text}: not a device; use one of {', '.join(valid)}",
+            option="device",
+            value=text,
+            valid=tuple(valid),
+        )
+    if device.type == "cuda" and not torch.cuda.is_available():
+        there = "no CUDA device here; use --device cpu"
+    elif device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        there = (
+            f"{device} is not among the {count} CUDA devices here; use one of {', '.join(valid)}"
+        )
+    elif device.type == "mps" and "mps" not in valid:
+        there = "no MPS device here; use --device cpu"
+    else:
+        return device
+    raise DeviceError(f"--device {text}: {there}", expected="cpu", got=str(device))
+
+
 def _size(args: argparse.Namespace, loaded: LoadedModel) -> tuple[int, ...]:
     return tuple(args.input_size) if args.input_size else loaded.input_size
 
@@ -217,7 +244,29 @@ def _example(args: argparse.Namespace, loaded: LoadedModel, batch: int) -> Any:
     inputs of the model's usual size."""
     if loaded.example is not None and not args.input_size:
         return loaded.example
-    return torch.randn(batch, *_size(args, loaded))
+    shape = (batch, *_size(args, loaded))
+    _check_input_memory(shape, args)
+    return torch.randn(shape)
+
+
+def _check_input_memory(shape: tuple[int, ...], args: argparse.Namespace) -> None:
+    """Refuse an example input larger than fxmaps's share of free memory, before it is made
+    (one float32 tensor of ``shape``; its maps are checked later, by ``extract``)."""
+    needed = math.prod(shape) * 4
+    found = memory_limit(torch.device("cpu"))
+    if found is None or needed <= found[0]:
+        return
+    limit, why = found
+    option = "--batch" if "batch" in args else "--batch-size" if "batch_size" in args else ""
+    batch = f" with {option} {shape[0]}" if option else ""
+    raise MemoryLimitError(
+        f"--input-size {' '.join(map(str, shape[1:]))}{batch} makes an example input of "
+        f"{byte_size(needed)} ({'×'.join(map(str, shape))} float32), more than the limit of "
+        f"{byte_size(limit)} ({why}); use a smaller --input-size"
+        + (f" or {option}" if option else ""),
+        needed=needed,
+        limit=limit,
+    )
 
 
 def _image(args: argparse.Namespace, loaded: LoadedModel) -> Any:
@@ -226,10 +275,18 @@ def _image(args: argparse.Namespace, loaded: LoadedModel) -> Any:
     if loaded.example is not None and args.image is None and not args.input_size:
         return loaded.example
     size = _size(args, loaded)
+    _check_input_memory((1, 3, size[-1], size[-1]), args)  # the photo, square, as load_image
     weights = None
     if str(args.weights) == "DEFAULT" and ":" not in args.model:
         weights = torchvision.models.get_model_weights(args.model).DEFAULT
-    image = load_image(args.image, size=size[-1], weights=weights)
+    try:
+        image = load_image(args.image, size=size[-1], weights=weights)
+    except OptionError as err:
+        if err.option != "size":
+            raise
+        given = " ".join(map(str, size))
+        raise OptionError(f"--input-size {given}: {err}", option="input-size", value=size,
+                          valid=err.valid) from err  # fmt: skip
     if size[0] == 1:  # a grayscale model
         image = image.mean(dim=1, keepdim=True)
     return image

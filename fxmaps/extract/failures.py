@@ -11,7 +11,7 @@ from fxmaps.graph import ModelGraph
 from fxmaps.graph.checks import check_device, non_finite_maps_note, prepare_inputs
 from fxmaps.trace.inputs import Inputs, describe_inputs
 from fxmaps.trace.minimum import is_too_small, model_input_minimum, too_small_hint
-from fxmaps.trace.shapes import all_finite, first_non_finite, propagate
+from fxmaps.trace.shapes import all_finite, first_non_finite, is_allocation_failure, propagate
 from fxmaps.trace.state import preserved_state
 from fxmaps.trace.variants import placeholder_values
 
@@ -40,7 +40,7 @@ def checked_inputs(graph: ModelGraph, inputs: Inputs) -> tuple[Inputs, list[str]
 def explain_failure(graph: ModelGraph, inputs: Inputs, err: Exception) -> FxmapsError | None:
     """What made the run fail, as an fxmaps error; ``None`` when it is not the input's fault."""
     text = str(err)
-    if isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text:
+    if is_allocation_failure(err):
         return MemoryLimitError(
             f"the model ran out of memory during extraction ({type(err).__name__}: "
             f"{text.strip().splitlines()[0] if text.strip() else ''}); keep less: a smaller "

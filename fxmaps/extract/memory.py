@@ -28,6 +28,7 @@ from fxmaps.trace.meta import MetaFailure, meta_values
 __all__ = [
     "MEMORY_FRACTION",
     "byte_count",
+    "byte_size",
     "estimate_bytes",
     "max_bytes_option",
     "memory_limit",
@@ -125,7 +126,9 @@ def memory_limit(device: torch.device) -> tuple[int, str] | None:
     if available is None:
         return None
     share = "half" if MEMORY_FRACTION == 0.5 else f"{MEMORY_FRACTION:.0%}"
-    return int(available * MEMORY_FRACTION), f"{share} of the {_size(available)} free on {device}"
+    return int(
+        available * MEMORY_FRACTION
+    ), f"{share} of the {byte_size(available)} free on {device}"
 
 
 def _available_bytes(device: torch.device) -> int | None:
@@ -205,7 +208,8 @@ def number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def _size(count: float) -> str:
+def byte_size(count: float) -> str:
+    """``count`` bytes in words: ``512 B``, ``1.5 KiB``, ``2.0 GiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
@@ -216,10 +220,10 @@ def _size(count: float) -> str:
 def memory_message(sizes: list[tuple[str, int]], batch: int, limit: float, why: str) -> str:
     total = sum(size for _, size in sizes)
     largest = sorted(sizes, key=lambda item: -item[1])[:3]
-    listed = ", ".join(f"{name!r} {_size(size)}" for name, size in largest)
+    listed = ", ".join(f"{name!r} {byte_size(size)}" for name, size in largest)
     return (
-        f"the {len(sizes)} maps asked for would take about {_size(total)} for a batch of "
-        f"{batch}, more than the limit of {_size(limit)} ({why}); the largest: {listed}. "
+        f"the {len(sizes)} maps asked for would take about {byte_size(total)} for a batch of "
+        f"{batch}, more than the limit of {byte_size(limit)} ({why}); the largest: {listed}. "
         "Keep less with channels='top:16' or slice(0, 16), reduce='mean', "
         "dtype=torch.float16, fewer layers or a smaller batch; or raise the limit with "
         "max_bytes= (command line: --max-bytes), max_bytes=math.inf to turn the check off"

@@ -21,7 +21,7 @@ import torch
 
 from fxmaps.classify import Kind, Layout
 from fxmaps.errors import FxmapsError, InputError
-from fxmaps.files import atomic_path
+from fxmaps.files import atomic_path, short, unreadable
 from fxmaps.graph import Layer
 
 __all__ = ["Stored", "read_maps", "write_maps"]
@@ -80,7 +80,7 @@ def read_maps(path: Path) -> Stored:
     except FxmapsError:
         raise
     except Exception as err:  # torch and safetensors raise many types for foreign files
-        raise _bad(path, str(err)) from err
+        raise _bad(path, unreadable(err)) from err
     layers = _layers(path, meta.get("layers"))
     return Stored(
         layers=layers,
@@ -249,7 +249,7 @@ def _tuples(value: Any) -> Any:
 
 def _bad(path: Path, why: str) -> InputError:
     return InputError(
-        f"{str(path)!r} is not a feature-maps file written by fxmaps: {why}",
+        f"{str(path)!r} is not a feature-maps file written by fxmaps: {short(why)}",
         argument="path",
         got=str(path),
     )

@@ -129,15 +129,29 @@ def _reduce_spec(reduce: str | None) -> tuple[str, str] | None:
     return reducer, over
 
 
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+"""What a map may be converted to: maps are floats (an integer dtype would truncate them)."""
+
+
 def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
+    if dtype is None:
+        return None
+    value = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
     if not isinstance(value, torch.dtype):
         raise OptionError(
             f"dtype={dtype!r} is not a torch dtype; for example torch.float16 or 'float16'",
             option="dtype",
             value=dtype,
+        )
+    if value not in _FLOATS:
+        allowed = ", ".join(str(f) for f in _FLOATS)
+        raise OptionError(
+            f"dtype={dtype!r} is not a floating-point dtype: maps are floats, which "
+            f"{value} would not keep (an integer dtype truncates them); use one of "
+            f"{allowed} (torch.float16 halves the memory)",
+            option="dtype",
+            value=dtype,
+            valid=tuple(str(f) for f in _FLOATS),
         )
     return value
 

@@ -65,6 +65,7 @@ def check_module(
     inner, path = model, ""
     while (found := _wrapped(inner)) is not None:
         inner, path = found[0], path + found[1]
+    _check_python_module(inner, caller, argument)
     if inner is not model:
         warnings.warn(
             _unwrapped_note(caller, model, inner, path), FxmapsWarning, stacklevel=stacklevel
@@ -81,6 +82,46 @@ def _unwrapped_note(caller: str, model: nn.Module, inner: nn.Module, path: str) 
         f"inside, model{path} (the same parameters), so node names are "
         f"{type(inner).__name__}'s own, without {path[1:]!r}. Pass model{path} to silence this"
     )
+
+
+def _check_python_module(model: nn.Module, caller: str, argument: str) -> None:
+    """Raise ``InputError`` for a model whose Python code is gone: a TorchScript module
+    (``torch.jit.trace`` or ``torch.jit.script``), or one holding a ``torch.compile``d
+    submodule, which fxmaps cannot look into without changing the model."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InputError(
+            f"{caller} needs the Python module, got a TorchScript {type(model).__name__} "
+            "(from torch.jit.trace or torch.jit.script), whose forward is compiled code with "
+            "no Python to trace; pass the original nn.Module, the one given to torch.jit",
+            argument=argument,
+            got=type(model).__name__,
+        )
+    compiled = sys.modules.get("torch._dynamo.eval_frame")
+    found = _part_of_type(model, compiled.OptimizedModule) if compiled is not None else None
+    if found is not None:
+        name, module = found
+        raise InputError(
+            f"{caller} needs the Python module, but {type(model).__name__}'s submodule "
+            f"{name!r} is a torch.compile OptimizedModule; put the module it compiled "
+            f"back, model.{name} = model.{name}._orig_mod (the same parameters), or "
+            "compile the whole model instead",
+            argument=argument,
+            got=type(module).__name__,
+        )
+
+
+def _part_of_type(model: nn.Module, cls: type, prefix: str = "") -> tuple[str, nn.Module] | None:
+    """The first submodule of type ``cls`` and its path (a walk of ``_modules``: a few times
+    faster than ``named_modules``, and this runs on every call that takes a model)."""
+    for name, child in model._modules.items():
+        if child is None:
+            continue
+        path = f"{prefix}{name}"
+        if isinstance(child, cls):
+            return path, child
+        if child._modules and (found := _part_of_type(child, cls, f"{path}.")) is not None:
+            return found
+    return None
 
 
 def _wrapped(model: nn.Module) -> tuple[nn.Module, str] | None:

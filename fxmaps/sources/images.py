@@ -10,6 +10,7 @@ converted to RGB, with an :class:`~fxmaps.errors.FxmapsWarning` saying so.
 from __future__ import annotations
 
 import io
+import math
 import os
 import urllib.error
 import urllib.request
@@ -56,7 +57,8 @@ def load_image(
     Raises:
         ImageError: A missing, truncated, corrupt or non-image file, or an
             unreachable URL.
-        OptionError: ``size`` is not positive, or ``weights`` names no weights.
+        OptionError: ``size`` is not positive or makes an image above PIL's limit
+            (``PIL.Image.MAX_IMAGE_PIXELS``), or ``weights`` names no weights.
 
     Example:
         >>> import fxmaps
@@ -70,6 +72,7 @@ def load_image(
             value=size,
             valid=("a positive number of pixels",),
         )
+    _check_pixels(size)
     image = read_image(path_or_url)
     transforms = _weights(weights).transforms() if weights is not None else None
     if transforms is not None and normalize:
@@ -106,6 +109,12 @@ def read_image(path_or_url: str | Path | Image | None = None) -> Image:
         try:
             image = Image.open(io.BytesIO(data))
             image.load()
+        except Image.DecompressionBombError as err:
+            raise ImageError(
+                f"{str(source)!r} is larger than PIL opens ({err}); shrink the file, or raise "
+                "PIL.Image.MAX_IMAGE_PIXELS if it is a picture you trust",
+                source=str(source),
+            ) from err
         except UnidentifiedImageError as err:
             raise ImageError(
                 f"{str(source)!r} is not an image fxmaps can read (PNG, JPEG, ...)",
@@ -123,6 +132,23 @@ def read_image(path_or_url: str | Path | Image | None = None) -> Image:
         )
         image = image.convert("RGB")
     return image
+
+
+def _check_pixels(size: int) -> None:
+    """Refuse a ``size × size`` crop above PIL's limit against decompression bombs (the
+    photo would be resized to it) before PIL is asked to make it."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size * size > limit:
+        raise OptionError(
+            f"size={size} asks for a {size}×{size} image ({size * size:,} pixels), more than "
+            f"PIL's limit of {limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS); use a size up to "
+            f"{math.isqrt(int(limit))}",
+            option="size",
+            value=size,
+            valid=(f"1 to {math.isqrt(int(limit))}",),
+        )
 
 
 def _is_url(source: str | Path) -> bool:

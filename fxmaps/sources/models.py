@@ -10,7 +10,6 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ import torchvision
 from torch import nn
 
 from fxmaps.errors import ModelLoadError, close_matches
+from fxmaps.files import unreadable
 
 __all__ = ["RANDOM_WEIGHTS", "LoadedModel", "load_model", "load_weights"]
 
@@ -89,6 +89,12 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
             do not match the model (the first missing and unexpected keys are listed).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelLoadError(
+            f"{str(path)!r} is a folder, not a weights file; name the state-dict file in it "
+            "(saved with torch.save(model.state_dict(), path))",
+            spec=str(path),
+        )
     if not path.is_file():
         raise ModelLoadError(f"weights file {str(path)!r} does not exist", spec=str(path))
     try:
@@ -136,19 +142,13 @@ def _state_dict_of(checkpoint: Any, path: Path) -> Mapping[str, torch.Tensor]:
 
 def _unreadable(err: Exception) -> str:
     """Why ``torch.load`` failed, in words, with what to do."""
-    text = " ".join(str(err).split())
+    why = unreadable(err)
     resave = "save the state dict with torch.save(model.state_dict(), path)"
-    if "Weights only load failed" in text:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        what = f" ({found.group(1)})" if found else ""
-        return (
-            f"it holds pickled Python objects{what}, such as a whole model saved with "
-            "torch.save(model), which fxmaps does not unpickle because that can run code; "
-            f"{resave}"
-        )
-    if "zip archive" in text or "corrupt" in text or isinstance(err, (EOFError, OSError)):
-        return f"it is truncated or corrupt ({text[:160]}); {resave} again"
-    return f"it is not a file written by torch.save ({type(err).__name__}: {text[:160]}); {resave}"
+    if why.startswith("it holds pickled"):
+        return f"{why} (a whole model saved with torch.save(model), say); {resave}"
+    if why.startswith("it is truncated"):
+        return f"{why}; {resave} again"
+    return f"it is not a file written by torch.save ({why}); {resave}"
 
 
 def _first(keys: list[str], n: int = 5, *, quote: bool = True) -> str:
@@ -273,6 +273,12 @@ def _import_failed(location: str, err: BaseException) -> str:
 
 
 def _import_module(location: str, spec: str) -> Any:
+    """Import ``package.module`` as ``python -m`` would: the current folder is on
+    ``sys.path`` (a console script has only its own folder there)."""
+    here = Path.cwd()
+    if all(Path(entry or ".").absolute() != here for entry in sys.path):
+        sys.path.insert(0, str(here))
+        importlib.invalidate_caches()
     try:
         return importlib.import_module(location)
     except ImportError as err:
@@ -305,6 +311,12 @@ def _instantiate(obj: Any, spec: str) -> tuple[nn.Module, Any]:
         )
     try:
         built = obj()
+    except SystemExit as err:
+        raise ModelLoadError(
+            f"building {spec!r} exited (SystemExit: {err.code}) instead of returning a model; "
+            "a factory must return the model, so move the sys.exit() out of it",
+            spec=spec,
+        ) from err
     except Exception as err:
         raise ModelLoadError(
             f"building {spec!r} failed: {type(err).__name__}: {' '.join(str(err).split())}",

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from fxmaps.errors import InputError, OptionError
 from fxmaps.extract.extractor import FeatureExtractor
-from fxmaps.files import atomic_path
+from fxmaps.files import atomic_path, unreadable
 from fxmaps.graph import ModelGraph, Selection, analyze
 from fxmaps.graph.checks import check_module
 from fxmaps.stats.running import Running, Score, Scratch
@@ -135,7 +135,7 @@ class ChannelStats(Mapping[str, LayerStats]):
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for foreign files
-            raise bad_stats(path) from err
+            raise bad_stats(path, unreadable(err)) from err
         layers = {
             name: LayerStats(**values) for name, values in checked_stats(path, payload).items()
         }
@@ -210,14 +210,21 @@ def channel_stats(
         _Indexed(dataset), num_replicas=world.size, rank=world.rank, shuffle=False
     )
     loader = DataLoader(
-        _Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers
+        _Indexed(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=_collate,
     )
     running: Running | None = None  # every chosen node's channels, side by side
     channels: list[int] = []
     scratch = Scratch()
     seen = 0  # samples this rank has taken from its sampler, padding included
     with torch.no_grad():
-        for indices, inputs in _progress(loader, progress and world.rank == 0):
+        for batch in _progress(loader, progress and world.rank == 0):
+            if isinstance(batch, InputError):  # made in the collate, maybe by a worker
+                raise batch
+            indices, inputs = batch
             # The sampler pads the end of the last shards with the first samples again:
             # positions past the dataset's end, always a tail of the batch.
             keep = _unpadded(size - world.rank - world.size * seen, world.size, len(indices))
@@ -272,6 +279,31 @@ class _Indexed(Dataset[tuple[int, torch.Tensor]]):
                 got=type(value).__name__,
             )
         return index, value
+
+
+def _collate(batch: list[tuple[int, Any]]) -> Any:
+    """``default_collate`` of ``(index, input)`` items, once their inputs are found to have
+    one shape; else the ``InputError`` naming the dataset indices and shapes, returned (not
+    raised) so that it reaches the caller whole from a worker process too."""
+    first_index, first = batch[0]
+    expected = _shapes(first)
+    for index, value in batch[1:]:
+        if (shapes := _shapes(value)) != expected:
+            return InputError(
+                f"dataset item {index} has shape {shapes}, but item {first_index} has "
+                f"{expected}, and a batch needs one shape: make the dataset's transform give "
+                "every sample one size (a Resize and CenterCrop), or pass batch_size=1",
+                argument="dataset",
+                got=str(shapes),
+            )
+    return default_collate(batch)
+
+
+def _shapes(value: Any) -> Any:
+    """An input's shape, as a tuple; a dict of tensors' shapes by key."""
+    if isinstance(value, Mapping):
+        return {key: _shapes(tensor) for key, tensor in value.items()}
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _layer_stats(running: Running) -> LayerStats:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from fxmaps.errors import InputError
+from fxmaps.files import short
 
 __all__ = ["FORMAT", "checked_stats"]
 
@@ -65,7 +66,7 @@ def _check_layer(path: str | os.PathLike[str], name: Any, values: Any) -> None:
 
 def bad_stats(path: str | os.PathLike[str], why: str = "") -> InputError:
     """The error for a file that :meth:`ChannelStats.save` did not write (and why, if known)."""
-    reason = f": {why}" if why else ""
+    reason = f": {short(why)}" if why else ""
     return InputError(
         f"{str(path)!r} is not a file written by ChannelStats.save{reason}",
         argument="path",

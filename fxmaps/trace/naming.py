@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from keyword import iskeyword
 from typing import Any
 
 from torch import fx, nn
@@ -108,8 +109,9 @@ class _TorchvisionNamer:
 
 def rename_reserved(graph: fx.Graph) -> None:
     """Rename targets whose first atom is an attribute every ``GraphModule`` has, and atoms
-    that fx's generated code cannot quote (a ``"``, a backslash, a newline: fx writes
-    ``getattr(self, "<atom>")`` as it is)."""
+    that fx's generated code cannot write (a ``"``, a backslash, a newline: fx writes
+    ``getattr(self, "<atom>")`` as it is; a Python keyword such as ``for``: fx writes
+    ``self.for``)."""
     for node in graph.nodes:
         if node.op in ("call_module", "get_attr"):
             first, *rest = [_quotable(atom) for atom in str(node.target).split(".")]
@@ -119,8 +121,8 @@ def rename_reserved(graph: fx.Graph) -> None:
 
 
 def _quotable(atom: str) -> str:
-    """``atom``, or a stand-in made of its bytes when fx cannot put it in quotes."""
-    if atom.isprintable() and '"' not in atom and "\\" not in atom:
+    """``atom``, or a stand-in made of its bytes when fx cannot write it in code."""
+    if atom.isprintable() and '"' not in atom and "\\" not in atom and not iskeyword(atom):
         return atom
     return f"fxmaps_{atom.encode().hex()}"
 

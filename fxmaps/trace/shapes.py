@@ -11,6 +11,7 @@ it expects; for too small an input, with the smallest input that fits
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from fxmaps.errors import ShapeError
+from fxmaps.errors import MemoryLimitError, ShapeError
 from fxmaps.facts import ShapeTree, name_of, note
 from fxmaps.trace.minimum import input_minimum, is_too_small, too_small_hint
 
@@ -28,6 +29,7 @@ __all__ = [
     "bytes_of",
     "dtype_of",
     "first_non_finite",
+    "is_allocation_failure",
     "propagate",
     "shape_of",
 ]
@@ -95,7 +97,7 @@ class _ShapeInterpreter(fx.Interpreter):
         given_text = ", ".join(str(s) for s in given if s is not None) or "no tensor"
         module = self.module.get_submodule(str(node.target)) if node.op == "call_module" else None
         what = f"{type(module).__name__}" if module is not None else str(node.target)
-        expected = _expected_input(module) if module is not None else None
+        expected = _expected_input(module, err) if module is not None else None
         name = name_of(node)
         text = f"node {name!r} ({what}) failed on input of shape {given_text}"
         if expected:
@@ -123,28 +125,55 @@ def _tensors_in(value: Any) -> list[torch.Tensor]:
     return []
 
 
-def _expected_input(module: nn.Module) -> str | None:
-    """What input a common layer expects, in words, for error messages."""
+def is_allocation_failure(err: BaseException) -> bool:
+    """Whether ``err`` is memory running out (an allocator's error), not a wrong input."""
+    text = str(err)
+    return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+_CHANNELS = re.compile(r"channels|running_(mean|var) should contain")
+_RANK = re.compile(r"Expected \d+D \(unbatched\) or \d+D \(batched\) input")
+_FEATURES = re.compile(r"shapes cannot be multiplied")
+_NORMALIZED = re.compile(r"normalized_shape")
+
+
+def _expected_input(module: nn.Module, err: BaseException) -> str | None:
+    """What input a common layer expects, in words, for error messages: only the facts
+    that bear on ``err`` (channels for a channel mismatch, the number of dimensions for a
+    rank mismatch, the kernel's reach for too small an input; nothing for memory running
+    out or an error the layer's facts do not explain)."""
+    text = str(err)
+    if is_allocation_failure(err):
+        return None
     if isinstance(module, nn.modules.conv._ConvNd):
-        dims = len(module.kernel_size)
-        spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(dims, "...")
-        reach = tuple(
-            max(d * (k - 1) + 1 - 2 * p, 1)
-            for d, k, p in zip(module.dilation, module.kernel_size, _padding(module), strict=True)
-        )
-        text = f"{module.in_channels} input channels, shape (N, {module.in_channels}, {spatial})"
-        if any(r > 1 for r in reach):
-            text += f", spatial size at least {reach}"
-        return text
+        return _expected_by_conv(module, text, too_small=is_too_small(err))
     if isinstance(module, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
-        return f"a spatial size of at least the kernel size {module.kernel_size}"
-    if isinstance(module, nn.Linear):
+        if is_too_small(err):
+            return f"a spatial size of at least the kernel size {module.kernel_size}"
+    elif isinstance(module, nn.Linear) and _FEATURES.search(text):
         return f"{module.in_features} input features, shape (..., {module.in_features})"
-    if isinstance(module, nn.modules.batchnorm._NormBase) and module.num_features:
-        return f"{module.num_features} channels, shape (N, {module.num_features}, ...)"
-    if isinstance(module, nn.LayerNorm):
+    elif isinstance(module, nn.modules.batchnorm._NormBase) and module.num_features:
+        if _CHANNELS.search(text):
+            return f"{module.num_features} channels, shape (N, {module.num_features}, ...)"
+    elif isinstance(module, nn.LayerNorm) and _NORMALIZED.search(text):
         return f"trailing dimensions {tuple(module.normalized_shape)}"
     return None
+
+
+def _expected_by_conv(module: nn.modules.conv._ConvNd, text: str, *, too_small: bool) -> str | None:
+    dims = len(module.kernel_size)
+    spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(dims, "...")
+    shape = f"shape (N, {module.in_channels}, {spatial})"
+    reach = tuple(
+        max(d * (k - 1) + 1 - 2 * p, 1)
+        for d, k, p in zip(module.dilation, module.kernel_size, _padding(module), strict=True)
+    )
+    size = f"spatial size at least {reach}" if any(r > 1 for r in reach) else ""
+    if _RANK.search(text):
+        return f"{dims + 2} dimensions (or {dims + 1} for one sample), {shape}"
+    if _CHANNELS.search(text):
+        return f"{module.in_channels} input channels, {shape}" + (f", {size}" if size else "")
+    return f"{shape}, {size}" if too_small and size else None
 
 
 def _padding(module: nn.modules.conv._ConvNd) -> Sequence[int]:
@@ -189,6 +218,11 @@ def propagate(
             interpreter.run(*inputs)
     except _NodeFailed as failed:
         cause = failed.cause
+        if is_allocation_failure(cause):
+            raise MemoryLimitError(
+                f"{failed.message.replace(' failed on ', ' ran out of memory on ', 1)}: "
+                f"{failed.detail}; try a smaller input or batch"
+            ) from cause
         hint = ""
         if is_too_small(cause):
             hint = too_small_hint(inputs, input_minimum(graph_module, inputs, train=train), cause)

@@ -125,6 +125,8 @@ class SymbolicTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if module_qualified_name in self._leaf_names or isinstance(m, self._leaf_types):
             return True
+        if isinstance(m, torch.jit.ScriptModule):  # compiled code: no Python forward to trace
+            return True
         childless = next(m.children(), None) is None
         if isinstance(m, _TV_OPS_MODULES):
             # Atomic ops modules (FrozenBatchNorm2d, StochasticDepth, Permute, ...)
