@@ -13,7 +13,7 @@ import contextlib
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,9 @@ import torch
 import torchvision
 
 from fxmaps.bench.extraction import benchmark_extraction
+from fxmaps.bench.gate import REGRESSION_EXIT_CODE, compare_ratios
+from fxmaps.bench.harness import write_markdown
+from fxmaps.bench.record import check_comparable, describe_selection, read_record
 from fxmaps.errors import DeviceError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
 from fxmaps.files import atomic_path, node_files, output_file, output_folder, write_index
@@ -35,7 +38,7 @@ from fxmaps.sources.images import load_image
 from fxmaps.sources.models import LoadedModel, load_model
 from fxmaps.stats.channels import channel_stats
 from fxmaps.stats.world import share_weights
-from fxmaps.trace.inputs import map_tensors
+from fxmaps.trace.inputs import as_inputs, map_tensors
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -105,6 +108,11 @@ def report(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     json_path = output_file(args.json) if args.json else None
+    markdown_path = output_file(args.markdown) if args.markdown else None
+    baseline = read_record(args.baseline) if args.baseline else None
+    selection = describe_selection(args.layers)
+    if baseline is not None:
+        check_comparable(baseline, args.baseline, model=args.model, layer_selection=selection)
     loaded = load_model(args.model, weights=args.weights)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -114,17 +122,45 @@ def bench(args: argparse.Namespace) -> int:
             got=str(device),
         )
     inputs = map_tensors(_example(args, loaded, args.batch), lambda t: t.to(device))
+    given = as_inputs(inputs, loaded.model, argument="inputs")
+    if baseline is not None and given is not None:
+        shapes = [list(t.shape) for t in given.tensors()]
+        check_comparable(baseline, args.baseline, input_shapes=shapes)
     terminal = sys.stderr.isatty()  # a progress line only where someone watches it
-    result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
-                                  repeat=args.repeat, name=args.model, max_bytes=args.max_bytes,
-                                  on_round=_round_line if terminal else None)  # fmt: skip
+    with _threads(args.threads):
+        result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
+                                      repeat=args.repeat, name=args.model,
+                                      max_bytes=args.max_bytes,
+                                      on_round=_round_line if terminal else None)  # fmt: skip
     if terminal:
         print("\r\033[K", end="", file=sys.stderr, flush=True)  # the progress line, cleared
-    print(result.table())
-    if json_path:
-        result.save_json(json_path)
-        print(f"wrote {json_path}")
-    return 0
+    verdict = None
+    if baseline is not None:
+        ratio = result.to_json()["ratio"]["median"]
+        verdict = compare_ratios(ratio, baseline["ratio"]["median"], tolerance=args.tolerance)
+    table = result.table() + (f"\n\n{verdict.line()}" if verdict else "")
+    print(table)
+    for path, write in ((json_path, result.save_json), (markdown_path, _markdown_writer(table))):
+        if path:
+            write(path)
+            print(f"wrote {path}")
+    return REGRESSION_EXIT_CODE if verdict and verdict.regressed else 0
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` (None: left as they are) for the block."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _markdown_writer(text: str) -> Callable[[Path], object]:
+    return lambda path: write_markdown(path, text)
 
 
 def demo(args: argparse.Namespace) -> int:
