@@ -26,11 +26,12 @@ from fxmaps.bench.harness import write_markdown
 from fxmaps.bench.record import check_comparable, describe_selection, read_record
 from fxmaps.errors import DeviceError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
-from fxmaps.files import atomic_path, node_files, output_file, output_folder, write_index
+from fxmaps.files import node_files, output_file, output_folder, write_index
 from fxmaps.graph import analyze
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import plot_feature_maps
+from fxmaps.render.save import save_figure
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
 from fxmaps.report.page import report as write_report
 from fxmaps.sources.datasets import image_dataset
@@ -318,6 +319,5 @@ def _whole_folder(path: Path) -> Iterator[Path]:
 
 
 def _save_figure(figure: Figure, path: Path) -> Path:
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format=path.suffix.lstrip(".") or "png")
+    save_figure(figure, path)  # written whole; PNGs encoded fast (see save_figure)
     return path
