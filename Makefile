@@ -2,7 +2,7 @@
 # Each one sets everything up first (scripts/setup.sh) and is safe to re-run.
 VENV := .venv/bin
 
-.PHONY: setup demo test test-zoo test-fuzz lint bench bench-quick
+.PHONY: setup demo test test-zoo test-fuzz lint bench bench-quick bench-gate bench-baseline
 
 setup:
 	@bash scripts/setup.sh
@@ -41,3 +41,21 @@ bench: setup
 
 bench-quick: setup
 	$(VENV)/python benchmarks/bench_extract.py --quick
+
+# The regression gate CI runs (.ci/run): resnet18's convs against a committed baseline.
+# Exit code 3 when fxmaps / forward is more than BENCH_TOLERANCE above the baseline's ratio;
+# 35% is about 1.75x the widest gap seen between runs on the loaded 2-core development
+# machines (benchmarks/README.md, "The CI gate"). The table and the gate's line go to
+# out/bench/summary.md for a CI job summary.
+BENCH_GATE := resnet18 --input-size 3 112 112 --batch 2 --layers conv --threads 1 --repeat 15
+BENCH_BASELINE := benchmarks/baselines/resnet18_conv.json
+BENCH_TOLERANCE := 35%
+
+bench-gate: setup
+	mkdir -p out/bench
+	$(VENV)/fxmaps bench $(BENCH_GATE) --baseline $(BENCH_BASELINE) \
+		--tolerance $(BENCH_TOLERANCE) --json out/bench/bench.json --markdown out/bench/summary.md
+
+# Remake the gate's baseline, after a change meant to move the ratio.
+bench-baseline: setup
+	$(VENV)/fxmaps bench $(BENCH_GATE) --json $(BENCH_BASELINE)

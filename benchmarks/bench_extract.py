@@ -11,6 +11,7 @@ device) on resnet50's convs: time ratio, maps kept and peak memory.
     python benchmarks/bench_extract.py                # the full run (make bench)
     python benchmarks/bench_extract.py --quick        # resnet18 at batch 2, what CI runs
     python benchmarks/bench_extract.py --threads 1    # steadier on a busy machine
+    python benchmarks/bench_extract.py --threads 1 --case 'resnet50:*'   # one case
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = QUICK if args.quick else FULL
+    if args.case:
+        cases = [case for case in FULL if f"{case.model}:{case.layers}" in args.case]
     repeat = args.repeat or (3 if args.quick else 11)
     speed = [_speed(case, repeat) for case in cases]
-    controls = _controls(cases[0], max(3, repeat // 2))
+    controls = [] if args.case else _controls(cases[0], max(3, repeat // 2))
     stem = "bench_extract_quick" if args.quick else "bench_extract"
+    stem = f"{stem}_cases" if args.case else stem
     report = _markdown(speed, controls, cases[0], repeat)
     print(report)
     data = {
@@ -82,6 +86,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="resnet18 at batch 2, 3 rounds")
     parser.add_argument("--repeat", type=int, help="timed rounds (default 11, quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--case", action="append", metavar="MODEL:LAYERS",
+                        choices=[f"{c.model}:{c.layers}" for c in FULL],
+                        help="only this case of the full run, no controls (repeatable), "
+                        "written to results/bench_extract_cases.*")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the .md and .json")
     return parser.parse_args()
 
@@ -143,16 +151,24 @@ def _markdown(
                 align=["left", "right", "left", "right", *["right"] * 7],
             ),
             "",
-            f"## Memory controls: {first.model}, batch {first.batch}, all convs",
-            "",
-            format_table(
-                control_rows,
-                ["control", "fxmaps / forward", "maps kept", "peak memory"],
-                align=["left", "right", "right", "right"],
-            ),
-            "",
+            *_controls_section(control_rows, first),
         ]
     )
+
+
+def _controls_section(rows: list[list[str]], first: Case) -> list[str]:
+    if not rows:
+        return []
+    return [
+        f"## Memory controls: {first.model}, batch {first.batch}, all convs",
+        "",
+        format_table(
+            rows,
+            ["control", "fxmaps / forward", "maps kept", "peak memory"],
+            align=["left", "right", "right", "right"],
+        ),
+        "",
+    ]
 
 
 def _speed_row(case: Case, result: fxmaps.ExtractionBenchmark) -> list[Any]:

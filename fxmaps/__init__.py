@@ -45,6 +45,7 @@ from fxmaps.graph import Layer, ModelGraph, Module, analyze, format_shape
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
+from fxmaps.render.save import save_figure
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
 from fxmaps.report import report
 from fxmaps.sources import load_image
@@ -100,5 +101,6 @@ __all__ = [
     "render_graph",
     "report",
     "reset_kind_rules",
+    "save_figure",
     "save_graph",
 ]

@@ -207,8 +207,11 @@ def test_extraction_table_and_json_from_fixed_timings() -> None:
         FXMAPS: ["2.0", "2.0 - 2.0", "1.000x", "n/a"],
         HOOKS: ["4.0", "1.0 - 8.0", "2.000x", "2.0 MiB"],
     }
-    data = result.to_json()
-    assert data["environment"] == env.to_json()
-    assert data["timings"][HOOKS]["ratio_to_forward"] == 2.0
-    assert data["timings"][HOOKS]["ratio_of_medians"] == 2.0
-    assert data["timings"][FXMAPS]["min"] == 2e-3
+    data = result.to_json()  # the versioned record: environment fields flat, snake_case
+    assert (data["torch_version"], data["fxmaps_version"]) == (env.torch, env.fxmaps)
+    assert (data["threads"], data["device"], data["date"]) == (3, "cpu", env.date)
+    # One ratio, the table's: the median over rounds of each round's ratio (the ratio of
+    # medians is gone: the two disagreed), with its spread.
+    assert data["hooks_ratio"] == {"median": 2.0, "min": 1.0, "max": 2.0, "rounds": [1, 2, 2]}
+    assert data["ratio"] == {"median": 1.0, "min": 0.5, "max": 2.0, "rounds": [2, 1, 0.5]}
+    assert data["timings"]["fxmaps"]["min"] == 2e-3

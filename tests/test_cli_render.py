@@ -14,6 +14,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import torch
@@ -221,21 +222,27 @@ def test_a_failure_while_drawing_maps_leaves_no_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["f.png", "f.svg"])
 def test_a_failed_write_keeps_the_old_file(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    target = tmp_path / "f.png"
+    target = tmp_path / name
     target.write_bytes(b"old")
 
-    def full_disk(self: object, path: Path, **options: object) -> None:
-        Path(path).write_bytes(PNG_MAGIC)  # a partial file, then the failure
+    def full_disk(self: object, path: Path | BinaryIO, *args: object, **options: object) -> None:
+        if isinstance(path, str | Path):
+            Path(path).write_bytes(PNG_MAGIC)  # a partial file, then the failure
+        else:
+            path.write(PNG_MAGIC)
         raise OSError(28, "No space left on device")
 
+    # A PNG is encoded by PIL (fxmaps.save_figure), anything else by savefig.
     monkeypatch.setattr("matplotlib.figure.Figure.savefig", full_disk)
+    monkeypatch.setattr("PIL.Image.Image.save", full_disk)
     code, _, err = run(capsys, "filters", TOY, "-o", str(target))
     assert code == 2
     assert "No space left on device" in error_line(err)
-    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+    assert [p.name for p in tmp_path.iterdir()] == [name]
     assert target.read_bytes() == b"old"
 
 

@@ -35,6 +35,7 @@ from fxmaps.bench.harness import (
     run_interleaved,
     write_json,
 )
+from fxmaps.bench.record import describe_selection, to_record
 from fxmaps.errors import FxmapsWarning, InputError
 from fxmaps.extract.extractor import FeatureExtractor
 from fxmaps.extract.failures import checked_inputs
@@ -59,6 +60,8 @@ class ExtractionBenchmark:
     retained_bytes: int
     timings: dict[str, Timing]
     environment: Environment | None = None
+    selection: tuple[str, ...] = ()
+    warmup: int = 0
 
     def ratio(self, name: str) -> float:
         """The median over rounds of ``name``'s time over the plain forward's in that round.
@@ -93,24 +96,8 @@ class ExtractionBenchmark:
         return "\n\n".join(line for line in lines if line)
 
     def to_json(self) -> dict[str, Any]:
-        """Everything as JSON-ready data, for CI jobs that track it."""
-        forward = self.timings[FORWARD]
-        return {
-            "model": self.model,
-            "input_shapes": self.input_shapes,
-            "layers": self.layers,
-            "hooked": self.hooked,
-            "retained_bytes": self.retained_bytes,
-            "environment": self.environment.to_json() if self.environment else None,
-            "timings": {
-                name: {
-                    **t.to_json(),
-                    "ratio_to_forward": self.ratio(name),
-                    "ratio_of_medians": t.median / forward.median,
-                }
-                for name, t in self.timings.items()
-            },
-        }
+        """The versioned record for CI jobs (:func:`fxmaps.bench.record.to_record`)."""
+        return to_record(self)
 
     def save_json(self, path: str | Path) -> None:
         """Write :meth:`to_json` to ``path``, whole (a temporary file, then a rename)."""
@@ -187,6 +174,8 @@ def benchmark_extraction(
         retained_bytes=retained,
         timings={k: replace(t, peak_bytes=peaks[k]) for k, t in timings.items()},
         environment=record_environment(device),
+        selection=tuple(describe_selection(layers)),
+        warmup=warmup,
     )
 
 

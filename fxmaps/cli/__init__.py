@@ -4,8 +4,9 @@ Errors print as one line on stderr with exit code 2 (``--debug`` shows the
 traceback instead). An unexpected error, a bug rather than a wrong input, prints
 as one line too, with exit code 1 and a request to report it. SIGINT (Ctrl-C) and
 SIGTERM print one line and exit with 130 and 143, leaving no temporary files
-(``signals.py``). Importing this package is light: the commands, and torch with
-them, are imported when :func:`main` runs.
+(``signals.py``). ``fxmaps bench --baseline`` exits with code 3 when it finds a
+regression. Importing this package is light: the commands, and torch with them, are
+imported when :func:`main` runs.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ _EXAMPLES = {
         "fxmaps report resnet18 -o report.html",
         "fxmaps report efficientnet_b0 --image cat.jpg --layers conv -o report.html",
     ],
-    "bench": ["fxmaps bench resnet50 --layers conv --batch 8 --json bench.json"],
+    "bench": [
+        "fxmaps bench resnet50 --layers conv --batch 8 --json bench.json",
+        "fxmaps bench resnet18 --batch 2 --input-size 3 112 112 --threads 1 "
+        "--baseline old.json --tolerance 25% --markdown summary.md",
+    ],
     "stats": [
         "fxmaps stats my_cnn.py:SimpleCNN --input-size 1 28 28 --data digits -o stats/",
         "fxmaps stats resnet18 --data photos/ --layers 'layer4.*' -o stats/",
@@ -177,6 +182,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _tolerance(text: str) -> float:
+    from fxmaps.bench.gate import parse_tolerance
+
+    try:
+        return parse_tolerance(text)
+    except FxmapsError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def _command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -265,12 +279,26 @@ def _report(parser: argparse.ArgumentParser) -> None:
 
 
 def _bench(parser: argparse.ArgumentParser) -> None:
+    from fxmaps.bench.gate import REGRESSION_EXIT_CODE, parse_tolerance
+
     parser.add_argument("--batch", type=_positive, default=8, help="batch size (default 8)")
     parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
                         help="kinds, names, patterns, module:PATH (default: conv)")  # fmt: skip
     parser.add_argument("--repeat", type=_positive, default=7, help="timed rounds (default 7)")
     parser.add_argument("--device", default="cpu", help="where to run: cpu, cuda, cuda:1, ...")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--threads", type=_positive, metavar="N",
+                        help="torch's intra-op threads (default: torch's choice)")  # fmt: skip
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="also write the record as JSON (schema: docs/bench.md)")  # fmt: skip
+    parser.add_argument("--markdown", type=Path, metavar="PATH",
+                        help="also write the table (and the gate's line) as markdown")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, metavar="PATH",
+                        help="a record of an earlier run of the same model, input and layers: "
+                        f"exit with code {REGRESSION_EXIT_CODE} when fxmaps / forward is more "
+                        "than --tolerance above its ratio")  # fmt: skip
+    parser.add_argument("--tolerance", type=_tolerance, default=parse_tolerance("10%"),
+                        metavar="PCT", help="how far above the baseline's ratio still passes, "
+                        "as 10%% or 0.1 (default 10%%)")  # fmt: skip
     _max_bytes(parser)
 
 

@@ -11,8 +11,10 @@ never leaves partial output behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +22,13 @@ import torch
 import torchvision
 
 from fxmaps.bench.extraction import benchmark_extraction
+from fxmaps.bench.gate import REGRESSION_EXIT_CODE, compare_ratios
+from fxmaps.bench.harness import write_markdown
+from fxmaps.bench.record import check_comparable, describe_selection, read_record
 from fxmaps.errors import DeviceError, MemoryLimitError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
 from fxmaps.extract.memory import byte_size, memory_limit
 from fxmaps.files import (
-    atomic_path,
     file_set,
     node_files,
     output_file,
@@ -35,6 +39,7 @@ from fxmaps.graph import analyze
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import plot_feature_maps
+from fxmaps.render.save import save_figure
 from fxmaps.render.stats import plot_channel_stats, plot_top_images
 from fxmaps.report.page import report as write_report
 from fxmaps.sources.datasets import image_dataset
@@ -42,7 +47,7 @@ from fxmaps.sources.images import load_image
 from fxmaps.sources.models import LoadedModel, load_model
 from fxmaps.stats.channels import channel_stats
 from fxmaps.stats.world import share_weights
-from fxmaps.trace.inputs import map_tensors
+from fxmaps.trace.inputs import as_inputs, map_tensors
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -112,20 +117,53 @@ def report(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     json_path = output_file(args.json) if args.json else None
+    markdown_path = output_file(args.markdown) if args.markdown else None
+    baseline = read_record(args.baseline) if args.baseline else None
+    selection = describe_selection(args.layers)
+    if baseline is not None:
+        check_comparable(baseline, args.baseline, model=args.model, layer_selection=selection)
     device = _device(args.device)
     loaded = load_model(args.model, weights=args.weights)
     inputs = map_tensors(_example(args, loaded, args.batch), lambda t: t.to(device))
+    given = as_inputs(inputs, loaded.model, argument="inputs")
+    if baseline is not None and given is not None:
+        shapes = [list(t.shape) for t in given.tensors()]
+        check_comparable(baseline, args.baseline, input_shapes=shapes)
     terminal = sys.stderr.isatty()  # a progress line only where someone watches it
-    result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
-                                  repeat=args.repeat, name=args.model, max_bytes=args.max_bytes,
-                                  on_round=_round_line if terminal else None)  # fmt: skip
+    with _threads(args.threads):
+        result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
+                                      repeat=args.repeat, name=args.model,
+                                      max_bytes=args.max_bytes,
+                                      on_round=_round_line if terminal else None)  # fmt: skip
     if terminal:
         print("\r\033[K", end="", file=sys.stderr, flush=True)  # the progress line, cleared
-    print(result.table())
-    if json_path:
-        result.save_json(json_path)
-        print(f"wrote {json_path}")
-    return 0
+    verdict = None
+    if baseline is not None:
+        ratio = result.to_json()["ratio"]["median"]
+        verdict = compare_ratios(ratio, baseline["ratio"]["median"], tolerance=args.tolerance)
+    table = result.table() + (f"\n\n{verdict.line()}" if verdict else "")
+    print(table)
+    for path, write in ((json_path, result.save_json), (markdown_path, _markdown_writer(table))):
+        if path:
+            write(path)
+            print(f"wrote {path}")
+    return REGRESSION_EXIT_CODE if verdict and verdict.regressed else 0
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` (None: left as they are) for the block."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _markdown_writer(text: str) -> Callable[[Path], object]:
+    return lambda path: write_markdown(path, text)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -327,6 +365,5 @@ def _check_folder(path: Path) -> None:
 
 
 def _save_figure(figure: Figure, path: Path) -> Path:
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format=path.suffix.lstrip(".") or "png")
+    save_figure(figure, path)  # written whole; PNGs encoded fast (see save_figure)
     return path

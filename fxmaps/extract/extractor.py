@@ -46,6 +46,7 @@ from fxmaps.extract.memory import (
     memory_message,
     number,
 )
+from fxmaps.extract.resident import release
 from fxmaps.extract.rewrite import Plan, build_extraction
 from fxmaps.extract.runner import CapturedExtraction
 from fxmaps.extract.transforms import map_options
@@ -182,6 +183,20 @@ class FeatureExtractor(nn.Module):
         self._graph.model.train(mode)
         self.graph_module.train(mode)
         return self
+
+    def release_memory(self) -> None:
+        """Let go of the memory kept for the next call.
+
+        An in-place ReLU that would overwrite a chosen map runs out of place, and its
+        output (a map too) is written into the memory of the previous call's output,
+        once nothing of that result is held any more (:mod:`fxmaps.extract.resident`):
+        on the CPU that saves mapping fresh pages on every call. The extractor (and the
+        graph's cache, for :func:`extract`) keeps that memory between calls; this lets
+        it go. The next call takes fresh memory again.
+        """
+        release(self.graph_module)
+        if isinstance(self._runner, CapturedExtraction):
+            self._runner.release_memory()
 
     def _build(self, forced: frozenset[str] = frozenset()) -> _Extraction:
         """How to run, and the module that holds the layers it runs (so that the

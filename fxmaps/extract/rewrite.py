@@ -26,6 +26,7 @@ import torch
 from torch import fx, nn
 
 from fxmaps.extract.aliases import plan_liveness
+from fxmaps.extract.resident import ResidentReLU, resident_relu
 from fxmaps.extract.transforms import MapOptions, MapTransform
 from fxmaps.facts import Kind, facts
 from fxmaps.graph import Layer, ModelGraph
@@ -144,11 +145,16 @@ def _copy_out_of_place(
 ) -> fx.Node:
     """``node`` without its in-place write: the same values, its input left intact.
 
-    A module is copied (shallowly, so its hooks still run) with ``inplace=False``;
+    A ReLU writes into memory its previous call made resident (:mod:`.resident`). Another
+    module is copied (shallowly, so its hooks still run) with ``inplace=False``;
     the user's own module is never changed.
     """
     args = fx.map_arg(node.args, env.__getitem__)
     kwargs = fx.map_arg(node.kwargs, env.__getitem__)
+    if resident_relu(node, module):  # its output into memory a previous call made resident
+        target = f"{_OUT_OF_PLACE_PREFIX}{len(root)}"
+        root[target] = ResidentReLU()
+        return new.call_module(target, (args[0],))
     if node.op == "call_module":
         twin = copy.copy(module)
         twin.inplace = False  # type: ignore[union-attr]

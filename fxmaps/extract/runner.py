@@ -26,6 +26,7 @@ from torch import fx, nn
 
 from fxmaps.classify import note_kinds
 from fxmaps.errors import FxmapsError
+from fxmaps.extract.resident import release
 from fxmaps.extract.rewrite import rewrite_for_maps
 from fxmaps.extract.transforms import MapOptions, MapTransform
 from fxmaps.facts import CallKey, Kind, Origin, Source, facts
@@ -85,6 +86,11 @@ class CapturedExtraction:
         self._state = _State()
         self._shadows = Shadows(self._model, self._dispatch)
         self._watch = OpWatch(self._op) if any(p.ops for p in self._plans.values()) else None
+
+    def release_memory(self) -> None:
+        """Let go of the memory the traced regions keep for the next call (:mod:`.resident`)."""
+        for region in self._regions.values():
+            release(region)
 
     # -- planning --------------------------------------------------------------------------
 

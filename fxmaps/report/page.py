@@ -28,6 +28,7 @@ from fxmaps.graph.checks import check_module
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph
 from fxmaps.render.maps import plot_feature_maps
+from fxmaps.render.save import save_figure
 from fxmaps.render.table import NUMERIC_HEADERS, SUMMARY_HEADERS
 from fxmaps.sources.images import load_image, read_image
 from fxmaps.trace.inputs import ExampleInput, as_inputs, describe_inputs
@@ -273,7 +274,7 @@ def _page(name: str, graph: ModelGraph, sections: list[str], weights: str | None
 
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    save_figure(figure, buffer)  # the same pixels as savefig, encoded fast
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
