@@ -66,13 +66,11 @@ def scaled(array: Array, *, shared: bool) -> Array:
 
 
 def figure(width_px: float, height_px: float) -> Figure:
-    """A pyplot-free figure with an Agg canvas, ``width_px`` by ``height_px`` at ``DPI``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """A pyplot-free figure with an Agg canvas, ``width_px`` by ``height_px`` at ``DPI``,
+    that shows itself in Jupyter (:class:`fxmaps.render.figure.Figure`)."""
+    from fxmaps.render.figure import Figure
 
-    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor="white")
-    FigureCanvasAgg(fig)
-    return fig
+    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor="white")
 
 
 def axes(
