@@ -49,7 +49,7 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def png_uri(image: np.ndarray) -> str:
-    """An ``(H, W)`` array in [0, 1] (NaN: padding) or an ``(H, W, 3|4)`` image as a PNG data URI."""
+    """An ``(H, W)`` array in [0, 1] (NaN: padding) or an ``(H, W, 3)`` image, as a data URI."""
     from matplotlib.image import imsave
 
     buffer = io.BytesIO()
@@ -112,7 +112,7 @@ def maps_html(maps: FeatureMaps) -> str:
 
 
 def _thumbnail(maps: FeatureMaps, name: str) -> str:
-    """A small mosaic of the map's first channels as an ``<img>``; empty where it cannot be drawn."""
+    """A small mosaic of the first channels as an ``<img>``; empty where it cannot be drawn."""
     from fxmaps.render.maps import mosaic
     from fxmaps.render.panels import panel_of, selected
 

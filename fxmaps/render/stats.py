@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fxmaps.errors import InputError, OptionError
 from fxmaps.graph import ModelGraph
-from fxmaps.render import canvas
+from fxmaps.render import canvas, overlay
 from fxmaps.stats import ChannelStats, top_samples
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ __all__ = ["plot_channel_stats", "plot_top_images"]
 
 _CELL = 96  # pixels per sample image
 _PAD = 4
-_ALPHA = 0.45  # weight of the heat map over the image
 _LABEL_BOX = {"facecolor": "black", "alpha": 0.45, "pad": 1, "linewidth": 0}
 
 
@@ -64,10 +62,9 @@ def plot_top_images(
     colormap = canvas.colormap(cmap)
     for r, channel in enumerate(top.channels):
         for c, index in enumerate(top.indices[r].tolist()):
-            picture = _display(top.images[position[index]])
+            picture = overlay.photo(top.images[position[index]], size=(_CELL, _CELL))
             if heat is not None:
-                activation = heat[position[index], channel]
-                picture = (1 - _ALPHA) * picture + _ALPHA * colormap(activation)[..., :3]
+                picture = overlay.blend(picture, heat[position[index], channel], colormap)
             tiles[r, c] = picture
     return _grid_figure(tiles, list(top.channels), top.indices, top.scores, layer, stats)
 
@@ -109,20 +106,7 @@ def _heat(maps: torch.Tensor, layer: str) -> npt.NDArray[np.float32]:
             got=f"maps of shape {tuple(maps.shape)}",
             node=layer,
         )
-    maps = F.interpolate(maps, size=(_CELL, _CELL), mode="bilinear", align_corners=False)
-    low = maps.amin(dim=(2, 3), keepdim=True)
-    high = maps.amax(dim=(2, 3), keepdim=True)
-    return ((maps - low) / (high - low).clamp_min(1e-12)).numpy()
-
-
-def _display(image: torch.Tensor) -> npt.NDArray[np.float32]:
-    """A sample as an RGB array at display size, each image scaled to [0, 1]."""
-    resized = F.interpolate(image[None].float(), size=(_CELL, _CELL), mode="nearest")[0]
-    low, high = resized.min(), resized.max()
-    scaled = ((resized - low) / (high - low).clamp_min(1e-12)).permute(1, 2, 0).numpy()
-    if scaled.shape[-1] == 1:
-        return np.repeat(scaled, 3, axis=-1)
-    return scaled[..., :3]
+    return overlay.heat(maps, (_CELL, _CELL))
 
 
 def _grid_figure(
