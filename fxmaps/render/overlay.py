@@ -26,8 +26,11 @@ ALPHA = 0.45
 """Weight of the heat map over the photo."""
 
 
-def photo(image: MapLike, *, sample: int = 0, size: tuple[int, int] | None = None) -> Array:
-    """An input image as ``(H, W, 3)`` floats in ``[0, 1]`` (min-max scaled), resized to ``size``.
+def photo(
+    image: MapLike, *, sample: int = 0, size: tuple[int, int] | None = None, smooth: bool = False
+) -> Array:
+    """An input image as ``(H, W, 3)`` floats in ``[0, 1]`` (min-max scaled), resized to ``size``
+    (nearest pixels, or bilinear and antialiased when ``smooth``).
 
     Takes ``(N, C, H, W)`` (item ``sample``), ``(C, H, W)`` with 1 or 3 channels (a
     4th, alpha, is dropped), ``(H, W, 3)`` arrays and ``(H, W)`` grey images.
@@ -49,7 +52,8 @@ def photo(image: MapLike, *, sample: int = 0, size: tuple[int, int] | None = Non
         )
     tensor = tensor[:3]
     if size is not None and tuple(tensor.shape[1:]) != size:
-        tensor = F.interpolate(tensor[None], size=size, mode="nearest")[0]
+        how = {"mode": "bilinear", "antialias": True} if smooth else {"mode": "nearest"}
+        tensor = F.interpolate(tensor[None], size=size, **how)[0]
     low, high = tensor.min(), tensor.max()
     scaled = ((tensor - low) / (high - low).clamp_min(1e-12)).permute(1, 2, 0).numpy()
     return np.repeat(scaled, 3, axis=-1) if scaled.shape[-1] == 1 else scaled
