@@ -76,10 +76,10 @@ def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None)
         raise OptionError(
             "no layers to plot; the statistics hold none", option="layers", value=layers
         )
-    height = 60 + 190 * len(names)
+    height = 78 + 205 * len(names)
     fig = canvas.figure(760, height)
-    top, bottom = 1 - 60 / height, 30 / height
-    grid = fig.add_gridspec(len(names), 2, hspace=0.6, wspace=0.25, top=top, bottom=bottom)
+    top, bottom = 1 - 60 / height, 48 / height
+    grid = fig.add_gridspec(len(names), 2, hspace=0.75, wspace=0.25, top=top, bottom=bottom)
     for row, name in enumerate(names):
         layer = stats[name]
         dead = len(layer.dead)
@@ -89,7 +89,10 @@ def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None)
         sparsity = fig.add_subplot(grid[row, 1])
         sparsity.hist(layer.positive.numpy(), bins=30, range=(0, 1), color="#f58518")
         sparsity.set_title(f"{name}: fraction positive ({dead} dead)", fontsize=9)
+        means.set_xlabel("mean activation of a channel", fontsize=8)
+        sparsity.set_xlabel("fraction of its values above 0", fontsize=8)
         for ax in (means, sparsity):
+            ax.set_ylabel("channels", fontsize=8)
             ax.tick_params(labelsize=7)
     fig.suptitle(f"channel statistics over {stats.samples} samples", y=1 - 8 / height, fontsize=11)
     return fig
