@@ -177,3 +177,29 @@ def test_figures_show_themselves_as_png() -> None:
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == tuple(round(v) for v in fig.get_size_inches() * fig.dpi)
+
+
+def test_map_thumbnails_are_the_mosaic_of_the_first_channels() -> None:
+    import base64
+    import io
+    import re
+
+    import matplotlib
+    import matplotlib.image
+    import numpy as np
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 5))
+    maps = fxmaps.extract(model, torch.rand(1, 3, 8, 8), layers=["0", "3"])
+    page = maps._repr_html_()
+    uris = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(uris) == 2
+    thumbnail = matplotlib.image.imread(io.BytesIO(base64.b64decode(uris[0])), format="png")
+    zoom = 96 // 13  # four 6×6 tiles and one pixel between them: 13×13, enlarged
+    assert thumbnail.shape[:2] == (13 * zoom, 13 * zoom)
+    first = maps["0"][0, 0].numpy()
+    scaled = (first - first.min()) / (first.max() - first.min())
+    expected = matplotlib.colormaps["viridis"](scaled)[..., :3]
+    drawn = thumbnail[: 6 * zoom : zoom, : 6 * zoom : zoom, :3]
+    np.testing.assert_allclose(drawn, expected, atol=2 / 255)
+    assert "<code>3</code>" in page
+    assert "1×5" in page

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -120,10 +121,12 @@ def _thumbnail(maps: FeatureMaps, name: str) -> str:
         panel = selected(panel_of(maps, name, 0), "index", _THUMB_CHANNELS)
     except FxmapsError:
         return ""
-    if panel.axis is None:  # tiles
+    if panel.axis is None:  # tiles, enlarged by a whole factor or thinned to thumbnail size
         image = mosaic(panel.data)
         zoom = max(1, _THUMB_PX // max(image.shape))
         image = image.repeat(zoom, axis=0).repeat(zoom, axis=1)
+        step = math.ceil(max(image.shape) / (2 * _THUMB_PX))
+        image = image[::step, ::step]
     else:  # one row per channel (1-D maps, token rows, a linear layer's features)
         image = mosaic(panel.data[None], normalize="shared")
         image = image.repeat(max(1, 12 // len(image)), axis=0)
