@@ -88,8 +88,8 @@ def check_collapse(collapse: str | int) -> None:
     depth_ok = isinstance(collapse, int) and not isinstance(collapse, bool) and collapse >= 1
     if collapse not in ("none", "blocks", "repeats") and not depth_ok:
         raise OptionError(
-            f"collapse={collapse!r} is not valid; use 'none', 'blocks', 'repeats' or a module "
-            "depth (an int >= 1, e.g. collapse=1 for top-level modules)",
+            f"collapse={collapse!r} is not valid; use 'none', 'blocks' or 'repeats', or a "
+            "module depth (an int >= 1, e.g. collapse=1 for top-level modules)",
             option="collapse",
             value=collapse,
             valid=("none", "blocks", "repeats", "a module depth >= 1"),
