@@ -6,6 +6,7 @@ roles of its networkx edges.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import struct
@@ -17,13 +18,15 @@ import graphviz
 import networkx as nx
 import pytest
 import torch
+import torchvision
 
 import fxmaps
 from fxmaps import Kind, ModelGraph
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
+from fxmaps.errors import OptionError
 from fxmaps.graph import Layer
 from fxmaps.graph.model_graph import ATTR_ROLE, ROLE_DATA
-from fxmaps.render.graph import render_graph, save_graph
+from fxmaps.render.graph import KIND_COLORS, render_graph, save_graph
 from tests import models as toy
 from tests.conftest import tv_model
 
@@ -448,3 +451,123 @@ def test_densely_wired_graphs_bound_dot_layout(resnet18: ModelGraph) -> None:
     assert dense.nx.number_of_edges() > 2 * len(dense)  # every dense layer concatenates all before
     assert "mclimit=0.1" in render_graph(dense).source
     assert "mclimit" not in render_graph(resnet18).source
+
+
+# -- figures for a paper: repeats folded, shape computations left out, sizes, colours ------
+
+
+@pytest.fixture(scope="module")
+def small_vit() -> ModelGraph:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = torchvision.models.VisionTransformer(
+            image_size=32, patch_size=8, num_layers=3, num_heads=2, hidden_dim=16, mlp_dim=32
+        ).eval()
+    return fxmaps.analyze(model, torch.rand(1, 3, 32, 32))
+
+
+def test_collapse_repeats_folds_vits_encoder_layers_into_one_node(vit: ModelGraph) -> None:
+    blocks = list(vit.blocks("residual"))
+    dot = render_graph(vit, collapse="repeats")
+    drawn = nodes(dot)
+    first = blocks[0].name
+    assert not {b.name for b in blocks[1:]} & set(drawn)
+    assert f"<B>{first} … encoder_layer_11  ×12</B>" in drawn[first]
+    one = re.search(r"(\d+) nodes", nodes(render_graph(vit, collapse="blocks"))[first])
+    assert one is not None
+    assert f"{one[1]} nodes each" in drawn[first]  # what one block holds
+    parents = {tail for tail, head, _ in edges(dot) if head == first}
+    children = {head for tail, head, _ in edges(dot) if tail == first}
+    assert parents == {"encoder.dropout"}
+    assert children == {"encoder.ln"}
+
+
+def _stage_runs(model: torch.nn.Module) -> list[list[str]]:
+    """Runs of consecutive blocks of a torchvision ResNet stage built alike (the oracle)."""
+    runs: list[list[str]] = []
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        previous = None
+        for index, block in enumerate(getattr(model, stage)):
+            look = (block.downsample is None, block.conv1.in_channels, block.conv1.stride)
+            if look == previous:
+                runs[-1].append(f"{stage}.{index}")
+            else:
+                runs.append([f"{stage}.{index}"])
+            previous = look
+    return [run for run in runs if len(run) > 1]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_collapse_repeats_follows_the_module_tree_of_resnets(name: str) -> None:
+    model = tv_model(name)
+    graph = fxmaps.analyze(model, torch.zeros(1, 3, 64, 64))
+    drawn = nodes(render_graph(graph, collapse="repeats"))
+    runs = _stage_runs(model)
+    assert runs
+    for run in runs:
+        tail = run[-1].rpartition(".")[2]
+        assert f"<B>{run[0]} … {tail}  ×{len(run)}</B>" in drawn[run[0]]
+        assert not set(run[1:]) & set(drawn)
+    folded = {key for key, label in drawn.items() if "  ×" in label}
+    assert folded == {run[0] for run in runs}
+
+
+def test_shape_computations_are_left_out_of_collapsed_views(small_vit: ModelGraph) -> None:
+    full = nodes(render_graph(small_vit))
+    values = {  # the "other" nodes that hold no tensor: sizes and arithmetic on them
+        name for name in full
+        if small_vit[name].out_shape is None and small_vit[name].kind is Kind.OTHER
+    }  # fmt: skip
+    assert {"getattr", "floordiv", "mul"} <= values
+    for collapse in ("blocks", "repeats", 1):
+        dot = render_graph(small_vit, collapse=collapse)
+        assert not values & set(nodes(dot))
+        assert f"{len(values)} shape computations not drawn" in legend(dot)
+        assert {"reshape", "permute", "getitem_5"} <= set(nodes(dot))  # tensors stay
+    assert "shape computations" not in legend(render_graph(small_vit))
+    kept = nodes(render_graph(small_vit, collapse="blocks", highlight=["floordiv"]))
+    assert "floordiv" in kept
+
+
+def _rgb(color: str) -> tuple[int, ...]:
+    return tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def test_legend_colours_are_distinct(resnet18: ModelGraph, small_vit: ModelGraph) -> None:
+    for graph in (resnet18, small_vit):
+        for collapse in ("none", "blocks"):
+            swatches = re.findall(r'<TD BGCOLOR="(#[0-9a-f]{6})" BORDER="1" WIDTH', legend(
+                render_graph(graph, collapse=collapse)))  # fmt: skip
+            assert len(swatches) == len(set(swatches)), swatches
+    fills = [_rgb(color) for color in KIND_COLORS.values()]
+    for one, other in itertools.combinations(fills, 2):
+        assert sum((a - b) ** 2 for a, b in zip(one, other, strict=True)) ** 0.5 > 25
+
+
+@requires_dot
+def test_save_graph_dpi_and_scale(cifar: ModelGraph, tmp_path: Path) -> None:
+    dot = render_graph(cifar)
+
+    def png_size(**options: float) -> tuple[int, int]:
+        data = save_graph(dot, tmp_path / "graph.png", **options).read_bytes()
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+
+    base = png_size()
+    for options in ({"dpi": 192}, {"scale": 2}, {"dpi": 48, "scale": 4}):
+        width, height = png_size(**options)
+        assert abs(width - 2 * base[0]) <= 2, options
+        assert abs(height - 2 * base[1]) <= 2, options
+
+    def svg_head(**options: float) -> tuple[float, float, str]:
+        text = save_graph(dot, tmp_path / "graph.svg", **options).read_text()
+        found = re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"\s+viewBox="([^"]+)"', text)
+        assert found is not None
+        return float(found[1]), float(found[2]), found[3]
+
+    plain, double = svg_head(), svg_head(scale=2)
+    assert double == (2 * plain[0], 2 * plain[1], plain[2])
+    with pytest.raises(OptionError, match=r"dpi= applies to \.png files, not \.svg"):
+        save_graph(dot, tmp_path / "graph.svg", dpi=300)
+    with pytest.raises(OptionError, match="scale=0 is not valid"):
+        save_graph(dot, tmp_path / "graph.png", scale=0)

@@ -89,3 +89,17 @@ def test_channel_stats_histograms(stats: ChannelStats) -> None:
         sum(bar.get_height() for bar in ax.patches if isinstance(bar, Rectangle)) for ax in fig.axes
     ]
     assert counts == [6, 6, 8, 8]  # every channel lands in one bar
+
+
+def test_channel_stats_histograms_have_axis_labels_inside_the_figure(stats: ChannelStats) -> None:
+    fig = plot_channel_stats(stats)
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
+        ("mean activation of a channel", "channels"),
+        ("fraction of its values above 0", "channels"),
+    ] * len(stats)
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    boxes = [box for ax in fig.axes if (box := ax.get_tightbbox(renderer)) is not None]
+    assert len(boxes) == len(fig.axes)
+    for upper, lower in zip(boxes, boxes[2:], strict=False):  # a row's labels clear the next row
+        assert upper.y0 > lower.y1
+    assert all(box.y0 >= 0 and box.y1 <= fig.bbox.height for box in boxes)

@@ -92,6 +92,10 @@ def _run(args: argparse.Namespace) -> int:
     format_warning = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:
+        if getattr(args, "seed", None) is not None:
+            from fxmaps.cli.commands import seed
+
+            seed(args.seed)
         return int(args.run(args))
     except (FxmapsError, OSError) as err:
         if args.debug:
@@ -212,6 +216,11 @@ def _command(
     parser.add_argument(
         "--weights", metavar="PATH", help="a state-dict file, or DEFAULT (downloads)"
     )
+    parser.add_argument(
+        "--seed", type=int, metavar="N",
+        help="seed the random number generators first, so that random weights and random "
+        "inputs are the same from run to run",
+    )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.set_defaults(run=run)
     return parser
@@ -254,6 +263,14 @@ def _maps(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--order", default="energy", choices=["energy", "index"],
                         help="most active channels first, or channel order "
                         "(default energy)")  # fmt: skip
+    parser.add_argument("--channels", nargs="+", metavar="C",
+                        help="keep these channels of each map: indices (0 5 7), a slice "
+                        "(0:16) or top:K, the K most active")  # fmt: skip
+    parser.add_argument("--reduce", metavar="HOW",
+                        help="reduce each map: mean, max or norm over channels, or "
+                        "mean:space, max:space, norm:space over positions")  # fmt: skip
+    parser.add_argument("--dtype", metavar="DTYPE",
+                        help="keep maps in this dtype, for example float16")  # fmt: skip
     _max_bytes(parser)
 
 

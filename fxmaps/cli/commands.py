@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from fxmaps.extract.maps import FeatureMaps
     from fxmaps.stats.channels import ChannelStats
 
-__all__ = ["bench", "demo", "filters", "graph", "maps", "report", "stats", "summary"]
+__all__ = ["bench", "demo", "filters", "graph", "maps", "report", "seed", "stats", "summary"]
 
 _DEFAULT_PHOTO = "the bundled default photo (Chelsea the cat, scikit-image, CC0)"
 
@@ -81,9 +81,9 @@ def graph(args: argparse.Namespace) -> int:
 def maps(args: argparse.Namespace) -> int:
     _check_folder(args.output)
     loaded = load_model(args.model, weights=args.weights)
-    extracted = extract(
-        loaded.model, _image(args, loaded), layers=args.layers, max_bytes=args.max_bytes
-    )
+    extracted = extract(loaded.model, _image(args, loaded), layers=args.layers,
+                        max_bytes=args.max_bytes, channels=_channels(args.channels),
+                        reduce=args.reduce, dtype=args.dtype)  # fmt: skip
     with file_set(args.output) as folder:
         _draw_maps(
             extracted, folder, max_maps=args.max_maps, order=args.order, weights=loaded.weights
@@ -109,7 +109,7 @@ def report(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights)
     write_report(loaded.model, _image(args, loaded), path, layers=args.layers,
                  max_maps=args.max_maps, title=args.model,
-                 image_label=args.image or _DEFAULT_PHOTO, progress=True,
+                 image_label=args.image or _DEFAULT_PHOTO, progress=_terminal(),
                  max_bytes=args.max_bytes, weights=loaded.weights)  # fmt: skip
     print(f"wrote {path}")
     return 0
@@ -188,7 +188,7 @@ def demo(args: argparse.Namespace) -> int:
         _draw_maps(extracted, maps_folder, max_maps=32, order="energy", weights=loaded.weights)
     first = _first_conv(analysed)
     _save_figure(plot_filters(first, notes=[loaded.weights]), folder / "filters.png")
-    write_report(analysed, None, folder / "report.html", title="resnet18", progress=True,
+    write_report(analysed, None, folder / "report.html", title="resnet18", progress=_terminal(),
                  weights=loaded.weights)  # fmt: skip
     print(analysed.summary("conv"))
     print(f"\nresnet18 with {loaded.weights}: these filters and maps are those of a")
@@ -212,8 +212,8 @@ def stats(args: argparse.Namespace) -> int:
     dataset = image_dataset(args.data, _size(args, loaded))
     rank = share_weights(loaded.model)  # random or downloaded weights: rank 0's for all
     result = channel_stats(loaded.model, dataset, layers=args.layers, batch_size=args.batch_size,
-                           num_workers=args.workers, topk=args.topk,
-                           train=args.train)  # fmt: skip
+                           num_workers=args.workers, topk=args.topk, train=args.train,
+                           progress=_terminal())  # fmt: skip
     if rank != 0:
         return 0
     with file_set(args.output) as folder:
@@ -224,13 +224,46 @@ def stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def seed(value: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (``--seed``): the same random weights and
+    inputs on every run."""
+    import random
+
+    import numpy as np
+
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def _channels(values: list[str] | None) -> Any:
+    """``--channels``: ``top:K`` and slices (``0:16``, ``::2``) as ``extract`` takes them, or
+    indices; other text goes through as it is, for ``extract`` to explain."""
+    if not values:
+        return None
+    if len(values) == 1 and not values[0].startswith("top:") and ":" in values[0]:
+        parts = values[0].split(":")
+        if len(parts) <= 3 and all(p.strip().lstrip("-").isdigit() or not p for p in parts):
+            return slice(*(int(p) if p else None for p in parts))
+    if all(value.lstrip("-").isdigit() for value in values):
+        return [int(value) for value in values]
+    return values[0] if len(values) == 1 else values
+
+
+def _terminal() -> bool:
+    """Whether progress bars are wanted: only where stderr is a terminal, never in a log."""
+    return sys.stderr.isatty()
+
+
 def _draw_stats(result: ChannelStats, dataset: Any, folder: Path) -> list[Path]:
     """Write ``stats.pt``, each node's top images, the index and the overview into ``folder``."""
     from tqdm import tqdm
 
     written = [result.save(folder / "stats.pt")]
     files = node_files(result, "_top.png")  # node names are not paths: see node_files
-    for name in tqdm(list(result), desc="drawing top images", unit="layer", leave=False):
+    names = list(result)
+    for name in tqdm(names, desc="drawing top images", unit="layer", leave=False,
+                     disable=not _terminal()):  # fmt: skip
         figure = plot_top_images(result, dataset, name)
         written.append(_save_figure(figure, folder / files[name]))
     written.append(write_index(folder, files))
@@ -346,7 +379,9 @@ def _draw_maps(
     from tqdm import tqdm
 
     files = node_files(extracted, ".png")  # node names are not paths: see node_files
-    for name in tqdm(list(extracted), desc="drawing maps", unit="layer", leave=False):
+    names = list(extracted)
+    for name in tqdm(names, desc="drawing maps", unit="layer", leave=False,
+                     disable=not _terminal()):  # fmt: skip
         figure = plot_feature_maps(extracted, name, max_maps=max_maps, order=order, notes=[weights])
         _save_figure(figure, folder / files[name])
     write_index(folder, files)

@@ -22,6 +22,7 @@ failure during the run is explained by shape propagation, which names the node.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -49,7 +50,8 @@ from fxmaps.extract.memory import (
 from fxmaps.extract.resident import release
 from fxmaps.extract.rewrite import Plan, build_extraction
 from fxmaps.extract.runner import CapturedExtraction
-from fxmaps.extract.transforms import map_options
+from fxmaps.extract.transforms import MapOptions, map_options
+from fxmaps.facts import Layout
 from fxmaps.graph import (
     Layer,
     ModelGraph,
@@ -270,7 +272,7 @@ class FeatureExtractor(nn.Module):
             cache.store(self._graph, ("extraction", self._key), rebuilt)
             self._hold(rebuilt)
             return self._run(inputs)
-        return _feature_maps(maps, kept, self._by_name, self._renames)
+        return _feature_maps(maps, kept, self._by_name, self._renames, self._options)
 
     def _check_memory(self, batch: Sequence[torch.Tensor]) -> None:
         """Refuse (``MemoryLimitError``) inputs whose maps would take more than the limit."""
@@ -307,6 +309,7 @@ def _feature_maps(
     kept: dict[str, Any],
     layers: dict[str, Layer],
     renamed: list[tuple[str, str]] | None,
+    options: MapOptions,
 ) -> FeatureMaps:
     """The maps under their keys: a node's name (or its new name), and for a node whose
     output is a tuple, list or dict, ``name[0]``, ``name[1][0]``, ``name['key']`` for each
@@ -317,7 +320,7 @@ def _feature_maps(
     channels: dict[str, torch.Tensor] = {}
     for name, key in keys:
         for part, tensor, indices in _parts(key, maps[name], kept.get(name)):
-            tensors[part], by_key[part] = tensor, layers[name]
+            tensors[part], by_key[part] = tensor, _as_returned(layers[name], tensor, options)
             if indices is not None:
                 channels[part] = indices
     skipped = [name for name in maps if not _parts(name, maps[name], None)]
@@ -331,6 +334,20 @@ def _feature_maps(
             stacklevel=4,
         )
     return FeatureMaps(tensors, by_key, channels=channels, skipped=skipped)
+
+
+def _as_returned(layer: Layer, tensor: torch.Tensor, options: MapOptions) -> Layer:
+    """The layer record of a map as it was returned: its shape (after ``spatial``, ``channels``,
+    ``reduce``, or another batch than the example input's) and, where ``spatial=True`` turned
+    channels-last tokens or grids into ``(N, C, H, W)``, a channels-first layout."""
+    layout = layer.layout
+    spatial = options.spatial and options.reduce is None and layout is Layout.CHANNELS_LAST
+    if spatial and tensor.dim() == 4:  # to_spatial made it (N, C, H, W); other shapes stay
+        layout = Layout.CHANNELS_FIRST
+    shape = tuple(tensor.shape)
+    if shape == layer.out_shape and layout is layer.layout:
+        return layer
+    return dataclasses.replace(layer, out_shape=shape, layout=layout)
 
 
 def _parts(key: str, value: Any, kept: Any) -> list[tuple[str, torch.Tensor, Any]]:

@@ -170,6 +170,12 @@ class FeatureMaps(Mapping[str, torch.Tensor]):
         stored = read_maps(path)
         return cls(stored.maps, stored.layers, channels=stored.channels, skipped=stored.skipped)
 
+    def _repr_html_(self) -> str:
+        """A table of the maps with thumbnails of the first few, for Jupyter."""
+        from fxmaps.render.notebook import maps_html  # a display method: drawing is render's
+
+        return maps_html(self)
+
     def __repr__(self) -> str:
         shown = ", ".join(
             f"{name}: {format_shape(tuple(t.shape))}" for name, t in list(self._maps.items())[:6]

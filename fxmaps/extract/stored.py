@@ -12,6 +12,7 @@ and a bad file gives one :class:`InputError` that names the bad entry.
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,10 @@ def write_maps(path: Path, content: Stored) -> None:
         if path.suffix == ".safetensors":
             tensors = {_MAP + k: v for k, v in maps.items()}
             tensors |= {_CHANNEL + k: v for k, v in channels.items()}
+            tmp.touch()  # made here, so with the permissions the umask gives (0644 at 022) ...
+            mode = stat.S_IMODE(tmp.stat().st_mode)
             _safetensors().save_file(tensors, str(tmp), metadata={"fxmaps": json.dumps(meta)})
+            tmp.chmod(mode)  # ... which safetensors's own writer replaces by 0600
         else:  # through a file object, so that a full disk is an OSError torch raises from
             with tmp.open("wb") as file:
                 torch.save({**meta, "maps": maps, "channels": channels}, file)

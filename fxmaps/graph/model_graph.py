@@ -394,6 +394,12 @@ class ModelGraph:
             candidates=tuple(matches),
         )
 
+    def _repr_html_(self) -> str:
+        """Census chips and the graph collapsed by blocks (SVG), for Jupyter."""
+        from fxmaps.render.notebook import graph_html  # a display method: drawing is render's
+
+        return graph_html(self)
+
     def __repr__(self) -> str:
         info = self.info()
         counts = ", ".join(f"{k}={info[k]}" for k in HEADLINE)

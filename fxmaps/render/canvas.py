@@ -35,6 +35,7 @@ TITLE_SIZE = 10
 BAD_COLOR = "#ff00ff"  # non-finite values, in no common colormap
 FIT = (480, 1100)  # images are enlarged by whole factors towards 480 px, shrunk past 1100
 MIN_SIDE = 200  # ... and enlarged further so that their short side gets this many pixels
+BESIDE_GAP = 12  # pixels between an axes and one beside it (the input image)
 
 
 def as_float(value: MapLike) -> Array:
@@ -66,13 +67,11 @@ def scaled(array: Array, *, shared: bool) -> Array:
 
 
 def figure(width_px: float, height_px: float) -> Figure:
-    """A pyplot-free figure with an Agg canvas, ``width_px`` by ``height_px`` at ``DPI``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """A pyplot-free figure with an Agg canvas, ``width_px`` by ``height_px`` at ``DPI``,
+    that shows itself in Jupyter (:class:`fxmaps.render.figure.Figure`)."""
+    from fxmaps.render.figure import Figure
 
-    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor="white")
-    FigureCanvasAgg(fig)
-    return fig
+    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor="white")
 
 
 def axes(
@@ -83,10 +82,12 @@ def axes(
     *,
     colorbar: bool = False,
     ticks: bool = False,
+    before: int = 0,
 ) -> tuple[Figure, Axes, Axes | None]:
     """``ax`` and its figure, or a new figure whose axes shows ``shape`` at ``scale``.
 
     The title is the first line of ``title``, then the others joined and wrapped.
+    ``before`` pixels are kept free left of the axes, for :func:`beside`.
     """
     if ax is not None:
         fig = ax.get_figure(root=True)
@@ -96,6 +97,7 @@ def axes(
         return fig, ax, None
     height, width = round(shape[0] * scale), round(shape[1] * scale)
     left, bottom = (48, 40) if ticks else (10, 10)
+    left += before + BESIDE_GAP * bool(before)
     right = 10 + 70 * colorbar
     total_w = max(width + left + right, 380)
     left += (total_w - width - left - right) // 2  # centre a narrow image
@@ -111,6 +113,17 @@ def axes(
         ((left + width + 12) / total_w, bottom / total_h, 14 / total_w, height / total_h)
     )
     return fig, ax, cax
+
+
+def beside(fig: Figure, ax: Axes, width_px: int, title: str) -> Axes:
+    """An axes ``width_px`` wide left of ``ax``, as tall, in the room ``axes(before=)`` kept."""
+    box = ax.get_position()
+    width, _ = fig.get_size_inches() * fig.dpi
+    left = box.x0 - (width_px + BESIDE_GAP) / width
+    other = fig.add_axes((left, box.y0, width_px / width, box.height))
+    other.set_axis_off()
+    other.set_title(title, fontsize=TITLE_SIZE - 1)
+    return other
 
 
 def wrapped(lines: Sequence[str], chars: int) -> str:

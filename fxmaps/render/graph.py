@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import html
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -42,18 +43,18 @@ __all__ = ["KIND_COLORS", "render_graph", "save_graph"]
 # fmt: off
 KIND_COLORS = MappingProxyType({
     Kind.CONV: "#9ecae1", Kind.DOWNSAMPLE: "#fdae6b", Kind.LINEAR: "#a1d99b",
-    Kind.NORM: "#e3e3e3", Kind.ACTIVATION: "#fff1a8", Kind.POOL: "#c9b8e3",
-    Kind.ADD: "#f4a5a5", Kind.CONCAT: "#f6c2de", Kind.RESHAPE: "#f7f7f7",
-    Kind.ATTENTION: "#7fcdbb", Kind.DROPOUT: "#ffffff", Kind.UPSAMPLE: "#c7e9c0",
+    Kind.NORM: "#d9d9d9", Kind.ACTIVATION: "#fff1a8", Kind.POOL: "#c9b8e3",
+    Kind.ADD: "#f4a5a5", Kind.CONCAT: "#f6c2de", Kind.RESHAPE: "#e0f3f8",
+    Kind.ATTENTION: "#66c2a4", Kind.DROPOUT: "#fde0ef", Kind.UPSAMPLE: "#d9f0a3",
     Kind.EMBEDDING: "#d9c6a5", Kind.RECURRENT: "#8dd3c7", Kind.PARAMETER: "#fffbe0",
-    Kind.INPUT: "#cfcfcf", Kind.OUTPUT: "#cfcfcf", Kind.OTHER: "#ffffff",
+    Kind.INPUT: "#bdbdbd", Kind.OUTPUT: "#969696", Kind.OTHER: "#ffffff",
 })
 # fmt: on
-"""Fill colour of each kind's nodes (read-only)."""
+"""Fill colour of each kind's nodes (read-only); no two alike, nor like a group's colour."""
 
 _SHAPES = {Kind.ADD: "oval", Kind.CONCAT: "oval", Kind.INPUT: "invhouse", Kind.OUTPUT: "house"}
 _SMALL = frozenset({Kind.OTHER, Kind.DROPOUT, Kind.PARAMETER})  # shape checks, getitem, ...
-_GROUP_COLORS = {"residual": "#fdd0a2", "sequential": "#c6dbef", "module": "#d9d9d9"}
+_GROUP_COLORS = {"residual": "#fdd0a2", "sequential": "#c6dbef", "module": "#b2abd2"}
 _CLUSTER_STYLE = {
     BlockKind.RESIDUAL: {"pencolor": "#e6550d", "fillcolor": "#fff5eb"},
     BlockKind.SEQUENTIAL: {"pencolor": "#6baed6", "fillcolor": "#f3f8fd"},
@@ -77,6 +78,7 @@ _GRAPH_ATTRS.update(labelloc="t", labeljust="r")
 _DENSE = {"mclimit": "0.1", "nslimit": "1"}
 _NODE_ATTRS = {"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10"}
 _EDGE_ATTRS = {"color": "#555555", "arrowsize": "0.6"}
+_PNG_DPI = 96  # Graphviz's pixels per inch in a PNG
 _PNG_LIMIT = 32767  # pixels a side: Cairo's limit; dot shrinks a larger PNG drawing to fit
 _FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": None, ".gv": None}
 _INSTALL_HINT = (
@@ -107,7 +109,12 @@ def render_graph(
             stage containers stay as clusters around them; one that holds a
             downsample has an orange border. An integer ``depth``
             merges every node whose name has more than ``depth`` dot-separated
-            parts into its ancestor module at that depth.
+            parts into its ancestor module at that depth. ``"repeats"`` is
+            ``"blocks"`` with each run of identical blocks (same layers, same
+            shapes, one feeding the next, like ViT's encoder layers) folded into
+            one node marked ``×N``. Collapsed views leave out the nodes that only
+            compute shapes (``x.shape``, ``x.size(0)``, arithmetic on them); the
+            legend counts them.
         show_shapes: Write output shapes (known when the graph was analysed
             with an example input); a collapsed node shows ``in → out``.
         rankdir: Layout direction: ``"TB"``, ``"LR"``, ``"BT"`` or ``"RL"``.
@@ -156,8 +163,18 @@ def render_graph(
     return dot
 
 
-def save_graph(dot: graphviz.Digraph, path: str | os.PathLike[str]) -> Path:
+def save_graph(
+    dot: graphviz.Digraph,
+    path: str | os.PathLike[str],
+    *,
+    dpi: float | None = None,
+    scale: float | None = None,
+) -> Path:
     """Write the diagram to ``path``; its suffix picks the format.
+
+    ``dpi`` sets a PNG's pixels per inch (Graphviz's default: 96); ``scale`` enlarges a
+    PNG (its dpi times ``scale``) or an SVG (its width and height; the drawing keeps its
+    coordinates, so it stays sharp). A PDF is vector: size it where it is placed.
 
     ``.svg``, ``.png`` and ``.pdf`` run Graphviz's ``dot``; ``.dot`` and ``.gv``
     write the DOT text and need no Graphviz install. The file appears whole or
@@ -170,7 +187,8 @@ def save_graph(dot: graphviz.Digraph, path: str | os.PathLike[str]) -> Path:
         FxmapsWarning: ``dot`` shrank a PNG to its size limit.
 
     Raises:
-        OptionError: The suffix is not one of ``.svg .png .pdf .dot .gv``.
+        OptionError: The suffix is not one of ``.svg .png .pdf .dot .gv``, or ``dpi``
+            or ``scale`` is not a positive number or does not apply to the format.
         OutputError: The folder does not exist or is not writable.
         GraphvizNotFoundError: ``dot`` is not installed (image formats only).
 
@@ -195,17 +213,58 @@ def save_graph(dot: graphviz.Digraph, path: str | os.PathLike[str]) -> Path:
             valid=tuple(_FORMATS),
         )
     fmt = _FORMATS[target.suffix.lower()]
+    _check_size(fmt, dpi=dpi, scale=scale)
     output_file(target)
     if fmt is None:
         data = dot.source.encode(dot.encoding or "utf-8")
     else:
+        drawn = dot
+        if fmt == "png" and (dpi or scale):
+            drawn = dot.copy()
+            drawn.graph_attr["dpi"] = f"{(dpi or _PNG_DPI) * (scale or 1):g}"
         with _dot_program():
-            data = dot.pipe(format=fmt)
+            data = drawn.pipe(format=fmt)
+        if fmt == "svg" and scale:
+            data = _scaled_svg(data, scale)
     if fmt == "png":
         _warn_if_shrunk(data, target)
     with atomic_path(target) as temporary:
         temporary.write_bytes(data)
     return target
+
+
+def _check_size(fmt: str | None, *, dpi: float | None, scale: float | None) -> None:
+    for option, value, formats in (("dpi", dpi, ("png",)), ("scale", scale, ("png", "svg"))):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise OptionError(
+                f"{option}={value!r} is not valid; use a positive number",
+                option=option,
+                value=value,
+                valid=("a positive number",),
+            )
+        if fmt not in formats:
+            raise OptionError(
+                f"{option}= applies to {' and '.join('.' + f for f in formats)} files, not "
+                f"{'.' + fmt if fmt else 'DOT text'}; a vector file is sized where it is placed",
+                option=option,
+                value=value,
+                valid=formats,
+            )
+
+
+def _scaled_svg(svg: bytes, scale: float) -> bytes:
+    """The SVG with its root ``width`` and ``height`` times ``scale`` (``viewBox`` kept)."""
+    head, tag, rest = svg.partition(b"<svg")
+    end = rest.index(b">")
+
+    def times(match: re.Match[bytes]) -> bytes:
+        number = float(match[2]) * scale
+        return match[1] + f"{number:g}".encode() + match[3]
+
+    attributes = re.sub(rb'(\b(?:width|height)=")([\d.]+)([a-z]*")', times, rest[:end])
+    return head + tag + attributes + rest[end:]
 
 
 def _warn_if_shrunk(png: bytes, target: Path) -> None:
@@ -270,7 +329,14 @@ def _label(node: DrawnNode, show_shapes: bool) -> str:
         details += ["downsample"] if node.has_downsample else []
     params = sum(layer.params for layer in node.layers)
     details += [f"{_count(params)} params"] if params else []
-    lines = [f"<B>{_esc(node.key)}</B>", " · ".join(details), _esc(node.shapes) * show_shapes]
+    head = f"<B>{_esc(node.key)}</B>"
+    if node.repeats:
+        last = node.repeats[-1]
+        if last.rpartition(".")[0] == node.key.rpartition(".")[0]:  # siblings: the last part
+            last = last.rpartition(".")[2]
+        head = f"<B>{_esc(node.key)} … {_esc(last)}  ×{len(node.repeats)}</B>"
+        details[1] = f"{count // len(node.repeats)} nodes each"
+    lines = [head, " · ".join(details), _esc(node.shapes) * show_shapes]
     if node.parameters:
         short = [_esc(_short_name(name)) for name in node.parameters]
         lines.append("+ " + (", ".join(short) if len(short) < 3 else f"{len(short)} parameters"))
@@ -286,8 +352,12 @@ def _legend(plan: GraphPlan) -> str:
         for mark, text in _legend_cells(plan)
     ]
     rows = "".join(f"<TR>{''.join(entries[i : i + 2])}</TR>" for i in range(0, len(entries), 2))
+    notes = []
     if plan.hidden:
-        note = f"{len(plan.hidden)} dead ends not drawn<BR/>(shape asserts, unused outputs)"
+        notes.append(f"{len(plan.hidden)} dead ends not drawn<BR/>(shape asserts, unused outputs)")
+    if plan.arithmetic:
+        notes.append(f"{len(plan.arithmetic)} shape computations not drawn<BR/>(x.shape, sizes)")
+    for note in notes:
         rows += f'<TR><TD COLSPAN="4"><FONT POINT-SIZE="9" COLOR="#555555">{note}</FONT></TD></TR>'
     return (
         '<<TABLE BORDER="1" COLOR="#999999" CELLBORDER="0" CELLSPACING="2" CELLPADDING="2">'

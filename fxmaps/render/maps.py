@@ -28,28 +28,34 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from fxmaps.errors import FxmapsWarning, InputError, OptionError
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.render import canvas
 from fxmaps.render.canvas import Array, MapLike
+from fxmaps.render.overlay import blend, display_size
+from fxmaps.render.overlay import heat as overlay_heat
+from fxmaps.render.overlay import photo as overlay_photo
 from fxmaps.render.panels import Panel, masked, panel_of, selected, value_range
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 __all__ = ["mosaic", "plot_feature_maps", "plot_layers"]
 
 _ORDERS = ("index", "energy")
 _NORMALIZE = ("per-map", "shared")
 _LABEL_MIN_PX = 28  # tiles drawn smaller than this get no channel label
+_OVERLAY_SIDE = 128  # pixels of an overlaid tile's longer side, before the mosaic is fitted
 
 
 def mosaic(
@@ -107,6 +113,10 @@ def plot_feature_maps(
     ax: Axes | None = None,
     title: str | None = None,
     notes: Sequence[str] = (),
+    colorbar: bool | None = None,
+    image: MapLike | None = None,
+    show_input: bool = False,
+    overlay: bool = False,
 ) -> Figure:
     """Draw the channels of one feature map as the tiles of a single image.
 
@@ -130,6 +140,14 @@ def plot_feature_maps(
             slice of a 3-D map are still added below it.
         notes: More lines under the title, such as which weights the model has
             (``"random weights (untrained)"``).
+        colorbar: Draw a colorbar: the values with ``normalize="shared"`` (the
+            default there), or each map's own minimum to maximum with ``"per-map"``
+            (the title then gives the range of all values).
+        image: The input the maps came from, for ``show_input`` and ``overlay``:
+            ``(N, 3, H, W)`` (item ``sample``), ``(3, H, W)``, ``(H, W, 3)`` or
+            ``(H, W)``, such as ``fxmaps.load_image(normalize=False)``.
+        show_input: Draw ``image`` left of the mosaic, as tall as it.
+        overlay: Blend each map, upsampled to the photo's size, over ``image``.
 
     Returns:
         The figure (``ax``'s figure when ``ax`` is given). Nothing is shown or saved.
@@ -151,13 +169,18 @@ def plot_feature_maps(
     colormap = canvas.colormap(cmap)
     panel, problem = masked(selected(panel_of(maps_or_tensor, name, sample), order, max_maps))
     panel = replace(panel, notes=(*panel.notes, *notes))
+    extras = _extras(panel, image, sample, show_input=show_input, overlay=overlay, ax=ax)
     if problem:
         warnings.warn(problem, FxmapsWarning, stacklevel=2)
     shared = normalize == "shared"
     if panel.axis is not None:
-        return _draw_rows(panel, colormap, shared=shared, ax=ax, title=title)
+        return _draw_rows(panel, colormap, shared=shared, ax=ax, title=title, colorbar=colorbar)
     return _draw_tiles(
-        panel, colormap, shared=shared, ax=ax, title=title, ncols=ncols, labels=labels
+        panel,
+        colormap,
+        _Look(shared, colorbar, ncols, labels, *extras),
+        ax=ax,
+        title=title,
     )
 
 
@@ -209,40 +232,144 @@ def plot_layers(
 # -- how to draw it ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Look:
+    """How to draw a mosaic of tiles, besides the colormap."""
+
+    shared: bool
+    colorbar: bool | None
+    ncols: int | None
+    labels: bool
+    photo: Array | None = None  # (H, W, 3) in [0, 1]: the input, for show_input or overlay
+    show_input: bool = False
+    overlay: bool = False
+
+
+def _extras(
+    panel: Panel,
+    image: MapLike | None,
+    sample: int,
+    *,
+    show_input: bool,
+    overlay: bool,
+    ax: Axes | None,
+) -> tuple[Array | None, bool, bool]:
+    """The input photo and the two flags that draw it, checked."""
+    for option, value in (("show_input", show_input), ("overlay", overlay)):
+        if not isinstance(value, bool):
+            raise OptionError(
+                f"{option}={value!r} is not valid; use True or False (the image goes in image=)",
+                option=option,
+                value=value,
+                valid=("True", "False"),
+            )
+    if not (show_input or overlay):
+        if image is not None:
+            raise OptionError(
+                "image= is drawn with show_input=True or overlay=True; pass one of them",
+                option="image",
+                value="an image",
+                valid=("show_input=True", "overlay=True"),
+            )
+        return None, False, False
+    wanted = "show_input" if show_input else "overlay"
+    if image is None:
+        raise _extra_error(
+            wanted,
+            "needs image=, the input the maps came from (e.g. fxmaps.load_image(normalize=False))",
+        )
+    if panel.axis is not None:
+        raise _extra_error(wanted, "draws on tiles of (C, H, W) maps, not on rows of 1-D maps")
+    if show_input and ax is not None:
+        raise _extra_error(wanted, "needs a new figure; leave ax out")
+    return overlay_photo(image, sample=sample), show_input, overlay
+
+
+def _extra_error(option: str, problem: str) -> OptionError:
+    return OptionError(f"{option}=True {problem}", option=option, value=True, valid=("False",))
+
+
 def _draw_tiles(
+    panel: Panel, colormap: Colormap, look: _Look, *, ax: Axes | None, title: str | None
+) -> Figure:
+    shared = look.shared or panel.data[0].size == 1  # 1×1 maps: only a shared range says much
+    bar = shared if look.colorbar is None else look.colorbar
+    values, vmin, vmax = value_range(panel.data, shared=shared)
+    lines = panel.title(title)
+    if bar and not shared:
+        lines = [*lines, _range_note(panel.data)]
+    grid = canvas.grid(len(values), look.ncols)
+    if look.overlay and look.photo is not None:
+        values = _overlaid(panel.data, look.photo, colormap, shared)
+        values, scale, pad = canvas.zoomed(values, grid)
+        image = canvas.tiles(values, grid, pad, 1.0)  # white between the photos
+    else:
+        values, scale, pad = canvas.zoomed(values, grid)
+        span = max(1.0, vmax - vmin)  # padding below vmin, empty cells above vmax: see colormap
+        image = canvas.tiles(values, grid, pad, vmin - span, vmax + span)
+    shown = round(image.shape[0] * scale)
+    before = round(shown * _aspect(look.photo)) if look.show_input else 0
+    fig, ax, cax = canvas.axes(ax, image.shape, scale, lines, colorbar=bar, before=before)
+    picture = canvas.show(ax, image, colormap, vmin, vmax)
+    ax.set_axis_off()
+    if bar:
+        _colorbar(fig, picture, cax, ax, shared=shared)
+    if look.show_input and look.photo is not None:
+        canvas.beside(fig, ax, before, "input").imshow(look.photo, aspect="auto")
+    pixels = canvas.place(ax, picture)  # after the colorbar, which may take room from ax
+    if look.labels:
+        light = values.mean(axis=-1) if values.ndim == 4 else values
+        colors = (canvas.colormap("gray"), 0.0, 1.0) if values.ndim == 4 else (colormap, vmin, vmax)
+        _label_tiles(ax, light, panel.channels, grid[1], pad, pixels, colors)
+    return fig
+
+
+def _aspect(photo: Array | None) -> float:
+    return 1.0 if photo is None else photo.shape[1] / photo.shape[0]
+
+
+def _overlaid(data: Array, photo: Array, colormap: Colormap, shared: bool) -> Array:
+    """Each map upsampled over the photo at its display size: ``(C, h, w, 3)`` in [0, 1]."""
+    size = display_size(photo.shape[0], photo.shape[1], _OVERLAY_SIDE)
+    picture = overlay_photo(photo, size=size, smooth=True)
+    heat = overlay_heat(torch.from_numpy(data)[None], size, shared=shared)[0]
+    return blend(picture[None], heat, colormap)
+
+
+def _range_note(data: Array) -> str:
+    finite = data[np.isfinite(data)]
+    if not finite.size:
+        return "colorbar: per map"
+    return f"values {finite.min():.3g} to {finite.max():.3g} (colorbar: per map)"
+
+
+def _colorbar(fig: Figure, picture: AxesImage, cax: Axes | None, ax: Axes, *, shared: bool) -> None:
+    """The values of a shared range, or min to max of each map's own."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    vmin, vmax = picture.get_clim()
+    mappable = ScalarMappable(Normalize(vmin, vmax), picture.get_cmap())
+    canvas.colorbar(fig, mappable, cax, ax)
+    if not shared:
+        bar_ax = cax if cax is not None else fig.axes[-1]
+        bar_ax.set_yticks([0, 1], ["min", "max"])
+
+
+def _draw_rows(
     panel: Panel,
     colormap: Colormap,
     *,
     shared: bool,
     ax: Axes | None,
     title: str | None,
-    ncols: int | None,
-    labels: bool,
-) -> Figure:
-    shared = shared or panel.data[0].size == 1  # 1×1 maps: only a shared range says anything
-    values, vmin, vmax = value_range(panel.data, shared=shared)
-    grid = canvas.grid(len(values), ncols)
-    values, scale, pad = canvas.zoomed(values, grid)
-    span = max(1.0, vmax - vmin)  # padding below vmin, empty cells above vmax: see colormap
-    image = canvas.tiles(values, grid, pad, vmin - span, vmax + span)
-    fig, ax, cax = canvas.axes(ax, image.shape, scale, panel.title(title), colorbar=shared)
-    picture = canvas.show(ax, image, colormap, vmin, vmax)
-    ax.set_axis_off()
-    if shared:
-        canvas.colorbar(fig, picture, cax, ax)
-    pixels = canvas.place(ax, picture)  # after the colorbar, which may take room from ax
-    if labels:
-        _label_tiles(ax, values, panel.channels, grid[1], pad, pixels, (colormap, vmin, vmax))
-    return fig
-
-
-def _draw_rows(
-    panel: Panel, colormap: Colormap, *, shared: bool, ax: Axes | None, title: str | None
+    colorbar: bool | None = None,
 ) -> Figure:
     values, vmin, vmax = value_range(panel.data, shared=shared)
+    bar = shared if colorbar is None else colorbar
     rows, length = values.shape
     size = (rows * min(18, max(3, round(360 / rows))), min(1000, max(480, length)))
-    fig, ax, cax = canvas.axes(ax, size, 1.0, panel.title(title), colorbar=shared, ticks=True)
+    fig, ax, cax = canvas.axes(ax, size, 1.0, panel.title(title), colorbar=bar, ticks=True)
     picture = ax.imshow(
         values,
         cmap=colormap,
@@ -256,8 +383,8 @@ def _draw_rows(
     ax.tick_params(axis="x", labelsize=7)
     ax.set_xlabel(panel.axis or "", fontsize=8)
     ax.set_ylabel("channel", fontsize=8)
-    if shared:
-        canvas.colorbar(fig, picture, cax, ax)
+    if bar:
+        _colorbar(fig, picture, cax, ax, shared=shared)
     return fig
 
 

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from fxmaps.classify import Block, BlockKind, Kind
 from fxmaps.classify.blocks import ROLE_SHORTCUT, ROLE_SKIP
 from fxmaps.errors import OptionError
+from fxmaps.facts import facts
 from fxmaps.graph import Layer, ModelGraph, format_shape
 from fxmaps.graph.model_graph import ATTR_ROLE, ROLE_DATA
+
+if TYPE_CHECKING:
+    from torch import fx
 
 __all__ = ["DrawnNode", "GraphPlan", "Highlight", "check_collapse", "plan_graph"]
 
@@ -43,6 +48,7 @@ class DrawnNode:
     module_type: str
     shapes: str  # the output shape, or "in → out" for a group
     parameters: tuple[str, ...] = ()  # parameter nodes it uses, not drawn on their own
+    repeats: tuple[str, ...] = ()  # collapse="repeats": the keys of the identical blocks folded
 
     @functools.cached_property
     def names(self) -> frozenset[str]:
@@ -65,6 +71,7 @@ class GraphPlan:
     children: dict[str | None, list[Block]]  # cluster (None: the top) -> clusters inside it
     marked: frozenset[str]  # highlighted node keys
     hidden: tuple[str, ...]  # dead-end layers not drawn
+    arithmetic: tuple[str, ...] = ()  # shape computations not drawn in a collapsed view
 
     @functools.cached_property
     def residents(self) -> dict[str | None, list[str]]:
@@ -76,15 +83,16 @@ class GraphPlan:
 
 
 def check_collapse(collapse: str | int) -> None:
-    """Raise :class:`OptionError` unless ``collapse`` is ``'none'``, ``'blocks'`` or a depth."""
+    """Raise :class:`OptionError` unless ``collapse`` is ``'none'``, ``'blocks'``,
+    ``'repeats'`` or a depth."""
     depth_ok = isinstance(collapse, int) and not isinstance(collapse, bool) and collapse >= 1
-    if collapse not in ("none", "blocks") and not depth_ok:
+    if collapse not in ("none", "blocks", "repeats") and not depth_ok:
         raise OptionError(
-            f"collapse={collapse!r} is not valid; use 'none', 'blocks' or a module depth "
-            "(an int >= 1, e.g. collapse=1 for top-level modules)",
+            f"collapse={collapse!r} is not valid; use 'none', 'blocks' or 'repeats', or a "
+            "module depth (an int >= 1, e.g. collapse=1 for top-level modules)",
             option="collapse",
             value=collapse,
-            valid=("none", "blocks", "a module depth >= 1"),
+            valid=("none", "blocks", "repeats", "a module depth >= 1"),
         )
 
 
@@ -98,10 +106,95 @@ def plan_graph(graph: ModelGraph, collapse: str | int, highlight: Highlight) -> 
     check_collapse(collapse)
     highlighted = _highlighted(graph, highlight)
     hidden = _dead_ends(graph, keep=set(highlighted))
-    keys, nodes = _display(graph, collapse, set(hidden))
+    keys, nodes = _display(graph, "blocks" if collapse == "repeats" else collapse, set(hidden))
+    arithmetic: tuple[str, ...] = ()
+    if collapse != "none":
+        arithmetic = _drop_arithmetic(graph, keys, nodes, keep=set(highlighted))
+    if collapse == "repeats":
+        _fold_repeats(graph, keys, nodes)
     homes, children = _clusters(graph.blocks(), keys, nodes)
     marked = frozenset(keys[name] for name in highlighted)
-    return GraphPlan(nodes, _edges(graph, keys, nodes), homes, children, marked, hidden)
+    edges = _edges(graph, keys, nodes)
+    return GraphPlan(nodes, edges, homes, children, marked, hidden, arithmetic)
+
+
+_SHAPE_METHODS = frozenset({"size", "dim", "ndimension", "numel", "nelement", "get_device"})
+_SHAPE_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "device", "is_cuda"})
+
+
+def _drop_arithmetic(
+    graph: ModelGraph, keys: dict[str, str], nodes: dict[str, DrawnNode], keep: set[str]
+) -> tuple[str, ...]:
+    """Take the shape computations drawn as nodes of their own out of ``keys`` and ``nodes``.
+
+    A shape computation reads a tensor's shape (``x.shape``, ``x.size(0)``, ``x.dim()``,
+    ``len(x)``) or computes only from such values (``getitem``, ``floordiv``, ``mul``, ...);
+    the ``reshape`` or ``view`` it feeds stays. Returns the names taken out.
+    """
+    found: set[str] = set()
+    for layer in graph.layers(Kind.OTHER):
+        node = graph.fx_node(layer.name)
+        inputs = [facts(n).name for n in node.all_input_nodes]
+        if _reads_shape(node) or (inputs and all(name in found for name in inputs)):
+            found.add(layer.name)
+    dropped = [
+        name for name in found
+        if name not in keep and keys.get(name) == name and name in nodes
+        and nodes[name].group is None
+    ]  # fmt: skip
+    for name in dropped:
+        del keys[name], nodes[name]
+    return tuple(layer.name for layer in graph.layers() if layer.name in set(dropped))
+
+
+def _reads_shape(node: fx.Node) -> bool:
+    """``x.size()``, ``x.dim()``, ``x.shape``, ``len(x)``, ...: a node that reads a shape."""
+    if node.op == "call_method":
+        return node.target in _SHAPE_METHODS
+    if node.op != "call_function":
+        return False
+    if node.target is len:
+        return True
+    return node.target is getattr and len(node.args) > 1 and node.args[1] in _SHAPE_ATTRIBUTES
+
+
+def _fold_repeats(graph: ModelGraph, keys: dict[str, str], nodes: dict[str, DrawnNode]) -> None:
+    """Fold each run of two or more identical collapsed blocks, one feeding the next, into
+    its first node (``repeats`` names them all). Identical: the same kind and type of block,
+    the same kinds and types of layers in the same order, the same shapes in and out."""
+    edges = _edges(graph, keys, nodes)
+    order = list(nodes)
+    runs: list[list[str]] = []
+    for key in order:
+        last = runs[-1][-1] if runs else None
+        if last is not None and (last, key) in edges and _same(nodes[last], nodes[key]):
+            runs[-1].append(key)
+        else:
+            runs.append([key])
+    for run in runs:
+        if len(run) < 2 or nodes[run[0]].group is None:
+            continue
+        first, members = nodes[run[0]], [nodes.pop(key) for key in run[1:]]
+        layers = first.layers + tuple(layer for node in members for layer in node.layers)
+        for layer in layers:
+            keys[layer.name] = first.key
+        nodes[first.key] = replace(
+            first,
+            layers=layers,
+            shapes=_shape_change(graph, list(layers), keys),
+            parameters=first.parameters + tuple(p for node in members for p in node.parameters),
+            repeats=tuple(run),
+        )
+    for key in [key for key in order if key in nodes]:  # keep execution order
+        nodes[key] = nodes.pop(key)
+
+
+def _same(one: DrawnNode, other: DrawnNode) -> bool:
+    def signature(node: DrawnNode) -> tuple[object, ...]:
+        layers = tuple((layer.kind, layer.module_type, layer.params) for layer in node.layers)
+        return node.group, node.module_type, node.shapes, layers
+
+    return one.group is not None and signature(one) == signature(other)
 
 
 def _highlighted(graph: ModelGraph, highlight: Highlight) -> list[str]:

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fxmaps.errors import InputError, OptionError
 from fxmaps.graph import ModelGraph
-from fxmaps.render import canvas
+from fxmaps.render import canvas, overlay
 from fxmaps.stats import ChannelStats, top_samples
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ __all__ = ["plot_channel_stats", "plot_top_images"]
 
 _CELL = 96  # pixels per sample image
 _PAD = 4
-_ALPHA = 0.45  # weight of the heat map over the image
 _LABEL_BOX = {"facecolor": "black", "alpha": 0.45, "pad": 1, "linewidth": 0}
 
 
@@ -64,10 +62,9 @@ def plot_top_images(
     colormap = canvas.colormap(cmap)
     for r, channel in enumerate(top.channels):
         for c, index in enumerate(top.indices[r].tolist()):
-            picture = _display(top.images[position[index]])
+            picture = overlay.photo(top.images[position[index]], size=(_CELL, _CELL))
             if heat is not None:
-                activation = heat[position[index], channel]
-                picture = (1 - _ALPHA) * picture + _ALPHA * colormap(activation)[..., :3]
+                picture = overlay.blend(picture, heat[position[index], channel], colormap)
             tiles[r, c] = picture
     return _grid_figure(tiles, list(top.channels), top.indices, top.scores, layer, stats)
 
@@ -79,10 +76,10 @@ def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None)
         raise OptionError(
             "no layers to plot; the statistics hold none", option="layers", value=layers
         )
-    height = 60 + 190 * len(names)
+    height = 78 + 205 * len(names)
     fig = canvas.figure(760, height)
-    top, bottom = 1 - 60 / height, 30 / height
-    grid = fig.add_gridspec(len(names), 2, hspace=0.6, wspace=0.25, top=top, bottom=bottom)
+    top, bottom = 1 - 60 / height, 48 / height
+    grid = fig.add_gridspec(len(names), 2, hspace=0.75, wspace=0.25, top=top, bottom=bottom)
     for row, name in enumerate(names):
         layer = stats[name]
         dead = len(layer.dead)
@@ -92,7 +89,10 @@ def plot_channel_stats(stats: ChannelStats, layers: Sequence[str] | None = None)
         sparsity = fig.add_subplot(grid[row, 1])
         sparsity.hist(layer.positive.numpy(), bins=30, range=(0, 1), color="#f58518")
         sparsity.set_title(f"{name}: fraction positive ({dead} dead)", fontsize=9)
+        means.set_xlabel("mean activation of a channel", fontsize=8)
+        sparsity.set_xlabel("fraction of its values above 0", fontsize=8)
         for ax in (means, sparsity):
+            ax.set_ylabel("channels", fontsize=8)
             ax.tick_params(labelsize=7)
     fig.suptitle(f"channel statistics over {stats.samples} samples", y=1 - 8 / height, fontsize=11)
     return fig
@@ -109,20 +109,7 @@ def _heat(maps: torch.Tensor, layer: str) -> npt.NDArray[np.float32]:
             got=f"maps of shape {tuple(maps.shape)}",
             node=layer,
         )
-    maps = F.interpolate(maps, size=(_CELL, _CELL), mode="bilinear", align_corners=False)
-    low = maps.amin(dim=(2, 3), keepdim=True)
-    high = maps.amax(dim=(2, 3), keepdim=True)
-    return ((maps - low) / (high - low).clamp_min(1e-12)).numpy()
-
-
-def _display(image: torch.Tensor) -> npt.NDArray[np.float32]:
-    """A sample as an RGB array at display size, each image scaled to [0, 1]."""
-    resized = F.interpolate(image[None].float(), size=(_CELL, _CELL), mode="nearest")[0]
-    low, high = resized.min(), resized.max()
-    scaled = ((resized - low) / (high - low).clamp_min(1e-12)).permute(1, 2, 0).numpy()
-    if scaled.shape[-1] == 1:
-        return np.repeat(scaled, 3, axis=-1)
-    return scaled[..., :3]
+    return overlay.heat(maps, (_CELL, _CELL))
 
 
 def _grid_figure(

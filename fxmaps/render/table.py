@@ -2,27 +2,75 @@
 
 from __future__ import annotations
 
+import html
+from typing import Any
+
 from tabulate import tabulate
 
 from fxmaps.graph import Layer, ModelGraph, Selection, format_shape
 from fxmaps.graph.model_graph import HEADLINE
 
-__all__ = ["NUMERIC_HEADERS", "SUMMARY_HEADERS", "summary_footer", "summary_rows", "summary_table"]
+__all__ = [
+    "NUMERIC_HEADERS",
+    "SUMMARY_HEADERS",
+    "Summary",
+    "summary_footer",
+    "summary_rows",
+    "summary_table",
+]
 
 SUMMARY_HEADERS = ("name", "kind", "type", "output shape", "params", "MACs", "block")
 NUMERIC_HEADERS = ("params", "MACs")
 _ALIGN = ("left", "left", "left", "left", "right", "right", "left")
 
 
-def summary_table(graph: ModelGraph, kinds: Selection | None = None) -> str:
+class Summary(str):
+    """The layer table as text (a ``str``: it prints, compares and splits as the table does)
+    that a notebook shows as an HTML table with its footer lines under it."""
+
+    __slots__ = ("_footer", "_rows")
+
+    _rows: list[list[str]]
+    _footer: list[str]
+
+    def __new__(cls, rows: list[list[str]], footer: list[str]) -> Summary:
+        table = tabulate(
+            rows, headers=list(SUMMARY_HEADERS), colalign=_ALIGN, disable_numparse=True
+        )
+        text = super().__new__(cls, "\n".join([table, *footer]))
+        text._rows, text._footer = rows, footer
+        return text
+
+    def __reduce__(self) -> tuple[type[Summary], tuple[list[list[str]], list[str]]]:
+        return Summary, (self._rows, self._footer)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))  # the table itself, not a quoted string
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(name)}</th>" for name in SUMMARY_HEADERS)
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f'<td style="text-align:{_CSS_ALIGN[align]}">{html.escape(cell)}</td>'
+                for cell, align in zip(row, _ALIGN, strict=True)
+            )
+            + "</tr>"
+            for row in self._rows
+        )
+        notes = "".join(f"<div>{html.escape(line)}</div>" for line in self._footer)
+        return (
+            '<div class="fxmaps-summary"><table><thead><tr>'
+            f"{head}</tr></thead><tbody>{body}</tbody></table>{notes}</div>"
+        )
+
+
+_CSS_ALIGN = {"left": "left", "right": "right"}
+
+
+def summary_table(graph: ModelGraph, kinds: Selection | None = None) -> Summary:
     """The table of :meth:`ModelGraph.summary`, with its footer lines."""
-    table = tabulate(
-        summary_rows(graph, kinds),
-        headers=list(SUMMARY_HEADERS),
-        colalign=_ALIGN,
-        disable_numparse=True,
-    )
-    return "\n".join([table, *summary_footer(graph)])
+    return Summary(summary_rows(graph, kinds), summary_footer(graph))
 
 
 def summary_rows(graph: ModelGraph, kinds: Selection | None = None) -> list[list[str]]:

@@ -141,6 +141,12 @@ class ChannelStats(Mapping[str, LayerStats]):
         }
         return cls(layers, samples=payload["samples"], topk=payload["topk"], score=payload["score"])
 
+    def _repr_html_(self) -> str:
+        """A table of the nodes and their channels, for Jupyter."""
+        from fxmaps.render.notebook import stats_html  # a display method: drawing is render's
+
+        return stats_html(self)
+
     def __repr__(self) -> str:
         return f"<ChannelStats of {len(self)} nodes over {self.samples} samples, top {self.topk}>"
 
