@@ -26,9 +26,9 @@
     boxes.set(view, box);
     view.querySelector("svg").setAttribute("viewBox", `${box.x} ${box.y} ${box.w} ${box.h}`);
   }
-  function fitWidth(view) {  // the drawing's full width, from its top
-    const all = whole(view), h = all.w * ratio(view);
-    setBox(view, {x: all.x, y: h > all.h ? all.y - (h - all.h) / 2 : all.y, w: all.w, h});
+  function start(view) {  // the drawing's full width from its top, never above natural size
+    const all = whole(view), w = Math.max(all.w, view.clientWidth * 0.75), h = w * ratio(view);
+    setBox(view, {x: all.x - (w - all.w) / 2, y: h > all.h ? all.y - (h - all.h) / 2 : all.y, w, h});
   }
   function fitAll(view) {
     const all = whole(view), r = ratio(view), w = Math.max(all.w, all.h / r);
@@ -42,7 +42,7 @@
       button.setAttribute("aria-pressed", String(button.dataset.view === name));
     }
     current = view;
-    if (!boxes.has(view)) fitWidth(view);
+    if (!boxes.has(view)) start(view);
     return view;
   }
   function focus(view, element) {  // centre the element, zooming out if it does not fit
