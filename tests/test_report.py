@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 from torch import nn
 
@@ -30,6 +31,7 @@ from fxmaps.render.graph import KIND_COLORS
 from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.report import page as report_module
 from fxmaps.report import sections as report_sections
+from fxmaps.report.choose import default_layers
 from tests import models as toy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -281,6 +283,7 @@ def test_a_graph_is_accepted_and_a_one_channel_input_drawn(tmp_path: Path) -> No
         "filters",
     ]
     assert decode_image(page.images[0]["src"]).size == (300, 300)
+    assert "id='predictions'" not in path.read_text()  # no classifier: no predictions
     assert "a tensor" in page.text["dd"]
 
 
@@ -293,6 +296,50 @@ def test_without_graphviz_the_page_says_so(tmp_path: Path, monkeypatch: pytest.M
     assert "<svg" not in text
     assert "apt-get install graphviz" in text
     assert len(re.findall("data:image/(?:png|webp);base64,", text)) == 3  # input, map, filters
+
+
+def test_predictions_are_the_models_top_five(
+    page: Page, model: nn.Module, image: torch.Tensor
+) -> None:
+    with torch.no_grad():
+        scores = torch.softmax(model(image)[0], dim=0)
+    top = scores.topk(5)
+    rows = [row for row in page.rows if len(row) == 3]  # the predictions table's
+    assert [int(row[0]) for row in rows] == [1, 2, 3, 4, 5]
+    assert [int(row[1]) for row in rows] == top.indices.tolist()
+    assert [float(row[2]) for row in rows] == pytest.approx(top.values.tolist(), abs=5e-5)
+    assert "softmax of linear's 10 outputs" in "".join(page.text["p"])
+
+
+def test_a_transformer_shows_its_blocks_outputs_as_maps(tmp_path: Path) -> None:
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    ).eval()
+    x = torch.rand(1, 3, 32, 32)
+    hooked: list[torch.Tensor] = []
+    handles = [
+        layer.register_forward_hook(lambda _m, _i, out: hooked.append(out.detach().clone()))
+        for layer in vit.encoder.layers
+    ]
+    try:
+        with torch.no_grad():
+            vit(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    graph = fxmaps.analyze(vit, x)
+    chosen = default_layers(graph)
+    assert chosen[0] == "conv_proj"  # the one conv: the patch embedding
+    blocks = fxmaps.extract(graph, x, layers=chosen[1:])
+    assert len(blocks) == len(vit.encoder.layers) == 2
+    for (name, produced), expected in zip(blocks.items(), hooked, strict=True):
+        assert torch.equal(produced, expected), name  # each is an encoder layer's output
+    page = Page(fxmaps.report(vit, x, tmp_path / "vit.html", max_maps=4).read_text())
+    figures = [v for tag, key, v in page.attributes if tag == "figure" and key == "data-node"]
+    assert figures[: len(chosen)] == chosen
+    grid = fxmaps.format_shape((1, 16, 32 // 8, 32 // 8))  # tokens as a grid, class token out
+    for caption in page.text["figcaption"][1 : len(chosen)]:
+        assert caption.endswith(f" · {grid}")
 
 
 # ---------------------------------------------------------------------------- writing

@@ -30,6 +30,7 @@ _GROUP = re.compile(
     r"(?P<gap>\s*)<title>(?P<title>[^<]*)</title>"
 )
 _OTHER_ID = re.compile(r'<g id="(?P<id>[^"]*)" class="(?P<cls>graph|edge)">')
+_COMMENT = re.compile(r"<!--.*?-->\n?", re.S)
 _DOT_ESCAPE = re.compile(r"\\(\\|n|r)")  # what render_graph's identifiers escape
 _TOOLS = (
     "<div class='tools'>{views}"
@@ -103,7 +104,7 @@ def annotate_svg(svg: str, plan: GraphPlan, *, prefix: str) -> str:
                 attributes += f' data-block="{html.escape(name)}"'
         return f"<g {attributes}>{match['gap']}<title>{match['title']}</title>"
 
-    svg = svg[svg.index("<svg") :]
+    svg = _COMMENT.sub("", svg[svg.index("<svg") :])  # Graphviz's comment before each element
     svg = _GROUP.sub(mark, svg)
     return _OTHER_ID.sub(lambda m: f'<g id="{prefix}-{m["id"]}" class="{m["cls"]}">', svg)
 

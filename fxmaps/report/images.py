@@ -23,8 +23,11 @@ _WEBP_QUALITY = 82
 _MARGIN = 0.04  # inches of white kept around a figure's drawn content
 
 
-def figure_uri(figure: Figure, *, tight: bool = True) -> str:
-    """``figure`` drawn at its own dpi, cropped to what it draws, as a compact ``data:`` URI.
+def figure_uri(figure: Figure, *, tight: bool = True, dpi: float | None = None) -> str:
+    """``figure`` cropped to what it draws (``tight``), as a compact ``data:`` URI.
+
+    ``dpi`` draws it at another resolution than its own (fewer bytes for a figure
+    the page shows small).
 
     Example:
         >>> from matplotlib.figure import Figure
@@ -34,10 +37,13 @@ def figure_uri(figure: Figure, *, tight: bool = True) -> str:
         True
     """
     buffer = io.BytesIO()
+    resolution = figure.dpi if dpi is None else dpi
     if tight:
-        figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=_MARGIN)
+        figure.savefig(
+            buffer, format="png", dpi=resolution, bbox_inches="tight", pad_inches=_MARGIN
+        )
     else:
-        figure.savefig(buffer, format="png")
+        figure.savefig(buffer, format="png", dpi=resolution)
     buffer.seek(0)
     with Image.open(buffer) as picture:
         return image_uri(picture.convert("RGB"))

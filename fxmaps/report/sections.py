@@ -39,7 +39,10 @@ _CONVS = (
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
 )
-_MAX_FILTERS = 32  # filters drawn per conv
+# Filters drawn per conv, and their resolution: the panel and the page show them at most
+# about 400 pixels wide, and a model has a figure per conv (81 for EfficientNet-B0).
+_MAX_FILTERS = 16
+_FILTERS_DPI = 72
 _TOP = 5  # predictions shown
 
 
@@ -189,7 +192,7 @@ SECTIONS: tuple[Callable[[Context], str], ...] = (
 
 
 def _filters_uri(layer: Layer) -> str:
-    return figure_uri(plot_filters(layer, max_filters=_MAX_FILTERS))
+    return figure_uri(plot_filters(layer, max_filters=_MAX_FILTERS), dpi=_FILTERS_DPI)
 
 
 def _draws(layer: Layer) -> bool:
