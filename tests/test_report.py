@@ -16,11 +16,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
@@ -30,6 +32,7 @@ from fxmaps.errors import FxmapsWarning, OutputError
 from fxmaps.render.graph import KIND_COLORS
 from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.report import page as report_module
+from fxmaps.report import images as report_images
 from fxmaps.report import sections as report_sections
 from fxmaps.report.choose import default_layers
 from tests import models as toy
@@ -340,6 +343,25 @@ def test_a_transformer_shows_its_blocks_outputs_as_maps(tmp_path: Path) -> None:
     grid = fxmaps.format_shape((1, 16, 32 // 8, 32 // 8))  # tokens as a grid, class token out
     for caption in page.text["figcaption"][1 : len(chosen)]:
         assert caption.endswith(f" · {grid}")
+
+
+def test_each_mosaic_is_titled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    titles: list[list[str]] = []
+    embed = report_images.figure_uri
+
+    def recording(figure: Figure, **options: Any) -> str:
+        titles.append([axes.get_title() for axes in figure.axes])
+        return embed(figure, **options)
+
+    monkeypatch.setattr(report_sections, "figure_uri", recording)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3))
+    page = Page(fxmaps.report(net, torch.rand(1, 3, 12, 12), tmp_path / "r.html").read_text())
+    captions = page.text["figcaption"]
+    assert [caption.split(" · ")[0] for caption in captions[:2]] == ["0", "2"]
+    mosaics = titles[1:3]  # after the input picture, the two maps; then the filters
+    for name, axes_titles in zip(["0", "2"], mosaics, strict=True):
+        assert not [line for title in axes_titles for line in title.split("\n")
+                    if line.startswith(f"{name}  ")]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- writing
