@@ -31,8 +31,8 @@ from fxmaps.classify import Kind
 from fxmaps.errors import FxmapsWarning, OutputError
 from fxmaps.render.graph import KIND_COLORS
 from fxmaps.render.table import SUMMARY_HEADERS
-from fxmaps.report import page as report_module
 from fxmaps.report import images as report_images
+from fxmaps.report import page as report_module
 from fxmaps.report import sections as report_sections
 from fxmaps.report.choose import default_layers
 from tests import models as toy
