@@ -232,7 +232,14 @@ def test_the_url_fragment_opens_a_node(
     assert panel_facts(browser) == expected_facts(graph, name)
     assert panel_facts(browser)["kind"] == "downsample"
     assert visible(view(browser, "full"))
-    assert "selected" in str(node(browser, view(browser, "full"), name).get_attribute("class"))
+    drawn = node(browser, view(browser, "full"), name)
+    assert "selected" in str(drawn.get_attribute("class"))
+    # The graph centres the node in what the panel leaves uncovered.
+    frame, box = view(browser, "full").rect, drawn.rect
+    assert frame["x"] <= box["x"]
+    assert box["x"] + box["width"] <= panel.rect["x"]
+    assert frame["y"] <= box["y"]
+    assert box["y"] + box["height"] <= frame["y"] + frame["height"]
     # A fragment changed while the page is open selects too.
     browser.execute_script("location.hash = arguments[0]", "#node=layer1.0.conv2")
     assert panel.get_attribute("data-node") == "layer1.0.conv2"

@@ -50,9 +50,14 @@
     const inverse = svg.getScreenCTM().inverse();
     const a = new DOMPoint(rect.left, rect.top).matrixTransform(inverse);
     const b = new DOMPoint(rect.right, rect.bottom).matrixTransform(inverse);
-    const box = boxes.get(view), r = ratio(view);
-    const w = Math.max(box.w, (b.x - a.x) * 1.3, (b.y - a.y) * 1.3 / r);
-    setBox(view, {x: (a.x + b.x - w) / 2, y: (a.y + b.y - w * r) / 2, w, h: w * r});
+    const box = boxes.get(view), r = ratio(view), open = uncovered(view);
+    const w = Math.max(box.w, (b.x - a.x) * 1.3 / open, (b.y - a.y) * 1.3 / r);
+    setBox(view, {x: (a.x + b.x) / 2 - w * open / 2, y: (a.y + b.y - w * r) / 2, w, h: w * r});
+  }
+  function uncovered(view) {  // the fraction of the view's width left of an open panel
+    if (panel.hidden) return 1;
+    const v = view.getBoundingClientRect(), left = panel.getBoundingClientRect().left;
+    return left > v.left + v.width * 0.3 && left < v.right ? (left - v.left) / v.width : 1;
   }
   function zoom(view, factor, fx, fy) {  // fx, fy: the fixed point, as fractions of the view
     const box = boxes.get(view), w = box.w * factor, h = box.h * factor;
