@@ -293,8 +293,9 @@ def test_a_graph_is_accepted_and_a_one_channel_input_drawn(tmp_path: Path) -> No
 def test_without_graphviz_the_page_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` here
     net = nn.Sequential(nn.Conv2d(3, 4, 3))
-    with pytest.warns(FxmapsWarning, match="the report has no graph drawing"):
+    with pytest.warns(FxmapsWarning, match="the report has no graph drawing") as caught:
         path = fxmaps.report(net, torch.rand(1, 3, 12, 12), tmp_path / "r.html")
+    assert [warning.filename for warning in caught] == [__file__]  # the caller's line
     text = path.read_text()
     assert "<svg" not in text
     assert "apt-get install graphviz" in text
@@ -343,6 +344,26 @@ def test_a_transformer_shows_its_blocks_outputs_as_maps(tmp_path: Path) -> None:
     grid = fxmaps.format_shape((1, 16, 32 // 8, 32 // 8))  # tokens as a grid, class token out
     for caption in page.text["figcaption"][1 : len(chosen)]:
         assert caption.endswith(f" · {grid}")
+
+
+def test_a_model_without_convs_says_how_to_choose_maps(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+    graph = fxmaps.analyze(net, torch.rand(1, 3, 2, 2))
+    assert graph.layers("conv") == []
+    assert graph.blocks() == []
+    path = fxmaps.report(net, torch.rand(1, 3, 2, 2), tmp_path / "mlp.html")
+    page = Page(path.read_text())
+    assert "figure" not in page.tags  # no maps, and no conv to draw filters of
+    assert "choose layers with <code>layers=</code>" in path.read_text()
+    rows = [row for row in page.rows if len(row) == 3]
+    assert len(rows) == 3  # a classifier of three classes: its predictions
+    chosen = fxmaps.report(net, torch.rand(1, 3, 2, 2), tmp_path / "lin.html", layers="linear")
+    names = [
+        v
+        for tag, k, v in Page(chosen.read_text()).attributes
+        if tag == "figure" and k == "data-node"
+    ]
+    assert names == [layer.name for layer in graph.layers("linear")]
 
 
 def test_each_mosaic_is_titled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,7 +105,9 @@ def report(
         max_maps=max_maps,
         progress=progress,
     )
-    sections = [section(context) for section in SECTIONS]
+    sections = []
+    for section in SECTIONS:  # a loop, not a comprehension: warnings name the caller's line
+        sections.append(section(context))
     _write(path, _page(title or type(model).__name__, graph, sections, weights))
     return path
 

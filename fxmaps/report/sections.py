@@ -141,7 +141,11 @@ def table_section(context: Context) -> str:
 def maps_section(context: Context) -> str:
     maps = context.maps
     if maps is None:
-        return ""
+        return (
+            "<section id='maps'><h2>Feature maps</h2><p class='note'>The model has no conv and "
+            "no transformer block to show maps of by default; choose layers with "
+            "<code>layers=</code> (<code>--layers</code>), e.g. <code>linear</code>.</p></section>"
+        )
     figures = []
     for name in _progress(list(maps), context.progress, "report: drawing maps"):
         layer = maps.layer(name)
