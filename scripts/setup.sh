@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything fxmaps needs on a fresh machine: a virtual environment in .venv with
 # fxmaps and its dev extras, Graphviz's `dot` binary (Debian's graphviz package) and, for the
-# report's screenshot test, Debian's chromium package.
+# report's tests in a real browser, Debian's chromium and chromium-driver packages.
 # Re-running it is cheap: pip runs again only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +19,14 @@ if [ ! -f .venv/.fxmaps-installed ] || [ pyproject.toml -nt .venv/.fxmaps-instal
 fi
 
 # System packages, each installed only when its program is missing (so re-runs do nothing):
-# Graphviz's `dot` draws graphs; Debian's chromium lets tests/test_report.py take a screenshot
-# of the HTML report (without it that one test skips). A failed install prints a note and
+# Graphviz's `dot` draws graphs; Debian's chromium and chromium-driver let selenium drive the
+# HTML report in headless Chromium (tests/test_report_browser.py, and the screenshot in
+# tests/test_report.py; without them those tests skip). A failed install prints a note and
 # setup goes on.
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=("graphviz")
 command -v chromium >/dev/null 2>&1 || missing+=("chromium")
+command -v chromedriver >/dev/null 2>&1 || missing+=("chromium-driver")
 if [ ${#missing[@]} -gt 0 ]; then
     echo "fxmaps setup: installing ${missing[*]} with apt-get"
     sudo=""
@@ -40,8 +42,9 @@ if [ ${#missing[@]} -gt 0 ]; then
             graphviz) echo "fxmaps setup: could not install Graphviz; graph rendering needs its" \
                            "dot binary: apt-get install graphviz, or see" \
                            "https://graphviz.org/download/" >&2 ;;
-            chromium) echo "fxmaps setup: could not install Chromium; the report screenshot" \
-                           "test will skip: apt-get install chromium" >&2 ;;
+            chromium|chromium-driver)
+                      echo "fxmaps setup: could not install $package; the report's browser" \
+                           "tests will skip: apt-get install chromium chromium-driver" >&2 ;;
         esac
     done
 fi

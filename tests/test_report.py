@@ -16,10 +16,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import torchvision
+from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
@@ -28,7 +31,10 @@ from fxmaps.classify import Kind
 from fxmaps.errors import FxmapsWarning, OutputError
 from fxmaps.render.graph import KIND_COLORS
 from fxmaps.render.table import SUMMARY_HEADERS
+from fxmaps.report import images as report_images
 from fxmaps.report import page as report_module
+from fxmaps.report import sections as report_sections
+from fxmaps.report.choose import default_layers
 from tests import models as toy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -136,47 +142,87 @@ def chosen_names(graph: fxmaps.ModelGraph) -> list[str]:
     return [layer.name for layer in graph.layers("conv")] + ["layer1.0.add"]
 
 
-def decode_png(uri: str) -> Image.Image:
-    prefix = "data:image/png;base64,"
-    assert uri.startswith(prefix)
-    data = base64.b64decode(uri[len(prefix) :], validate=True)
-    assert data.startswith(PNG_MAGIC)
+def decode_image(uri: str) -> Image.Image:
+    """A ``data:`` URI's image: a palette PNG or a WebP, whichever the report found smaller."""
+    mime, _, encoded = uri.partition(";base64,")
+    assert mime in ("data:image/png", "data:image/webp"), uri[:40]
+    data = base64.b64decode(encoded, validate=True)
+    assert data.startswith(PNG_MAGIC) if mime.endswith("png") else data[8:12] == b"WEBP"
     return Image.open(io.BytesIO(data))
+
+
+def svg_views(text: str) -> dict[str, ET.Element]:
+    """The page's drawings of the graph, by view ("blocks", "full"), parsed as XML."""
+    views = {}
+    for match in re.finditer(
+        r"<div class='graph-view' data-view='(\w+)'[^>]*>(<svg.*?</svg>)", text, re.S
+    ):
+        views[match[1]] = ET.fromstring(match[2])
+    return views
+
+
+def drawn(svg: ET.Element, cls: str, attribute: str) -> list[str]:
+    """The ``attribute`` of every ``<g class=cls>`` of a drawing."""
+    return [g.attrib[attribute] for g in svg.iterfind(f".//svg:g[@class='{cls}']", SVG_NS)]
 
 
 # ---------------------------------------------------------------------------- content
 
 
-def test_the_page_holds_svg_and_png(text: str, page: Page) -> None:
+def test_the_page_holds_two_drawings_and_images(text: str, page: Page) -> None:
     assert text.startswith("<!DOCTYPE html>")
-    assert "<svg" in text
-    assert "data:image/png;base64," in text
-    assert page.tags.count("svg") == 1
+    assert page.tags.count("svg") == 2  # blocks collapsed, and every node
+    assert list(svg_views(text)) == ["blocks", "full"]
+    assert ("div", "hidden", "") in page.attributes  # the full view starts hidden
+    assert len(page.images) > 3
+    assert all(decode_image(image["src"]) for image in page.images)
     assert page.text["h1"] == ["Toy ResNet"]
     assert page.text["title"][0] == "Toy ResNet: fxmaps report"  # then the SVG's titles
 
 
-def test_the_inline_svg_draws_every_conv(text: str, graph: fxmaps.ModelGraph) -> None:
-    svg = ET.fromstring(text[text.index("<svg") : text.index("</svg>") + len("</svg>")])
+def test_the_full_drawing_marks_every_conv(text: str, graph: fxmaps.ModelGraph) -> None:
+    svg = svg_views(text)["full"]
     groups = svg.iterfind(".//svg:g[@class='node']", SVG_NS)
     titles = {group.findtext("svg:title", namespaces=SVG_NS) for group in groups}
     convs = {layer.name for layer in graph.layers("conv")}
     assert len(convs) == toy.CIFAR_RESNET["info"]["conv"]
     assert convs <= titles
     assert set(toy.CIFAR_RESNET["downsample"]) <= titles
+    nodes = drawn(svg, "node", "data-node")
+    assert set(nodes) == titles  # each drawn node names the node it draws
+    assert set(nodes) <= {layer.name for layer in graph.layers()}
+    assert set(convs) | set(toy.CIFAR_RESNET["downsample"]) <= set(nodes)
+    blocks = {block.name for block in graph.blocks()}
+    assert set(drawn(svg, "cluster", "data-block")) == blocks
+
+
+def test_the_collapsed_drawing_marks_each_block(text: str, graph: fxmaps.ModelGraph) -> None:
+    svg = svg_views(text)["blocks"]
+    nodes = svg.findall(".//svg:g[@class='node']", SVG_NS)
+    blocks = {g.attrib["data-block"] for g in nodes if "data-block" in g.attrib}
+    assert blocks == set(toy.CIFAR_RESNET["residual_blocks"])
+    inside = {name for block in graph.blocks() for name in block.layers}
+    singles = {g.attrib["data-node"] for g in nodes if "data-block" not in g.attrib}
+    assert "conv1" in singles
+    assert not singles & inside  # no layer of a block is drawn on its own
 
 
 def test_one_map_per_chosen_layer(page: Page, graph: fxmaps.ModelGraph) -> None:
     alts = [image["alt"] for image in page.images]
     names = chosen_names(graph)
-    assert alts == ["the input image", *names, "filters"]
+    convs = [layer.name for layer in graph.layers(["conv", "downsample"])]
+    assert alts == ["the input image", *names, *["filters"] * len(convs)]
     captions = page.text["figcaption"]
-    assert [caption.split(" · ")[0] for caption in captions] == names
-    for caption, name in zip(captions, names, strict=True):
+    assert [caption.split(" · ")[0] for caption in captions] == names + convs
+    for caption, name in zip(captions, names, strict=False):
         shape = fxmaps.format_shape(graph.layer(name).out_shape)
         assert caption == f"{name} · {graph.layer(name).kind.value} · {shape}"
+    figures = [
+        (value) for tag, key, value in page.attributes if tag == "figure" and key == "data-node"
+    ]
+    assert figures == names + convs
     for image in page.images:
-        assert decode_png(image["src"]).size[0] > 100
+        assert decode_image(image["src"]).size[0] > 100
 
 
 def test_the_model_and_input_are_described(page: Page, graph: fxmaps.ModelGraph) -> None:
@@ -199,8 +245,8 @@ def test_the_census_shows_the_nonzero_counts(text: str, graph: fxmaps.ModelGraph
 
 
 def test_the_table_rows_equal_the_summary_rows(page: Page, graph: fxmaps.ModelGraph) -> None:
-    assert page.headers == list(SUMMARY_HEADERS)
-    rows = [row for row in page.rows if row]
+    assert page.headers == ["rank", "class index", "score", *SUMMARY_HEADERS]  # predictions first
+    rows = [row for row in page.rows if len(row) == len(SUMMARY_HEADERS)]
     assert rows == graph.summary_rows()
     paragraphs = "".join(page.text["p"])
     for line in graph.summary_footer():
@@ -210,8 +256,13 @@ def test_the_table_rows_equal_the_summary_rows(page: Page, graph: fxmaps.ModelGr
 def test_nothing_is_fetched_from_elsewhere(text: str, page: Page) -> None:
     assert 'src="http' not in text
     assert "src='http" not in text
-    for tag in ("link", "script", "iframe", "object", "embed"):
+    for tag in ("link", "iframe", "object", "embed"):
         assert tag not in page.tags
+    assert page.tags.count("script") == 1  # fxmaps's own, inline
+    assert not [name for tag, name, _ in page.attributes if tag == "script"]  # no src
+    script = "".join(page.text["script"])
+    for call in ("fetch(", "XMLHttpRequest", "import(", "WebSocket", "http:", "https:"):
+        assert call not in script
     for tag, name, value in page.attributes:
         if name in ("src", "href", "xlink:href", "srcset", "poster", "data", "action"):
             assert value.startswith(("data:", "#")), (tag, name, value[:80])
@@ -228,20 +279,110 @@ def test_a_graph_is_accepted_and_a_one_channel_input_drawn(tmp_path: Path) -> No
     assert page.text["h1"] == ["Sequential"]
     convs = [layer.name for layer in graph.layers("conv")]
     assert convs == ["0", "2"]
-    assert [image["alt"] for image in page.images] == ["the input image", *convs, "filters"]
-    assert decode_png(page.images[0]["src"]).size == (300, 300)
+    assert [image["alt"] for image in page.images] == [
+        "the input image",
+        *convs,
+        "filters",
+        "filters",
+    ]
+    assert decode_image(page.images[0]["src"]).size == (300, 300)
+    assert "id='predictions'" not in path.read_text()  # no classifier: no predictions
     assert "a tensor" in page.text["dd"]
 
 
 def test_without_graphviz_the_page_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` here
     net = nn.Sequential(nn.Conv2d(3, 4, 3))
-    with pytest.warns(FxmapsWarning, match="the report has no graph drawing"):
+    with pytest.warns(FxmapsWarning, match="the report has no graph drawing") as caught:
         path = fxmaps.report(net, torch.rand(1, 3, 12, 12), tmp_path / "r.html")
+    assert [warning.filename for warning in caught] == [__file__]  # the caller's line
     text = path.read_text()
     assert "<svg" not in text
     assert "apt-get install graphviz" in text
-    assert text.count("data:image/png;base64,") == 3  # input, the one map, filters
+    assert len(re.findall("data:image/(?:png|webp);base64,", text)) == 3  # input, map, filters
+
+
+def test_predictions_are_the_models_top_five(
+    page: Page, model: nn.Module, image: torch.Tensor
+) -> None:
+    with torch.no_grad():
+        scores = torch.softmax(model(image)[0], dim=0)
+    top = scores.topk(5)
+    rows = [row for row in page.rows if len(row) == 3]  # the predictions table's
+    assert [int(row[0]) for row in rows] == [1, 2, 3, 4, 5]
+    assert [int(row[1]) for row in rows] == top.indices.tolist()
+    assert [float(row[2]) for row in rows] == pytest.approx(top.values.tolist(), abs=5e-5)
+    assert "softmax of linear's 10 outputs" in "".join(page.text["p"])
+
+
+def test_a_transformer_shows_its_blocks_outputs_as_maps(tmp_path: Path) -> None:
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    ).eval()
+    x = torch.rand(1, 3, 32, 32)
+    hooked: list[torch.Tensor] = []
+    handles = [
+        layer.register_forward_hook(lambda _m, _i, out: hooked.append(out.detach().clone()))
+        for layer in vit.encoder.layers
+    ]
+    try:
+        with torch.no_grad():
+            vit(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    graph = fxmaps.analyze(vit, x)
+    chosen = default_layers(graph)
+    assert chosen[0] == "conv_proj"  # the one conv: the patch embedding
+    blocks = fxmaps.extract(graph, x, layers=chosen[1:])
+    assert len(blocks) == len(vit.encoder.layers) == 2
+    for (name, produced), expected in zip(blocks.items(), hooked, strict=True):
+        assert torch.equal(produced, expected), name  # each is an encoder layer's output
+    page = Page(fxmaps.report(vit, x, tmp_path / "vit.html", max_maps=4).read_text())
+    figures = [v for tag, key, v in page.attributes if tag == "figure" and key == "data-node"]
+    assert figures[: len(chosen)] == chosen
+    grid = fxmaps.format_shape((1, 16, 32 // 8, 32 // 8))  # tokens as a grid, class token out
+    for caption in page.text["figcaption"][1 : len(chosen)]:
+        assert caption.endswith(f" · {grid}")
+
+
+def test_a_model_without_convs_says_how_to_choose_maps(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+    graph = fxmaps.analyze(net, torch.rand(1, 3, 2, 2))
+    assert graph.layers("conv") == []
+    assert graph.blocks() == []
+    path = fxmaps.report(net, torch.rand(1, 3, 2, 2), tmp_path / "mlp.html")
+    page = Page(path.read_text())
+    assert "figure" not in page.tags  # no maps, and no conv to draw filters of
+    assert "choose layers with <code>layers=</code>" in path.read_text()
+    rows = [row for row in page.rows if len(row) == 3]
+    assert len(rows) == 3  # a classifier of three classes: its predictions
+    chosen = fxmaps.report(net, torch.rand(1, 3, 2, 2), tmp_path / "lin.html", layers="linear")
+    names = [
+        v
+        for tag, k, v in Page(chosen.read_text()).attributes
+        if tag == "figure" and k == "data-node"
+    ]
+    assert names == [layer.name for layer in graph.layers("linear")]
+
+
+def test_each_mosaic_is_titled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    titles: list[list[str]] = []
+    embed = report_images.figure_uri
+
+    def recording(figure: Figure, **options: Any) -> str:
+        titles.append([axes.get_title() for axes in figure.axes])
+        return embed(figure, **options)
+
+    monkeypatch.setattr(report_sections, "figure_uri", recording)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3))
+    page = Page(fxmaps.report(net, torch.rand(1, 3, 12, 12), tmp_path / "r.html").read_text())
+    captions = page.text["figcaption"]
+    assert [caption.split(" · ")[0] for caption in captions[:2]] == ["0", "2"]
+    mosaics = titles[1:3]  # after the input picture, the two maps; then the filters
+    for name, axes_titles in zip(["0", "2"], mosaics, strict=True):
+        assert not [line for title in axes_titles for line in title.split("\n")
+                    if line.startswith(f"{name}  ")]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- writing
@@ -268,7 +409,7 @@ def test_an_error_midway_leaves_the_old_page(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("drawing the filters failed")
 
-    monkeypatch.setattr(report_module, "plot_filters", broken)
+    monkeypatch.setattr(report_sections, "plot_filters", broken)
     with pytest.raises(RuntimeError, match="drawing the filters failed"):
         fxmaps.report(nn.Sequential(nn.Conv2d(3, 4, 3)), torch.rand(1, 3, 8, 8), target)
     assert target.read_text() == "old page"

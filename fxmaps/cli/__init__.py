@@ -247,11 +247,15 @@ def _graph(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", action="store_true", help="draw the training-mode graph")
 
 
-def _image_arguments(parser: argparse.ArgumentParser) -> None:
+def _image_arguments(
+    parser: argparse.ArgumentParser, layers: tuple[list[str] | None, str] = (["conv"], "conv")
+) -> None:
+    """--image and --layers; ``layers`` is the default of --layers and how help names it."""
     parser.add_argument("--image", metavar="PATH|URL",
                         help="the image to look at (default: the bundled photo)")  # fmt: skip
-    parser.add_argument("--layers", nargs="+", default=["conv"], metavar="LAYER",
-                        help="kinds, names, patterns, module:PATH (default: conv)")  # fmt: skip
+    parser.add_argument("--layers", nargs="+", default=layers[0], metavar="LAYER",
+                        help=f"kinds, names, patterns, module:PATH "
+                        f"(default: {layers[1]})")  # fmt: skip
 
 
 def _maps(parser: argparse.ArgumentParser) -> None:
@@ -287,7 +291,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(parser: argparse.ArgumentParser) -> None:
-    _image_arguments(parser)
+    _image_arguments(parser, (None, "every conv, and a transformer's block outputs"))
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="the .html file to write")  # fmt: skip
     parser.add_argument("--max-maps", type=_positive, default=16, metavar="N",

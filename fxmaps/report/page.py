@@ -1,74 +1,39 @@
-"""``fxmaps.report``: one self-contained HTML page about a model looking at an image.
+"""``fxmaps.report``: one self-contained, interactive HTML page about a model looking at an image.
 
-The page holds the model and its input, the layer census, the graph as inline
-SVG, the layer table, every extracted map's mosaic and the first convolution's
-filters, all embedded (SVG inline, figures as base64 PNG; no scripts, fonts or
-links): it opens offline, from a mail attachment or a CI artifact, with no
-other files.
+The page holds the model and its input, the layer census, a classifier's top
+predictions, the graph as inline SVG (blocks collapsed, a click opens one; zoom
+and pan), a searchable, sortable table of every node, every extracted map's
+mosaic and every conv's filters. Clicking a node of the graph or a row of the
+table, or opening the page at ``report.html#node=<name>``, opens a panel with
+what fxmaps knows of that node and what it produced. Everything is embedded
+(SVG inline, figures as WebP or palette PNG ``data:`` URIs, a small script and
+style sheet of fxmaps's own; no fonts, links or network requests): it opens
+offline, from a mail attachment or a CI artifact, with no other files.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import warnings
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from fxmaps.errors import FxmapsWarning, GraphvizNotFoundError
 from fxmaps.extract.extractor import extract
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.files import atomic_path, output_file
-from fxmaps.graph import ModelGraph, Selection, analyze, format_shape
+from fxmaps.graph import ModelGraph, Selection, analyze
 from fxmaps.graph.checks import check_module
-from fxmaps.render.filters import plot_filters
-from fxmaps.render.graph import render_graph
-from fxmaps.render.maps import plot_feature_maps
-from fxmaps.render.save import save_figure
-from fxmaps.render.table import NUMERIC_HEADERS, SUMMARY_HEADERS
+from fxmaps.report.choose import default_layers, logits_node
+from fxmaps.report.sections import SECTIONS, Context
 from fxmaps.sources.images import load_image, read_image
 from fxmaps.trace.inputs import ExampleInput, as_inputs, describe_inputs
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 __all__ = ["report"]
 
-_COLLAPSE_ABOVE = 150  # nodes: larger graphs are drawn with their blocks collapsed
-_STYLE = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
-       color: #1d2330; background: #f6f7f9; }
-header { background: #1d2330; color: #fff; padding: 1.2rem 2rem; }
-header h1 { margin: 0; font-size: 1.5rem; overflow-wrap: anywhere; }
-header p { margin: .3rem 0 0; color: #c9d1e0; }
-main { max-width: 1200px; margin: 0 auto; padding: 1rem 2rem 3rem; }
-section { background: #fff; border-radius: 8px; padding: 1rem 1.4rem; margin: 1.2rem 0;
-          box-shadow: 0 1px 3px rgba(0,0,0,.08); }
-h2 { font-size: 1.15rem; margin: .2rem 0 .8rem; }
-.census { display: flex; flex-wrap: wrap; gap: .6rem; }
-.census div { background: #eef1f6; border-radius: 6px; padding: .4rem .8rem; }
-.census b { display: block; font-size: 1.3rem; }
-.graph { overflow: auto; max-height: 80vh; border: 1px solid #e3e6ec; border-radius: 6px; }
-.graph svg { display: block; margin: auto; }
-.maps { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 1rem; }
-figure { margin: 0; } figure img { display: block; max-width: 100%; height: auto; }
-figcaption { font-size: .85rem; color: #4a5468; margin-top: .3rem; }
-.table { overflow: auto; max-height: 70vh; border: 1px solid #e3e6ec; border-radius: 6px; }
-table { border-collapse: collapse; font-size: .85rem; width: 100%; }
-th { position: sticky; top: 0; background: #eef1f6; }
-th, td { text-align: left; padding: .2rem .6rem; border-bottom: 1px solid #eceef2;
-         white-space: nowrap; }
-th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.footer { font-size: .85rem; color: #4a5468; }
-.note { color: #8a4b00; background: #fff6e5; padding: .5rem .8rem; border-radius: 6px; }
-.input { display: flex; gap: 1.2rem; align-items: center; } .input img { max-width: 260px; }
-.input dl { display: grid; grid-template-columns: auto 1fr; gap: .2rem 1rem; margin: 0; }
-.input dt { color: #4a5468; } .input dd { margin: 0; overflow-wrap: anywhere; }
-"""
+_PANEL = "<aside id='node-panel' hidden aria-live='polite'></aside>"
 
 
 def report(
@@ -76,7 +41,7 @@ def report(
     image: str | Path | torch.Tensor | ExampleInput | None,
     path: str | Path,
     *,
-    layers: Selection = "conv",
+    layers: Selection | None = None,
     max_maps: int = 16,
     title: str | None = None,
     image_label: str | None = None,
@@ -92,7 +57,10 @@ def report(
             ``(1, C, H, W)`` tensor, or any inputs the model takes (a dict of keyword
             arguments, ``fxmaps.Inputs``, ...; the page then shows what they are).
         path: The ``.html`` file to write (atomically; its folder must exist).
-        layers: Which maps to show (see :func:`fxmaps.extract`).
+        layers: Which maps to show (see :func:`fxmaps.extract`); channels-last
+            maps (transformer tokens) are drawn as spatial grids. By default every
+            conv, and the output of each residual block that keeps channels last
+            (a ViT encoder layer, a Swin block).
         max_maps: Tiles per map mosaic.
         title: The page title; the model's class name by default.
         image_label: What the page says the input is; by default the file or
@@ -120,22 +88,26 @@ def report(
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     page = report(net, torch.rand(1, 3, 16, 16), Path(folder) / "net.html")
-        ...     "data:image/png;base64," in page.read_text()
+        ...     'data-node="2"' in page.read_text()
         True
     """
     path = output_file(path)
     model = check_module(model.model if isinstance(model, ModelGraph) else model, "report()")
     batch, shown, source = _input(image, model)
     graph = analyze(model, batch)
-    maps = extract(graph, batch, layers=layers, max_bytes=max_bytes)
-    sections = [
-        _input_section(shown, image_label or source, batch, graph),
-        _census_section(graph),
-        _graph_section(graph),
-        _table_section(graph),
-        _maps_section(maps, max_maps, progress),
-        _filters_section(graph),
-    ]
+    context = Context(
+        graph=graph,
+        maps=_maps(graph, batch, layers, max_bytes),
+        shown=shown,
+        source=image_label or source,
+        batch=batch,
+        logits=_logits(graph, batch),
+        max_maps=max_maps,
+        progress=progress,
+    )
+    sections = []
+    for section in SECTIONS:  # a loop, not a comprehension: warnings name the caller's line
+        sections.append(section(context))
     _write(path, _page(title or type(model).__name__, graph, sections, weights))
     return path
 
@@ -156,106 +128,21 @@ def _input(image: Any, model: nn.Module) -> tuple[Any, torch.Tensor | None, str]
     return load_image(opened), load_image(opened, normalize=False), source
 
 
-def _input_section(shown: torch.Tensor | None, source: str, batch: Any, graph: ModelGraph) -> str:
-    facts = {
-        "model": f"{type(graph.model).__name__}, "
-        f"{graph.total_params:,} parameters in {len(graph)} graph nodes",
-        "input": source,
-    }
-    if isinstance(batch, torch.Tensor):
-        facts["tensor"] = f"{format_shape(tuple(batch.shape))}, {batch.dtype}".replace("torch.", "")
-    if graph.eager:
-        facts["ran as Python"] = ", ".join(region.name for region in graph.eager)
-    rows = "".join(f"<dt>{key}</dt><dd>{html.escape(value)}</dd>" for key, value in facts.items())
-    picture = "" if shown is None else f"<img alt='the input image' src='{_picture(shown)}'>"
-    return (
-        f"<section><h2>Model and input</h2><div class='input'>"
-        f"{picture}<dl>{rows}</dl></div></section>"
-    )
+def _maps(
+    graph: ModelGraph, batch: Any, layers: Selection | None, max_bytes: float | str | None
+) -> FeatureMaps | None:
+    """The maps to draw; ``None`` when the default chooses no layer (a model without convs)."""
+    chosen = default_layers(graph) if layers is None else layers
+    if isinstance(chosen, list) and not chosen:
+        return None
+    return extract(graph, batch, layers=chosen, spatial=True, max_bytes=max_bytes)
 
 
-def _picture(shown: torch.Tensor) -> str:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(3, 3), dpi=100)
-    axes = figure.add_axes((0, 0, 1, 1))
-    picture = shown[0, :3].permute(1, 2, 0).clamp(0, 1).numpy()
-    axes.imshow(picture[..., 0] if picture.shape[-1] == 1 else picture, cmap="gray")
-    axes.set_axis_off()
-    return _png(figure)
-
-
-def _census_section(graph: ModelGraph) -> str:
-    counts = {kind: n for kind, n in graph.info().items() if n and kind != "nodes"}
-    cells = "".join(f"<div><b>{n:,}</b>{html.escape(kind)}</div>" for kind, n in counts.items())
-    return f"<section><h2>Layers</h2><div class='census'>{cells}</div></section>"
-
-
-def _graph_section(graph: ModelGraph) -> str:
-    collapse = "blocks" if len(graph) > _COLLAPSE_ABOVE else "none"
-    try:
-        svg = render_graph(graph, collapse=collapse).pipe(format="svg").decode()
-    except GraphvizNotFoundError as err:
-        warnings.warn(f"the report has no graph drawing: {err}", FxmapsWarning, stacklevel=4)
-        return f"<section><h2>Graph</h2><p class='note'>{html.escape(str(err))}</p></section>"
-    svg = svg[svg.index("<svg") :]
-    note = " (blocks collapsed)" if collapse == "blocks" else ""
-    return f"<section><h2>Graph{note}</h2><div class='graph'>{svg}</div></section>"
-
-
-def _table_section(graph: ModelGraph) -> str:
-    numeric = {SUMMARY_HEADERS.index(name) for name in NUMERIC_HEADERS}
-    head = "".join(
-        f"<th class='num'>{html.escape(name)}</th>"
-        if column in numeric
-        else f"<th>{html.escape(name)}</th>"
-        for column, name in enumerate(SUMMARY_HEADERS)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td class='num'>{html.escape(cell)}</td>"
-            if column in numeric
-            else f"<td>{html.escape(cell)}</td>"
-            for column, cell in enumerate(row)
-        )
-        + "</tr>"
-        for row in graph.summary_rows()
-    )
-    footer = "<br>".join(html.escape(line) for line in graph.summary_footer())
-    return (
-        f"<section><h2>All {len(graph)} nodes</h2><div class='table'><table>"
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-        f"<p class='footer'>{footer}</p></section>"
-    )
-
-
-def _maps_section(maps: FeatureMaps, max_maps: int, progress: bool) -> str:
-    figures = []
-    for name in _progress(list(maps), progress, "report: drawing maps"):
-        layer = maps.layer(name)
-        figure = plot_feature_maps(maps, name, max_maps=max_maps, order="energy")
-        caption = f"{name} · {layer.kind.value} · {format_shape(tuple(maps[name].shape))}"
-        figures.append(
-            f"<figure><img alt='{html.escape(name)}' src='{_png(figure)}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-    layers = f"{len(maps)} layer{'s' if len(maps) != 1 else ''}"
-    return (
-        f"<section><h2>Feature maps ({layers}, up to the {max_maps} most active channels "
-        f"of each)</h2><div class='maps'>{''.join(figures)}</div></section>"
-    )
-
-
-def _filters_section(graph: ModelGraph) -> str:
-    convs = graph.layers("conv")
-    if not convs or convs[0].module is None:
-        return ""
-    figure = plot_filters(convs[0])
-    return (
-        f"<section><h2>Filters of {html.escape(convs[0].name)}</h2>"
-        f"<figure><img alt='filters' src='{_png(figure)}'></figure></section>"
-    )
+def _logits(graph: ModelGraph, batch: Any) -> tuple[str, torch.Tensor] | None:
+    name = logits_node(graph)
+    if name is None:
+        return None
+    return name, extract(graph, batch, layers=[name])[name]
 
 
 def _page(name: str, graph: ModelGraph, sections: list[str], weights: str | None) -> str:
@@ -263,27 +150,16 @@ def _page(name: str, graph: ModelGraph, sections: list[str], weights: str | None
     facts = [kind] if kind != name else []
     facts += [weights] if weights else []
     facts += [f"{len(graph)} nodes", f"{graph.total_params:,} parameters", "made by fxmaps"]
+    static = resources.files("fxmaps.report") / "static"
+    style = (static / "report.css").read_text(encoding="utf-8")
+    script = (static / "report.js").read_text(encoding="utf-8")
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(name)}: fxmaps report</title><style>{_STYLE}</style></head><body>"
+        f"<title>{html.escape(name)}: fxmaps report</title><style>{style}</style></head><body>"
         f"<header><h1>{html.escape(name)}</h1><p>{html.escape(' · '.join(facts))}</p></header>"
-        f"<main>{''.join(sections)}</main></body></html>\n"
+        f"<main>{''.join(sections)}</main>{_PANEL}<script>{script}</script></body></html>\n"
     )
-
-
-def _png(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    save_figure(figure, buffer)  # the same pixels as savefig, encoded fast
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _progress(items: list[str], enabled: bool, description: str) -> Any:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, unit="layer", leave=False)
 
 
 def _write(path: Path, text: str) -> None:
