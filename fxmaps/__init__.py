@@ -5,6 +5,7 @@ convs, residual and sequential blocks, ...), and look at the result.
 """
 
 from fxmaps.bench import ExtractionBenchmark, benchmark_extraction
+from fxmaps.cam import CamResult, cam
 from fxmaps.classify import (
     Block,
     BlockKind,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Block",
     "BlockKind",
+    "CamResult",
     "ChannelStats",
     "DeviceError",
     "EagerRegion",
@@ -78,6 +80,7 @@ __all__ = [
     "__version__",
     "analyze",
     "benchmark_extraction",
+    "cam",
     "channel_stats",
     "extract",
     "format_shape",
