@@ -147,7 +147,8 @@ def _bright_spot_model(gate: int | None) -> nn.Module:
     head = nn.Linear(4, 2)
     with torch.no_grad():
         conv.weight.fill_(1 / 27)
-        nn.init.constant_(conv.bias, -0.5)
+        assert conv.bias is not None
+        conv.bias.fill_(-0.5)
         head.weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
         head.bias.zero_()
     gated = [_Gate(gate)] if gate is not None else []
