@@ -34,6 +34,7 @@ from fxmaps.errors import (
 )
 from fxmaps.extract import FeatureExtractor, FeatureMaps, extract
 from fxmaps.graph import Layer, ModelGraph, Module, analyze, format_shape
+from fxmaps.render.cam import plot_cam
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
@@ -86,6 +87,7 @@ __all__ = [
     "format_shape",
     "load_image",
     "mosaic",
+    "plot_cam",
     "plot_channel_stats",
     "plot_feature_maps",
     "plot_filters",
