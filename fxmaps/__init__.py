@@ -14,6 +14,7 @@ from fxmaps.cli.signals import quiet_start_up
 quiet_start_up()
 
 from fxmaps.bench import ExtractionBenchmark, benchmark_extraction
+from fxmaps.cam import CamResult, cam
 from fxmaps.classify import (
     Block,
     BlockKind,
@@ -42,6 +43,7 @@ from fxmaps.errors import (
 )
 from fxmaps.extract import FeatureExtractor, FeatureMaps, extract
 from fxmaps.graph import Layer, ModelGraph, Module, analyze, format_shape
+from fxmaps.render.cam import plot_cam
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import mosaic, plot_feature_maps, plot_layers
@@ -55,6 +57,7 @@ from fxmaps.trace import EagerRegion, Inputs, OpaqueModule
 __all__ = [
     "Block",
     "BlockKind",
+    "CamResult",
     "ChannelStats",
     "DeviceError",
     "EagerRegion",
@@ -86,11 +89,13 @@ __all__ = [
     "__version__",
     "analyze",
     "benchmark_extraction",
+    "cam",
     "channel_stats",
     "extract",
     "format_shape",
     "load_image",
     "mosaic",
+    "plot_cam",
     "plot_channel_stats",
     "plot_feature_maps",
     "plot_filters",

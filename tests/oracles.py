@@ -9,6 +9,7 @@ fxmaps must leave as it was. Nothing here imports fxmaps.
 from __future__ import annotations
 
 import copy
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -310,3 +311,65 @@ def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
     assert after.grads.keys() == before.grads.keys()
     for key, grad in before.grads.items():
         assert after.grads[key] is grad, f"the gradient of {key} changed"
+
+
+# -- class activation maps: pytorch-grad-cam ------------------------------------------------
+
+GRAD_CAM_CLASSES = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+}
+"""pytorch-grad-cam's class for each method name."""
+
+
+def tokens_to_grid(extra: int) -> Any:
+    """The ``reshape_transform`` pytorch-grad-cam needs for ViT tokens ``(N, L, C)``:
+    drop ``extra`` leading tokens, lay the rest on a square, channels first."""
+
+    def transform(tokens: torch.Tensor) -> torch.Tensor:
+        kept = tokens[:, extra:, :]
+        side = math.isqrt(kept.shape[1])
+        return kept.reshape(kept.shape[0], side, side, kept.shape[2]).permute(0, 3, 1, 2)
+
+    return transform
+
+
+def grid_last_to_first(grid: torch.Tensor) -> torch.Tensor:
+    """The ``reshape_transform`` for channels-last grids ``(N, H, W, C)`` (Swin)."""
+    return grid.permute(0, 3, 1, 2)
+
+
+def grad_cam_maps(
+    model: nn.Module,
+    module: str,
+    x: torch.Tensor,
+    classes: list[int],
+    method: str,
+    reshape: Any = None,
+) -> Any:
+    """pytorch-grad-cam's ``(N, H, W)`` maps (NumPy, in [0, 1]) for ``classes`` at the
+    output of the module at path ``module``."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    explainer = getattr(pytorch_grad_cam, GRAD_CAM_CLASSES[method])(
+        model=model,
+        target_layers=[model.get_submodule(module)],
+        reshape_transform=reshape,
+    )
+    try:
+        targets = [ClassifierOutputTarget(c) for c in classes]
+        return explainer(input_tensor=x, targets=targets)
+    finally:
+        explainer.activations_and_grads.release()
+
+
+def correlation(a: Any, b: Any) -> float:
+    """Pearson correlation of two arrays, flattened."""
+    first = torch.as_tensor(a, dtype=torch.float64).flatten()
+    second = torch.as_tensor(b, dtype=torch.float64).flatten()
+    return float(torch.corrcoef(torch.stack([first, second]))[0, 1])

@@ -22,6 +22,7 @@ ORDER = [
     "classify",
     "graph",
     "extract",
+    "cam",
     "stats",
     "bench",
     "sources",

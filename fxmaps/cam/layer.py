@@ -1,0 +1,180 @@
+"""Which node a class activation map is taken at: the user's, or one found in the graph.
+
+The default is the last node on the *main path* (a node every path from the inputs
+to the output runs through: a dominator of the output) whose value still has a
+spatial extent above 1x1 in ``(N, C, H, W)`` form, that is before global pooling
+or the class token is taken. From there it steps back over nodes that only
+normalise, reshape, drop out or pool without shrinking the grid, since those
+neither mix positions nor add evidence. Where the class token is taken (``x[:, 0]``
+after the last spatial node), it steps back further, to the tokens that enter the
+last attention: after that attention only the class token reaches the output, so
+every other token's gradient is zero and a map there is all zero (this is why
+pytorch-grad-cam's users are told to hook ``blocks[-1].norm1``). So torchvision's
+and timm's ViT and DeiT give the last block's input tokens, Swin the last stage's grid (not
+the norm and permute after it), VGG the last max pool (not the 7x7 adaptive pool
+that copies it), ResNet the last stage's output.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import networkx as nx
+from torch import fx
+
+from fxmaps.errors import InputError, NodeNotFoundError
+from fxmaps.facts import Kind, Layout, facts
+from fxmaps.graph import Layer, ModelGraph
+
+__all__ = ["default_layer", "grid_side", "layer_named"]
+
+_MAX_EXTRA_TOKENS = 8  # class and register tokens, as ``extract(spatial=True)`` drops them
+_STEP_BACK = frozenset({Kind.NORM, Kind.RESHAPE, Kind.DROPOUT})
+
+
+def grid_side(shape: object, layout: Layout) -> tuple[int, int] | None:
+    """The ``(H, W)`` a value of ``shape`` has as ``(N, C, H, W)``, or ``None`` if it has none.
+
+    Channels-first ``(N, C, H, W)``; channels-last grids ``(N, H, W, C)``; tokens
+    ``(N, L, C)`` whose ``L`` less at most eight leading tokens is a square.
+    """
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) for d in shape):
+        return None
+    if len(shape) == 4 and layout is Layout.CHANNELS_FIRST:
+        return shape[2], shape[3]
+    if len(shape) == 4 and layout is Layout.CHANNELS_LAST:
+        return shape[1], shape[2]
+    if len(shape) == 3 and layout is Layout.CHANNELS_LAST:
+        tokens = shape[1]
+        for extra in range(min(_MAX_EXTRA_TOKENS, tokens - 1) + 1):
+            side = math.isqrt(tokens - extra)
+            if side * side == tokens - extra:
+                return side, side
+    return None
+
+
+def _extent(node: fx.Node) -> int:
+    side = grid_side(facts(node).shape, facts(node).layout)
+    return 0 if side is None else side[0] * side[1]
+
+
+def main_path(module: fx.GraphModule) -> list[fx.Node]:
+    """The nodes every path from the inputs to the output runs through, output first."""
+    graph: nx.DiGraph[object] = nx.DiGraph()
+    source = object()
+    output: fx.Node | None = None
+    for node in module.graph.nodes:
+        if node.op == "placeholder" and not facts(node).hidden:
+            graph.add_edge(source, node)
+        if node.op == "output":
+            output = node
+        for user in node.users:
+            graph.add_edge(node, user)
+    if output is None or output not in graph or not nx.has_path(graph, source, output):
+        return []
+    dominators = nx.immediate_dominators(graph, source)
+    path: list[fx.Node] = []
+    current: object = output
+    while current is not source:
+        assert isinstance(current, fx.Node)
+        path.append(current)
+        current = dominators[current]
+    return path
+
+
+def default_layer(graph: ModelGraph) -> Layer:
+    """The node the maps are taken at when no layer is given (see the module's docstring).
+
+    Raises:
+        InputError: No node on the main path has a spatial extent above 1x1.
+    """
+    path = main_path(graph.graph_module)
+    for i, node in enumerate(path):
+        if _extent(node) > 1:
+            if i and _takes_tokens(path[i - 1]):
+                i = _before_attention(path, i)
+            return graph.layer(facts(_stepped_back(path[i:])).name)
+    raise InputError(
+        "cam() found no node with a spatial layout larger than 1x1 on the model's main path "
+        "(the maps need a grid of positions); give an input with a larger height and width, "
+        "or name a node with layer=...",
+        argument="layer",
+        got="None",
+    )
+
+
+def _takes_tokens(node: fx.Node) -> bool:
+    """Whether ``node`` picks some tokens out of a sequence (``x[:, 0]``: the class token)."""
+    return node.op == "call_function" and node.target is operator.getitem
+
+
+def _before_attention(path: list[fx.Node], start: int) -> int:
+    """The index in ``path`` of the node that enters the last attention before
+    ``path[start]``; ``start`` itself when no attention comes before it."""
+    for j in range(start, len(path) - 1):
+        if any(facts(n).kind is Kind.ATTENTION for n in _between(path[j + 1], path[j])):
+            return j + 1
+    return start
+
+
+def _between(first: fx.Node, last: fx.Node) -> set[fx.Node]:
+    """The nodes on paths from ``first`` to ``last`` (both excluded)."""
+    found: set[fx.Node] = set()
+    stack = list(last.all_input_nodes)
+    while stack:
+        current = stack.pop()
+        if current is not first and current not in found and current.op != "placeholder":
+            found.add(current)
+            stack.extend(current.all_input_nodes)
+    return found
+
+
+def _stepped_back(path: list[fx.Node]) -> fx.Node:
+    """From ``path[0]``, back over nodes that neither mix positions nor shrink the grid."""
+    chosen = path[0]
+    for before in path[1:]:
+        if not _passes_through(chosen, before) or _extent(before) <= 1:
+            break
+        chosen = before
+    return chosen
+
+
+def _passes_through(node: fx.Node, before: fx.Node) -> bool:
+    kind = facts(node).kind
+    if kind in _STEP_BACK:
+        return True
+    return kind is Kind.POOL and _extent(node) >= _extent(before)
+
+
+def layer_named(graph: ModelGraph, name: str) -> Layer:
+    """The layer ``name`` (or what the call ``"module:path"`` returns), checked to have a
+    spatial extent above 1x1.
+
+    Raises:
+        InputError: No node has that name (close matches listed), or its value has no
+            grid of positions.
+    """
+    try:
+        found = graph.layers(name) if name.startswith("module:") else [graph.layer(name)]
+        layer = found[-1]
+    except (NodeNotFoundError, IndexError) as err:
+        candidates = err.candidates if isinstance(err, NodeNotFoundError) else ()
+        close = ", ".join(repr(c) for c in candidates) or "none close"
+        raise InputError(
+            f"layer={name!r} is not a node of the model (close names: {close}); use a name "
+            "from fxmaps.analyze(model).layers(), or layer=None to let fxmaps choose",
+            argument="layer",
+            got=str(name),
+        ) from err
+    node = graph.fx_node(layer.name)
+    if _extent(node) <= 1:
+        shape = facts(node).shape
+        raise InputError(
+            f"layer={name!r} gives {shape} ({facts(node).layout}): no spatial grid larger "
+            "than 1x1 to draw a map on; choose a node before global pooling or the class "
+            "token, or layer=None to let fxmaps choose",
+            argument="layer",
+            got=str(name),
+        )
+    return layer

@@ -1,0 +1,230 @@
+"""``fxmaps.cam``: class activation maps at any node, with no hand-picked layer and no
+reshape.
+
+The graph is cut at the node (:mod:`.split`). The part before it runs once without
+autograd; gradient methods backpropagate through the part after it alone, with every
+parameter's ``requires_grad`` off for the call (so no parameter gradient is computed
+or left behind), and the model's modes, buffers and flags are put back afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fxmaps.cam.layer import default_layer, layer_named
+from fxmaps.cam.methods import GRADIENT_METHODS, METHODS, eigen, weighted
+from fxmaps.cam.result import CamResult
+from fxmaps.cam.score import score_weights
+from fxmaps.cam.split import Split, split_at
+from fxmaps.cam.targets import Target, Targets, resolve_targets
+from fxmaps.errors import FxmapsWarning, InputError, close_matches
+from fxmaps.extract import cache
+from fxmaps.extract.failures import checked_inputs
+from fxmaps.extract.transforms import to_spatial
+from fxmaps.graph import Layer, ModelGraph, analyze
+from fxmaps.graph.checks import check_module
+from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
+from fxmaps.trace.state import preserved_state
+from fxmaps.trace.variants import graph_inputs
+
+__all__ = ["cam"]
+
+
+def cam(
+    model_or_graph: nn.Module | ModelGraph,
+    inputs: ExampleInput,
+    target: Target = None,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    batch_size: int = 64,
+) -> CamResult:
+    """Where the model looks for its target: class activation maps at one node.
+
+    Args:
+        model_or_graph: A model (analysed with ``inputs`` first) or the
+            :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``.
+        inputs: A batch ``(N, C, H, W)``, or a model's inputs whose first 4-d tensor
+            is the image the maps are drawn on.
+        target: ``None`` (each sample's top class), a class index, a list of one per
+            sample, or a callable from the model's output to one score per sample
+            (a segmentation's class pixels, a detection score, an embedding similarity).
+        method: ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"layercam"``
+            (gradient methods), ``"eigencam"`` (no gradient, no target) or
+            ``"scorecam"`` (forward runs only).
+        layer: A node name; ``None`` lets fxmaps choose the last node on the main path
+            that still has a grid larger than 1x1 (see :mod:`fxmaps.cam.layer`).
+            Tokens ``(N, L, C)`` and channels-last grids become ``(N, C, H, W)`` as
+            ``extract(spatial=True)`` makes them (class and register tokens dropped).
+        batch_size: Masked inputs per forward run of Score-CAM.
+
+    Returns:
+        A :class:`CamResult`: ``maps`` ``(N, H, W)`` in [0, 1] at the input's size,
+        ``raw`` at the layer's size, the ``layer``, ``targets`` and ``scores``.
+
+    Raises:
+        InputError: An unknown method, a layer that is not a node or has no spatial
+            grid, a target out of range, or inputs without an image.
+
+    Example:
+        >>> import torch, fxmaps
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+        >>> result = fxmaps.cam(model, torch.randn(2, 3, 16, 16), target=1)
+        >>> result.layer, tuple(result.maps.shape), result.targets
+        ('1', (2, 16, 16), (1, 1))
+    """
+    _check_method(method)
+    graph, given = _prepared(model_or_graph, inputs)
+    chosen = default_layer(graph) if layer is None else layer_named(graph, layer)
+    image = _image(given)
+    split: Split = cache.cached(graph, ("cam-split", chosen.name), lambda: _split(graph, chosen))
+    with preserved_state(graph.model, train=graph.train), _frozen(graph.model):
+        tensors = graph_inputs(graph.model, given)
+        with torch.no_grad():
+            value, *crossing = split.head(*tensors)
+        found = _activations(chosen, split, value, crossing, target, image.shape[0], method)
+        activations, gradients, targets, scores = found
+        if method == "scorecam":
+            with torch.inference_mode():
+                weights = score_weights(
+                    lambda batch: graph.graph_module(batch), image, activations, targets,
+                    batch_size,
+                )  # fmt: skip
+            combined = weighted(activations, weights.to(activations.dtype))
+        elif method == "eigencam":
+            combined = eigen(activations)
+        else:
+            assert gradients is not None  # gradient methods always have them
+            combined = GRADIENT_METHODS[method](activations, gradients)
+    raw = combined.detach().float().clamp(min=0)
+    maps = _scaled(raw, (int(image.shape[-2]), int(image.shape[-1])))
+    return CamResult(maps, raw, chosen.name, targets.classes, scores.detach(), method)
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        close = close_matches(method, METHODS) or list(METHODS)
+        raise InputError(
+            f"method={method!r} is not a CAM method; use one of {', '.join(METHODS)}"
+            f" (did you mean {', '.join(map(repr, close))}?)",
+            argument="method",
+            got=str(method),
+        )
+
+
+def _prepared(
+    model_or_graph: nn.Module | ModelGraph, inputs: ExampleInput
+) -> tuple[ModelGraph, Inputs]:
+    """The graph (with shapes, analysed now if need be) and the checked inputs."""
+    model = model_or_graph.model if isinstance(model_or_graph, ModelGraph) else model_or_graph
+    model = check_module(model, "cam()")
+    given = as_inputs(inputs, model, argument="inputs")
+    if given is None:
+        raise InputError(
+            "cam() needs inputs: an image batch (N, C, H, W)", argument="inputs", got="None"
+        )
+    graph = model_or_graph if isinstance(model_or_graph, ModelGraph) else None
+    if graph is None or graph.input_shapes is None:
+        graph = analyze(model, given)
+    if graph.capture is not None:
+        raise InputError(
+            f"cam() cuts the traced graph at one node, and torch.fx could not trace "
+            f"{type(model).__name__} whole (it was captured); pass leaf_modules= or "
+            "autowrap_functions= to fxmaps.analyze so that it traces, then the graph",
+            argument="model_or_graph",
+            got=type(model).__name__,
+        )
+    given, notes = checked_inputs(graph, given)
+    for note in notes:
+        warnings.warn(note, FxmapsWarning, stacklevel=3)
+    return graph, given
+
+
+def _image(given: Inputs) -> torch.Tensor:
+    for tensor in given.tensors():
+        if tensor.dim() == 4:
+            return tensor
+    shapes = [tuple(t.shape) for t in given.tensors()]
+    raise InputError(
+        f"cam() draws maps on an image batch (N, C, H, W), and the inputs hold {shapes}; "
+        "pass images with a batch dimension",
+        argument="inputs",
+        got=str(shapes),
+    )
+
+
+def _split(graph: ModelGraph, layer: Layer) -> Split:
+    return split_at(graph.graph_module, graph.fx_node(layer.name))
+
+
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Every parameter's ``requires_grad`` off for the block, then as it was."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def _activations(
+    layer: Layer,
+    split: Split,
+    value: Any,
+    crossing: list[Any],
+    target: Target,
+    batch: int,
+    method: str,
+) -> tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor]:
+    """``(N, C, H, W)`` activations, their gradients for a gradient method, the targets
+    and their scores, from one run of the part after the node."""
+    if not isinstance(value, torch.Tensor):
+        raise InputError(
+            f"layer={layer.name!r} gives a {type(value).__name__}, not a tensor; choose a "
+            "node whose output is one tensor",
+            argument="layer",
+            got=layer.name,
+        )
+    gradient = method in GRADIENT_METHODS and value.is_floating_point()
+    leaf = value.detach().requires_grad_(gradient)
+    with torch.set_grad_enabled(gradient):
+        output = split.tail(leaf, *crossing)
+        targets = resolve_targets(target, output, batch)
+        rows = torch.tensor([c or 0 for c in targets.classes], device=leaf.device)
+        scores = targets.score(output, rows)
+        grads = torch.autograd.grad(scores.sum(), leaf)[0] if gradient else None
+    activations = _grid(layer, value.detach())
+    return activations, None if grads is None else _grid(layer, grads), targets, scores
+
+
+def _grid(layer: Layer, tensor: torch.Tensor) -> torch.Tensor:
+    grid, _ = to_spatial(tensor, layer.layout)
+    if grid.dim() != 4 or grid.shape[2] * grid.shape[3] <= 1:
+        raise InputError(
+            f"layer={layer.name!r} gives {tuple(tensor.shape)} for these inputs: no spatial "
+            "grid larger than 1x1; give larger images or choose an earlier node",
+            argument="layer",
+            got=layer.name,
+        )
+    return grid
+
+
+def _scaled(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Each map upsampled (bilinear) to ``size`` and scaled to [0, 1] on its own."""
+    up = F.interpolate(raw[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    flat = up.flatten(1)
+    low, high = flat.min(dim=1).values, flat.max(dim=1).values
+    span = (high - low).clamp(min=torch.finfo(up.dtype).tiny)
+    return ((up - low[:, None, None]) / span[:, None, None]).clamp(0, 1)

@@ -1,0 +1,70 @@
+"""Score-CAM's channel weights (Wang et al. 2020), from batched forward runs.
+
+Each channel of the node's activations, upsampled to the input's size and scaled to
+[0, 1], masks the input; the model's score of the target on that masked input,
+softmaxed over the channels, is the channel's weight. The masks multiply the input,
+so every masked run goes through the whole graph. What is saved: the runs are
+batched across channels and samples (no hooks, no autograd), and every channel whose
+activation is constant gives the same all-zero input, so that input is run once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from fxmaps.cam.targets import Targets
+
+__all__ = ["score_weights"]
+
+
+def masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, H, W)`` each channel upsampled (bilinear, corners aligned) and scaled to [0, 1]."""
+    up = F.interpolate(activations, size=size, mode="bilinear", align_corners=True)
+    flat = up.flatten(2)
+    low, high = flat.min(dim=2).values, flat.max(dim=2).values
+    return (up - low[..., None, None]) / (high - low + 1e-8)[..., None, None]
+
+
+def score_weights(
+    run: Callable[[torch.Tensor], Any],
+    image: torch.Tensor,
+    activations: torch.Tensor,
+    targets: Targets,
+    batch_size: int,
+) -> torch.Tensor:
+    """``(N, C)`` softmaxed scores of the target on the input masked by each channel."""
+    count, channels = activations.shape[:2]
+    scaled = masks(activations.float(), (int(image.shape[-2]), int(image.shape[-1])))
+    flat = activations.flatten(2)
+    constant = flat.amax(dim=2) == flat.amin(dim=2)  # their masks are all zero
+    scores = torch.empty(count, channels, device=image.device)
+    classes = _classes(targets, image.device)
+    if bool(constant.any()):
+        zero = run(torch.zeros_like(image[:1]))
+        rows = classes if classes is not None else torch.zeros(0, dtype=torch.long)
+        scores[constant] = _zero_scores(targets, zero, rows, count)[constant.nonzero()[:, 0]]
+    sample, channel = (~constant).nonzero(as_tuple=True)
+    for start in range(0, len(sample), batch_size):
+        n, c = sample[start : start + batch_size], channel[start : start + batch_size]
+        masked = image[n] * scaled[n, c][:, None].to(image.dtype)
+        rows = classes[n] if classes is not None else n
+        scores[n, c] = targets.score(run(masked), rows).float()
+    return torch.softmax(scores, dim=1)
+
+
+def _classes(targets: Targets, device: torch.device) -> torch.Tensor | None:
+    if any(c is None for c in targets.classes):
+        return None
+    return torch.tensor(targets.classes, dtype=torch.long, device=device)
+
+
+def _zero_scores(targets: Targets, output: Any, rows: torch.Tensor, count: int) -> torch.Tensor:
+    """Each sample's score on the all-zero input (run once, as a batch of one)."""
+    if len(rows):
+        logits = output.expand(count, -1)
+        return targets.score(logits, rows).float()
+    return targets.score(output, rows).float().expand(count)

@@ -1,0 +1,161 @@
+"""Class activation maps over the images they explain: :func:`plot_cam`.
+
+One panel per sample and method: the image in grey, the map over it in colour, the
+class and its score in the panel's title, one colorbar for all (maps are in [0, 1]).
+A batch gives a row per sample; several results (methods) give a column each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from fxmaps.cam import CamResult
+from fxmaps.errors import InputError
+from fxmaps.render import canvas
+from fxmaps.render.canvas import Array
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_cam"]
+
+_PANEL = 220  # pixels per panel side
+
+
+def plot_cam(
+    result: CamResult | Sequence[CamResult],
+    image: torch.Tensor | npt.NDArray[Any],
+    *,
+    labels: Sequence[str] | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    ax: Axes | None = None,
+) -> Figure:
+    """Draw class activation maps over their images.
+
+    Args:
+        result: What :func:`fxmaps.cam` returned, or several results for the same
+            images (one per method), drawn side by side.
+        image: The images the maps explain: ``(N, C, H, W)`` or ``(C, H, W)`` (a
+            tensor as given to the model; each is scaled to its own range for
+            display) or ``(H, W, 3)`` / ``(N, H, W, 3)`` arrays.
+        labels: Class names by index (``labels[c]`` in each title).
+        alpha: Opacity of the map over the image.
+        cmap: A matplotlib colormap for the maps.
+        ax: Draw one sample of one result into this axes.
+
+    Returns:
+        The figure. Nothing is shown or saved.
+
+    Raises:
+        InputError: Images of another count or size than the maps, or results that
+            do not belong together.
+
+    Example:
+        >>> import torch, fxmaps
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> fig = fxmaps.plot_cam(fxmaps.cam(model, x), x)
+        >>> len(fig.axes)  # two panels and the colorbar
+        3
+    """
+    results = [result] if isinstance(result, CamResult) else list(result)
+    pictures = _images(image, results)
+    colormap = canvas.colormap(cmap)
+    if ax is not None:
+        fig = ax.get_figure(root=True)
+        if fig is None:
+            raise InputError("ax belongs to no figure; pass an axes of a figure", argument="ax")
+        picture = _panel(ax, pictures[0], results[0], 0, labels, alpha, colormap)
+        canvas.colorbar(fig, picture, None, ax)
+        return fig
+    return _grid(results, pictures, labels, alpha, colormap)
+
+
+def _images(image: torch.Tensor | npt.NDArray[Any], results: list[CamResult]) -> Array:
+    """``(N, H, W, 3)`` in [0, 1], checked against the maps."""
+    if not results:
+        raise InputError("plot_cam() needs a CamResult, or a list of them", argument="result")
+    shape = tuple(results[0].maps.shape)
+    if any(tuple(r.maps.shape) != shape for r in results):
+        raise InputError(
+            f"plot_cam() draws results side by side for the same images; their maps are "
+            f"{[tuple(r.maps.shape) for r in results]}",
+            argument="result",
+        )
+    array = canvas.as_float(image)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(0, 2, 3, 1)
+    if array.ndim != 4 or tuple(array.shape[:3]) != shape:
+        raise InputError(
+            f"image of shape {tuple(canvas.as_float(image).shape)} does not match maps of "
+            f"{shape}; pass the batch given to fxmaps.cam",
+            argument="image",
+            got=str(tuple(array.shape)),
+        )
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return canvas.scaled(array, shared=False)
+
+
+def _title(result: CamResult, index: int, labels: Sequence[str] | None) -> str:
+    target = result.targets[index]
+    score = float(result.scores[index])
+    if target is None:
+        return f"{result.method}  score {score:.3g}"
+    name = labels[target] if labels is not None and target < len(labels) else f"class {target}"
+    return f"{result.method}  {name}  score {score:.3g}"
+
+
+def _panel(
+    ax: Axes,
+    picture: Array,
+    result: CamResult,
+    index: int,
+    labels: Sequence[str] | None,
+    alpha: float,
+    colormap: Any,
+) -> Any:
+    grey = picture.mean(axis=-1)
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    drawn = ax.imshow(
+        result.maps[index].numpy(), cmap=colormap, vmin=0, vmax=1, alpha=alpha,
+        interpolation="nearest",
+    )  # fmt: skip
+    ax.set_title(_title(result, index, labels), fontsize=canvas.TITLE_SIZE - 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return drawn
+
+
+def _grid(
+    results: list[CamResult],
+    pictures: Array,
+    labels: Sequence[str] | None,
+    alpha: float,
+    colormap: Any,
+) -> Figure:
+    rows, cols = len(pictures), len(results)
+    width, height = cols * _PANEL + 90, rows * (_PANEL + 24) + 40
+    fig = canvas.figure(width, height)
+    drawn: Any = None
+    for row in range(rows):
+        for col, result in enumerate(results):
+            left = (10 + col * _PANEL) / width
+            bottom = 1 - (40 + (row + 1) * (_PANEL + 24) - 24) / height
+            ax = fig.add_axes((left, bottom, (_PANEL - 12) / width, (_PANEL - 12) / height))
+            drawn = _panel(ax, pictures[row], result, row, labels, alpha, colormap)
+    cax = fig.add_axes(((cols * _PANEL + 20) / width, 0.1, 14 / width, 0.8))
+    canvas.colorbar(fig, drawn, cax, fig.axes[0])
+    fig.suptitle(f"where the model looks (at {results[0].layer})", fontsize=canvas.TITLE_SIZE)
+    return fig
