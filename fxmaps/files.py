@@ -187,11 +187,11 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-_NO_SPACE = {
-    errno.ENOSPC: ("no space left on the device", "free some space or write elsewhere"),
-    errno.EDQUOT: ("no space left in the disk quota", "free some space or write elsewhere"),
+_NO_SPACE = {  # ENOSPC in the system's own words, the others with theirs alongside
+    errno.ENOSPC: ("No space left on device", "free some space or write elsewhere"),
+    errno.EDQUOT: ("no space left: Disk quota exceeded", "free some space or write elsewhere"),
     errno.EFBIG: (
-        "no space left under the file-size limit (the file is too large)",
+        "no space left: File too large, over the file-size limit",
         "raise the limit (ulimit -f) or write elsewhere",
     ),
 }
@@ -210,7 +210,7 @@ def no_space(err: BaseException, path: str | os.PathLike[str]) -> OutputError | 
 
     Example:
         >>> no_space(OSError(28, "No space left on device"), "maps.pt")
-        OutputError("cannot write 'maps.pt': no space left on the device (ENOSPC); free some space or write elsewhere")
+        OutputError("cannot write 'maps.pt': No space left on device (ENOSPC); free some space or write elsewhere")
     """  # noqa: E501
     if isinstance(err, FxmapsError):
         return None  # already said

@@ -85,9 +85,9 @@ def _error_line(stderr: str) -> str:
 @pytest.mark.parametrize(
     ("number", "words"),
     [
-        (errno.ENOSPC, "no space left on the device (ENOSPC)"),
-        (errno.EDQUOT, "no space left in the disk quota (EDQUOT)"),
-        (errno.EFBIG, "no space left under the file-size limit"),
+        (errno.ENOSPC, "No space left on device (ENOSPC)"),
+        (errno.EDQUOT, "no space left: Disk quota exceeded (EDQUOT)"),
+        (errno.EFBIG, "no space left: File too large, over the file-size limit (EFBIG)"),
     ],
 )
 def test_full_disk_errors_are_recognised_in_every_form(number: int, words: str) -> None:
@@ -190,7 +190,7 @@ def test_stats_past_the_file_size_limit_leaves_the_folder_as_it_was(tmp_path: Pa
     assert done.returncode == 2, done.stderr[-3000:]
     line = _error_line(done.stderr)
     assert line.startswith(f"fxmaps: error: cannot write '{out}/"), line
-    assert "no space left under the file-size limit" in line
+    assert "no space left: File too large, over the file-size limit (EFBIG)" in line
     assert ".fxmaps." not in line  # the file's place in the folder, not the hidden one
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "stats.pt"]
     assert (out / "stats.pt").read_bytes() == b"an older run"
@@ -227,7 +227,7 @@ def test_saves_on_a_full_disk(small_disk: Path) -> None:
     maps = fxmaps.extract(model, torch.randn(1, 3, 64, 64))  # 32 x 62 x 62 floats: 492 KB
     for name in ("maps.safetensors", "maps.pt"):
         with pytest.raises(
-            fxmaps.OutputError, match=r"no space left on the device \(ENOSPC\)"
+            fxmaps.OutputError, match=r"No space left on device \(ENOSPC\)"
         ) as caught:
             maps.save(small_disk / name)
         assert caught.value.path == str(small_disk / name)
@@ -245,7 +245,7 @@ def test_stats_on_a_disk_that_fills_after_stats_pt(small_disk: Path, tmp_path: P
     assert done.returncode == 2, done.stderr[-3000:]
     line = _error_line(done.stderr)
     assert line.startswith(f"fxmaps: error: cannot write '{small_disk}/stats/"), line
-    assert "no space left on the device (ENOSPC)" in line
+    assert "No space left on device (ENOSPC)" in line
     _nothing_on(small_disk)()
 
 
@@ -256,5 +256,5 @@ def test_maps_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr[-3000:]
     line = _error_line(done.stderr)
     assert line.startswith(f"fxmaps: error: cannot write '{small_disk}/maps"), line
-    assert "no space left on the device (ENOSPC)" in line
+    assert "No space left on device (ENOSPC)" in line
     _nothing_on(small_disk)()
