@@ -105,11 +105,15 @@ def _faults(run: Callable[[], Any]) -> int:
 
 
 def _bytes(result: Any) -> int:
+    """Bytes of the distinct storages returned (a tensor kept under two names counts once)."""
     if isinstance(result, torch.Tensor):
-        return result.nbytes
-    if isinstance(result, list):
-        return sum(t.nbytes for t in result if isinstance(t, torch.Tensor))
-    return int(result.nbytes)
+        tensors = [result]
+    elif isinstance(result, list):
+        tensors = [t for t in result if isinstance(t, torch.Tensor)]
+    else:
+        tensors = list(result.values())
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
 
 
 def _profile(name: str, run: Callable[[], Any]) -> None:
