@@ -74,9 +74,12 @@ def test_maps_takes_channels_reduce_and_dtype_as_extract_does(
         torch.testing.assert_close(half[name], tensor.half())
 
 
-def test_maps_rejects_a_bad_channel_selection(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["maps", *MODEL, "--channels", "first", "-o", "unused"]) == 2
+def test_maps_rejects_a_bad_channel_selection(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["maps", *MODEL, "--channels", "first", "-o", str(tmp_path / "maps")]) == 2
     assert "channels='first' is not valid" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 @pytest.mark.parametrize("terminal", [False, True])

@@ -130,8 +130,9 @@ def assert_index(folder: Path, names: list[str]) -> None:
 
 
 def test_maps_writes_one_png_per_selected_layer(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress bars: a terminal only
     folder = tmp_path / "maps"
     code, out, err = run(
         capsys, "maps", TOY, *SIZE, "--layers", "conv1", "layer2.*", "--max-maps", "4",
@@ -185,7 +186,10 @@ def test_filters_writes_one_file(capsys: pytest.CaptureFixture[str], tmp_path: P
 # ---------------------------------------------------------------------------- report
 
 
-def test_report_writes_html(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_report_writes_html(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress bars: a terminal only
     path = tmp_path / "toy.html"
     code, out, err = run(capsys, "report", TOY, *SIZE, "--max-maps", "4", "-o", str(path))
     assert code == 0
@@ -303,6 +307,7 @@ def test_python_m_demo(tmp_path: Path) -> None:
     page = (folder / "report.html").read_text()
     assert "<svg" in page
     assert "data:image/png;base64," in page
-    assert "drawing maps" in result.stderr
+    assert "drawing maps" not in result.stderr  # a pipe is no terminal: no progress bars
+    assert "\r" not in result.stderr
     assert "resnet18 with random weights (untrained): " in result.stdout
     assert "<p>ResNet · random weights (untrained) · " in page
