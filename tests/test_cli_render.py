@@ -197,7 +197,9 @@ def test_report_writes_html(
     assert "drawing maps" in err
     text = path.read_text()
     assert "<svg" in text
-    assert text.count("data:image/png;base64,") == 1 + len(toy_graph().layers("conv")) + 1
+    images = re.findall(r"data:image/(?:png|webp);base64,", text)
+    graph = toy_graph()  # the input, each conv's maps (the default), each conv's filters
+    assert len(images) == 1 + len(graph.layers("conv")) + len(graph.layers(["conv", "downsample"]))
     assert f"<h1>{TOY}</h1>" in text
     assert "the bundled default photo" in text
     assert "1×3×32×32" in text
