@@ -44,7 +44,7 @@ def cam(
     *,
     method: str = "gradcam",
     layer: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
 ) -> CamResult:
     """Where the model looks for its target: class activation maps at one node.
 
@@ -83,6 +83,12 @@ def cam(
         ('1', (2, 16, 16), (1, 1))
     """
     _check_method(method)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(
+            f"batch_size={batch_size!r} must be a whole number >= 1 (masked inputs per run)",
+            argument="batch_size",
+            got=repr(batch_size),
+        )
     graph, given = _prepared(model_or_graph, inputs)
     chosen = default_layer(graph) if layer is None else layer_named(graph, layer)
     image = _image(given)
