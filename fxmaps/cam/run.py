@@ -92,28 +92,43 @@ def cam(
     graph, given = _prepared(model_or_graph, inputs)
     chosen = default_layer(graph) if layer is None else layer_named(graph, layer)
     image = _image(given)
+    if method == "scorecam" and len(given.tensors()) != 1:
+        raise InputError(
+            "method='scorecam' masks the one image a model takes, and these inputs hold "
+            f"{len(given.tensors())} tensors; use a gradient method, or eigencam",
+            argument="method",
+            got=method,
+        )
     split: Split = cache.cached(graph, ("cam-split", chosen.name), lambda: _split(graph, chosen))
     with preserved_state(graph.model, train=graph.train), _frozen(graph.model):
         tensors = graph_inputs(graph.model, given)
         with torch.no_grad():
             value, *crossing = split.head(*tensors)
         found = _activations(chosen, split, value, crossing, target, image.shape[0], method)
-        activations, gradients, targets, scores = found
-        if method == "scorecam":
-            with torch.inference_mode():
-                weights = score_weights(
-                    lambda batch: graph.graph_module(batch), image, activations, targets,
-                    batch_size,
-                )  # fmt: skip
-            combined = weighted(activations, weights.to(activations.dtype))
-        elif method == "eigencam":
-            combined = eigen(activations)
-        else:
-            assert gradients is not None  # gradient methods always have them
-            combined = GRADIENT_METHODS[method](activations, gradients)
+        _, _, targets, scores = found
+        combined = _combined(graph, image, method, found, batch_size)
     raw = combined.detach().float().clamp(min=0)
     maps = _scaled(raw, (int(image.shape[-2]), int(image.shape[-1])))
     return CamResult(maps, raw, chosen.name, targets.classes, scores.detach(), method)
+
+
+def _combined(
+    graph: ModelGraph,
+    image: torch.Tensor,
+    method: str,
+    found: tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor],
+    batch_size: int,
+) -> torch.Tensor:
+    """The method's map ``(N, h, w)`` before the ReLU."""
+    activations, gradients, targets, _ = found
+    if method == "scorecam":
+        with torch.inference_mode():
+            weights = score_weights(graph.graph_module, image, activations, targets, batch_size)
+        return weighted(activations, weights.to(activations.dtype))
+    if method == "eigencam":
+        return eigen(activations)
+    assert gradients is not None  # gradient methods always have them
+    return GRADIENT_METHODS[method](activations, gradients)
 
 
 def _check_method(method: str) -> None:
