@@ -121,6 +121,7 @@ def test_every_example_is_tested() -> None:
         "first_layer_filters.py",
         "digits_simplecnn.py",
         "digits_top_images.py",
+        "cam_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} - {"__init__.py"} == tested
 
