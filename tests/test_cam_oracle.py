@@ -5,7 +5,9 @@ The oracle is told the layer as a module and given the ``reshape_transform`` eac
 transformer needs (written here, in the test); fxmaps is given neither. Random
 weights can make a map all zero for the top class (every channel weighted
 negatively): for such a sample the test explains the highest-scoring class whose
-map is not all zero, so that the comparison compares something.
+map is not all zero, so that the comparison compares something. torchvision's ViT
+starts with a zero classifier (every map blank for every class); the test gives it
+random weights.
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ def _tv(name: str, **kwargs: Any) -> Callable[[], nn.Module]:
     return build
 
 
+def _vit_b_16() -> nn.Module:
+    """torchvision's vit_b_16 at 64x64, its classifier given random weights: torchvision
+    initialises it to zeros, so every logit is 0, every gradient too, and every map blank."""
+    model = _tv("vit_b_16", image_size=64)()
+    head = model.get_submodule("heads.head")
+    assert isinstance(head, nn.Linear)
+    nn.init.normal_(head.weight, std=0.02)
+    return model
+
+
 def _timm(name: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         timm = pytest.importorskip("timm", reason="timm models")
@@ -71,7 +83,7 @@ CASES = {
     "efficientnet_b0": Case(_tv("efficientnet_b0"), 112, "features", "features.6"),
     "convnext_tiny": Case(_tv("convnext_tiny"), 128, "features", "features.5"),
     "vit_b_16": Case(
-        _tv("vit_b_16", image_size=64),
+        _vit_b_16,
         64,
         "encoder.layers.encoder_layer_10",
         "encoder.layers.encoder_layer_9",
