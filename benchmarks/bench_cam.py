@@ -12,7 +12,7 @@ Two comparisons, each on one model instance (random weights, eval mode, CPU):
   method="scorecam")`` versus ``pytorch_grad_cam.ScoreCAM(model, [model.layer4])(x)``
   (its default batch of 16 masked inputs). Target: at least 2x. Both run every masked
   input through the whole model (the masks multiply the input); fxmaps batches them
-  (``batch_size=64``), runs in inference mode, without hooks, and runs the all-zero
+  (``batch_size=32``, channels-last), in inference mode, without hooks, and runs the all-zero
   input of constant channels once.
 
 Both sides explain each sample's top class; the graph is analysed once, before timing

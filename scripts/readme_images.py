@@ -54,6 +54,10 @@ def main() -> None:
         assert callable(top)
         top(work / "top")
         store(work / "top" / "conv2_top_digits.png", "simplecnn_conv2_top_digits.png")
+        cams = example("cam_digits.py")["cam_digits"]
+        assert callable(cams)
+        cams(work / "cam")
+        store(work / "cam" / "simplecnn_cam_digits.png", "simplecnn_cam_digits.png")
         model = fxmaps.analyze(torchvision.models.resnet18().eval(), fxmaps.load_image())
         svg = fxmaps.save_graph(
             fxmaps.render_graph(model, collapse="blocks"), work / "resnet18_blocks.svg"

@@ -16,7 +16,7 @@ from fxmaps.cli import main
 from tests import models as toy
 
 ROOT = Path(__file__).parent.parent
-SUBCOMMANDS = ("summary", "graph", "maps", "filters", "report", "bench", "stats", "demo")
+SUBCOMMANDS = ("summary", "graph", "maps", "filters", "report", "bench", "stats", "cam", "demo")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -31,7 +31,7 @@ TOY = f"{ROOT / 'tests' / 'models.py'}:CifarResNet"
 SIZE = ("--input-size", "3", "32", "32")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SVG_NS = {"svg": "http://www.w3.org/2000/svg"}
-COMMANDS = ("summary", "graph", "maps", "filters", "report", "bench", "demo")
+COMMANDS = ("summary", "graph", "maps", "filters", "report", "bench", "cam", "demo")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -183,6 +183,37 @@ def test_filters_writes_one_file(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert (tmp_path / "f.png").read_bytes().startswith(PNG_MAGIC)
 
 
+# ---------------------------------------------------------------------------- cam
+
+
+def test_cam_draws_each_method(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "cam.png"
+    argv = ("cam", TOY, *SIZE, "--target", "4", "--method", "gradcam", "layercam")
+    code, out, _ = run(capsys, *argv, "-o", str(path))
+    assert code == 0
+    expected = fxmaps.cam(toy_graph(), torch.randn(1, 3, 32, 32), 4)
+    assert out == f"gradcam at {expected.layer}, class 4\nwrote {path}\n"
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        (("--method", "gradcamm"), r"method='gradcamm' is not a CAM method"),
+        (("--layer", "linear"), r"layer='linear' gives .*no spatial grid"),
+        (("--target", "10"), r"target=10 is out of range .* use 0..9"),
+    ],
+)
+def test_cam_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: tuple[str, str], match: str
+) -> None:
+    path = tmp_path / "cam.png"
+    code, _, err = run(capsys, "cam", TOY, *SIZE, *option, "-o", str(path))
+    assert code == 2
+    assert re.search(match, err)
+    assert not path.exists()
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -294,6 +325,7 @@ def test_python_m_demo(tmp_path: Path) -> None:
     assert f"wrote into {folder}:" in result.stdout
     assert f"open {folder / 'report.html'} in a browser" in result.stdout
     assert sorted(p.name for p in folder.iterdir()) == [
+        "cam.png",
         "filters.png",
         "graph.svg",
         "maps",
@@ -306,6 +338,8 @@ def test_python_m_demo(tmp_path: Path) -> None:
     assert_index(folder / "maps", convs)
     assert set(convs) <= set(svg_node_titles(folder / "graph.svg"))
     assert (folder / "filters.png").read_bytes().startswith(PNG_MAGIC)
+    assert (folder / "cam.png").read_bytes().startswith(PNG_MAGIC)
+    assert "cam.png       where it looks for class" in result.stdout
     page = (folder / "report.html").read_text()
     assert "<svg" in page
     assert "data:image/png;base64," in page

@@ -121,6 +121,7 @@ def test_every_example_is_tested() -> None:
         "first_layer_filters.py",
         "digits_simplecnn.py",
         "digits_top_images.py",
+        "cam_digits.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} - {"__init__.py"} == tested
 
@@ -159,3 +160,15 @@ def test_examples_fail_offline_with_the_line_the_command_prints(
         assert "Traceback" not in finished.stderr
         assert "(downloading weights needs internet access)" in said[-1]
     assert lines[0][-1] == lines[1][-1]
+
+
+def test_cam_digits_explains_each_digit(tmp_path: Path) -> None:
+    accuracy, results, path = example("cam_digits.py")["cam_digits"](tmp_path, epochs=8)
+    assert accuracy > 0.9
+    for result in results:
+        assert list(result.targets) == list(range(10))
+        assert tuple(result.maps.shape) == (10, 28, 28)
+    assert [r.layer for r in results] == ["pool_1", "relu_1"]
+    width, height = png_size(path)
+    assert width > 1000
+    assert height > 1000

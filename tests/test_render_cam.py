@@ -32,7 +32,7 @@ def test_a_batch_and_two_methods_give_a_grid_with_one_colorbar() -> None:
         sample = i // 2
         photo, overlay = ax.images
         np.testing.assert_array_equal(overlay.get_array(), result.maps[sample].numpy())
-        assert photo.get_array().shape == (20, 20)
+        assert np.asarray(photo.get_array()).shape == (20, 20)
         title = ax.get_title()
         assert result.method in title
         assert ["cat", "dog", "fox"][int(result.targets[sample] or 0)] in title

@@ -44,7 +44,7 @@ def cam(
     *,
     method: str = "gradcam",
     layer: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
 ) -> CamResult:
     """Where the model looks for its target: class activation maps at one node.
 
@@ -83,31 +83,52 @@ def cam(
         ('1', (2, 16, 16), (1, 1))
     """
     _check_method(method)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(
+            f"batch_size={batch_size!r} must be a whole number >= 1 (masked inputs per run)",
+            argument="batch_size",
+            got=repr(batch_size),
+        )
     graph, given = _prepared(model_or_graph, inputs)
     chosen = default_layer(graph) if layer is None else layer_named(graph, layer)
     image = _image(given)
+    if method == "scorecam" and len(given.tensors()) != 1:
+        raise InputError(
+            "method='scorecam' masks the one image a model takes, and these inputs hold "
+            f"{len(given.tensors())} tensors; use a gradient method, or eigencam",
+            argument="method",
+            got=method,
+        )
     split: Split = cache.cached(graph, ("cam-split", chosen.name), lambda: _split(graph, chosen))
     with preserved_state(graph.model, train=graph.train), _frozen(graph.model):
         tensors = graph_inputs(graph.model, given)
         with torch.no_grad():
             value, *crossing = split.head(*tensors)
         found = _activations(chosen, split, value, crossing, target, image.shape[0], method)
-        activations, gradients, targets, scores = found
-        if method == "scorecam":
-            with torch.inference_mode():
-                weights = score_weights(
-                    lambda batch: graph.graph_module(batch), image, activations, targets,
-                    batch_size,
-                )  # fmt: skip
-            combined = weighted(activations, weights.to(activations.dtype))
-        elif method == "eigencam":
-            combined = eigen(activations)
-        else:
-            assert gradients is not None  # gradient methods always have them
-            combined = GRADIENT_METHODS[method](activations, gradients)
+        _, _, targets, scores = found
+        combined = _combined(graph, image, method, found, batch_size)
     raw = combined.detach().float().clamp(min=0)
     maps = _scaled(raw, (int(image.shape[-2]), int(image.shape[-1])))
     return CamResult(maps, raw, chosen.name, targets.classes, scores.detach(), method)
+
+
+def _combined(
+    graph: ModelGraph,
+    image: torch.Tensor,
+    method: str,
+    found: tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor],
+    batch_size: int,
+) -> torch.Tensor:
+    """The method's map ``(N, h, w)`` before the ReLU."""
+    activations, gradients, targets, _ = found
+    if method == "scorecam":
+        with torch.inference_mode():
+            weights = score_weights(graph.graph_module, image, activations, targets, batch_size)
+        return weighted(activations, weights.to(activations.dtype))
+    if method == "eigencam":
+        return eigen(activations)
+    assert gradients is not None  # gradient methods always have them
+    return GRADIENT_METHODS[method](activations, gradients)
 
 
 def _check_method(method: str) -> None:

@@ -3,9 +3,11 @@
 Each channel of the node's activations, upsampled to the input's size and scaled to
 [0, 1], masks the input; the model's score of the target on that masked input,
 softmaxed over the channels, is the channel's weight. The masks multiply the input,
-so every masked run goes through the whole graph. What is saved: the runs are
-batched across channels and samples (no hooks, no autograd), and every channel whose
-activation is constant gives the same all-zero input, so that input is run once.
+so every masked run goes through the whole graph: no part of it can be skipped, and the
+work is that of pytorch-grad-cam's Score-CAM. What is saved: the runs are batched
+across channels and samples in channels-last memory (no hooks, no autograd), and
+every channel whose activation is constant gives the same all-zero input, so that
+input is run once.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def score_weights(
     for start in range(0, len(sample), batch_size):
         n, c = sample[start : start + batch_size], channel[start : start + batch_size]
         masked = image[n] * scaled[n, c][:, None].to(image.dtype)
+        masked = masked.contiguous(memory_format=torch.channels_last)  # oneDNN's own layout
         rows = classes[n] if classes is not None else n
         scores[n, c] = targets.score(run(masked), rows).float()
     return torch.softmax(scores, dim=1)

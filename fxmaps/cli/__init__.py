@@ -65,6 +65,11 @@ _EXAMPLES = {
         "fxmaps stats resnet18 --data photos/ --layers 'layer4.*' -o stats/",
         "torchrun --nproc_per_node 2 -m fxmaps stats resnet18 --data digits -o stats/",
     ],
+    "cam": [
+        "fxmaps cam resnet18 -o cam.png",
+        "fxmaps cam resnet50 --weights DEFAULT --image cat.jpg --method gradcam layercam -o c.png",
+        "fxmaps cam vit_b_16 --target 281 --layer encoder.layers.encoder_layer_10 -o cam.png",
+    ],
     "demo": ["fxmaps demo", "fxmaps demo -o /tmp/fxmaps-demo"],
 }
 
@@ -137,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     _report(_command(sub, "report", "write one self-contained HTML report", commands.report))
     _bench(_command(sub, "bench", "time extraction against a forward and hooks", commands.bench))
     _stats(_command(sub, "stats", "channel statistics and top images of a dataset", commands.stats))
+    _cam(_command(sub, "cam", "draw where the model looks for a class", commands.cam))
     demo = sub.add_parser("demo", help="graph, maps, filters and report of resnet18 on a photo",
                           description="Run the main job on the built-in default: resnet18 "
                           "(random weights)\nlooking at the bundled photo; write the graph, the "
@@ -288,6 +294,22 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", default="auto", choices=["auto", "rgb", "channels", "mean"],
                         help="input channels as colour, one by one, or averaged "
                         "(default auto: by the kernels' form)")  # fmt: skip
+
+
+def _cam(parser: argparse.ArgumentParser) -> None:
+    from fxmaps.cam.methods import METHODS
+
+    parser.add_argument("--image", metavar="PATH|URL",
+                        help="the image to look at (default: the bundled photo)")  # fmt: skip
+    parser.add_argument("--target", type=int, metavar="CLASS",
+                        help="the class to explain (default: the top class)")  # fmt: skip
+    parser.add_argument("--method", nargs="+", default=["gradcam"], metavar="METHOD",
+                        help=f"one or more of {', '.join(METHODS)}, drawn side by side "
+                        "(default gradcam)")  # fmt: skip
+    parser.add_argument("--layer", metavar="NAME",
+                        help="the node (default: chosen from the graph, see the docs)")  # fmt: skip
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="the image to write (.png, .svg or .pdf)")  # fmt: skip
 
 
 def _report(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ from fxmaps.bench.extraction import benchmark_extraction
 from fxmaps.bench.gate import REGRESSION_EXIT_CODE, compare_ratios
 from fxmaps.bench.harness import write_markdown
 from fxmaps.bench.record import check_comparable, describe_selection, read_record
+from fxmaps.cam import cam as class_maps
 from fxmaps.errors import DeviceError, MemoryLimitError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
 from fxmaps.extract.memory import byte_size, memory_limit
@@ -36,6 +37,7 @@ from fxmaps.files import (
     write_index,
 )
 from fxmaps.graph import analyze
+from fxmaps.render.cam import plot_cam
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
 from fxmaps.render.maps import plot_feature_maps
@@ -115,6 +117,31 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cam(args: argparse.Namespace) -> int:
+    """Class activation maps of one image, a panel per method."""
+    path = output_file(args.output)
+    loaded = load_model(args.model, weights=args.weights)
+    image = _image(args, loaded)
+    analysed = analyze(loaded.model, image)
+    results = [
+        class_maps(analysed, image, args.target, method=method, layer=args.layer)
+        for method in args.method
+    ]
+    figure = plot_cam(results, image, labels=_labels(args))
+    print(f"{results[0].method} at {results[0].layer}, class {results[0].targets[0]}")
+    print(f"wrote {_save_figure(figure, path)}")
+    return 0
+
+
+def _labels(args: argparse.Namespace) -> list[str] | None:
+    """The class names of torchvision's DEFAULT weights, when those are loaded."""
+    if str(args.weights) != "DEFAULT" or ":" in args.model:
+        return None
+    meta = torchvision.models.get_model_weights(args.model).DEFAULT.meta
+    categories = meta.get("categories")
+    return list(categories) if categories else None
+
+
 def bench(args: argparse.Namespace) -> int:
     json_path = output_file(args.json) if args.json else None
     markdown_path = output_file(args.markdown) if args.markdown else None
@@ -190,6 +217,9 @@ def demo(args: argparse.Namespace) -> int:
     _save_figure(plot_filters(first, notes=[loaded.weights]), folder / "filters.png")
     write_report(analysed, None, folder / "report.html", title="resnet18", progress=_terminal(),
                  weights=loaded.weights)  # fmt: skip
+    methods = ("gradcam", "gradcam++", "layercam", "eigencam")
+    results = [class_maps(analysed, image, method=method) for method in methods]
+    _save_figure(plot_cam(results, image), folder / "cam.png")
     print(analysed.summary("conv"))
     print(f"\nresnet18 with {loaded.weights}: these filters and maps are those of a")
     print("network that has learned nothing; fxmaps maps resnet18 --weights DEFAULT -o maps/")
@@ -199,6 +229,7 @@ def demo(args: argparse.Namespace) -> int:
     print(f"  maps/         {len(extracted)} feature-map mosaics, one PNG a conv layer")
     print(f"  filters.png   the filters of {first.name}")
     print("  report.html   all of it on one page")
+    print(f"  cam.png       where it looks for class {results[0].targets[0]}, four methods")
     print(f"open {folder / 'report.html'} in a browser to see it all")
     return 0
 

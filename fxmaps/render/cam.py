@@ -35,6 +35,7 @@ def plot_cam(
     labels: Sequence[str] | None = None,
     alpha: float = 0.5,
     cmap: str = "jet",
+    ncols: int | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """Draw class activation maps over their images.
@@ -48,6 +49,8 @@ def plot_cam(
         labels: Class names by index (``labels[c]`` in each title).
         alpha: Opacity of the map over the image.
         cmap: A matplotlib colormap for the maps.
+        ncols: For one result, samples per row (default: one sample a row); several
+            results always give a row per sample and a column per result.
         ax: Draw one sample of one result into this axes.
 
     Returns:
@@ -77,7 +80,7 @@ def plot_cam(
         picture = _panel(ax, pictures[0], results[0], 0, labels, alpha, colormap)
         canvas.colorbar(fig, picture, None, ax)
         return fig
-    return _grid(results, pictures, labels, alpha, colormap)
+    return _grid(results, pictures, labels, alpha, colormap, ncols)
 
 
 def _images(image: torch.Tensor | npt.NDArray[Any], results: list[CamResult]) -> Array:
@@ -144,17 +147,20 @@ def _grid(
     labels: Sequence[str] | None,
     alpha: float,
     colormap: Any,
+    ncols: int | None,
 ) -> Figure:
-    rows, cols = len(pictures), len(results)
+    cells = [(i, result) for i in range(len(pictures)) for result in results]
+    cols = len(results) if len(results) > 1 or ncols is None else max(1, ncols)
+    rows = -(-len(cells) // cols)
     width, height = cols * _PANEL + 90, rows * (_PANEL + 24) + 40
     fig = canvas.figure(width, height)
     drawn: Any = None
-    for row in range(rows):
-        for col, result in enumerate(results):
-            left = (10 + col * _PANEL) / width
-            bottom = 1 - (40 + (row + 1) * (_PANEL + 24) - 24) / height
-            ax = fig.add_axes((left, bottom, (_PANEL - 12) / width, (_PANEL - 12) / height))
-            drawn = _panel(ax, pictures[row], result, row, labels, alpha, colormap)
+    for cell, (sample, result) in enumerate(cells):
+        row, col = divmod(cell, cols)
+        left = (10 + col * _PANEL) / width
+        bottom = 1 - (40 + (row + 1) * (_PANEL + 24) - 24) / height
+        ax = fig.add_axes((left, bottom, (_PANEL - 12) / width, (_PANEL - 12) / height))
+        drawn = _panel(ax, pictures[sample], result, sample, labels, alpha, colormap)
     cax = fig.add_axes(((cols * _PANEL + 20) / width, 0.1, 14 / width, 0.8))
     canvas.colorbar(fig, drawn, cax, fig.axes[0])
     fig.suptitle(f"where the model looks (at {results[0].layer})", fontsize=canvas.TITLE_SIZE)
