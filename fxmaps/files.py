@@ -35,6 +35,8 @@ __all__ = [
     "output_folder",
     "short",
     "signals_held",
+    "stop_pending",
+    "stopping",
     "unreadable",
     "write_index",
 ]
@@ -76,7 +78,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary = target.with_name(f".{target.stem}.{secrets.token_hex(6)}{target.suffix}")
     try:
         yield temporary
-        temporary.replace(target)
+        with signals_held():
+            stop_pending()
+            temporary.replace(target)
     except Exception as err:
         full = no_space(err, target)
         if full is None:
@@ -121,6 +125,7 @@ def file_set(path: str | os.PathLike[str]) -> Iterator[Path]:
         temporary.mkdir()
         yield temporary
         with signals_held():
+            stop_pending()
             if existing:
                 _move_in(temporary, path)
             else:
@@ -168,6 +173,26 @@ def _move_in(source: Path, folder: Path) -> None:
         raise
     finally:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def stopping(err: BaseException | None) -> None:
+    """Note the exception a signal raised (the command line's handler calls this as it
+    raises it; ``None`` clears it when the command ends).
+
+    Python only prints an exception raised where it cannot propagate (a signal that lands
+    in a weakref callback or a ``__del__``), and the command would go on: the next file
+    or set of files about to appear raises it again instead (:func:`stop_pending`).
+    """
+    _stopping[:] = [] if err is None else [err]
+
+
+def stop_pending() -> None:
+    """Raise the exception a signal raised, if Python swallowed it (see :func:`stopping`)."""
+    if _stopping:
+        raise _stopping[0]
+
+
+_stopping: list[BaseException] = []
 
 
 @contextlib.contextmanager

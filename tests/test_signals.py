@@ -256,3 +256,63 @@ def test_only_the_fxmaps_command_handles_signals_while_it_starts(
     assert (now != previous) is command
     if command:
         assert now[0] is now[1]  # one handler that ends the process for both
+
+
+# A signal whose handler runs inside a weakref callback: Python prints the exception the
+# handler raises ("Exception ignored in ...") and goes on, as happens when a signal lands
+# while the garbage collector runs such a callback.
+SWALLOWED = """
+import os
+import signal
+import weakref
+
+import torch
+from torch import nn
+
+fired = []
+
+
+class _Thing:
+    pass
+
+
+def _signal_in_callback(ref: object) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, in the callback
+
+
+def _once(module: nn.Module, args: object, output: torch.Tensor) -> None:
+    if output.device.type == "cpu" and not fired:  # a real run, not one on the meta device
+        fired.append(True)
+        thing = _Thing()
+        ref = weakref.ref(thing, _signal_in_callback)
+        del thing  # the callback runs now
+        assert ref() is None
+
+
+class Swallowed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.conv.register_forward_hook(_once)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+"""
+
+
+def test_a_signal_python_swallows_still_ends_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command does not go on to write its files: the next set of files to appear
+    raises the signal's exception again, and the command ends with 143 and one line."""
+    from fxmaps.cli import main
+
+    (tmp_path / "swallowed.py").write_text(SWALLOWED)
+    out = tmp_path / "maps"
+    spec = f"{tmp_path / 'swallowed.py'}:Swallowed"
+    code = main(["maps", spec, "--input-size", "3", "16", "16", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines() == ["fxmaps: terminated (SIGTERM)"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["swallowed.py"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fxmaps.cli.signals import Terminated, exit_code, message, unwinding
+from fxmaps.cli.signals import Terminated, exit_code, message, swallowed, unwinding
 from fxmaps.errors import FxmapsError
 from fxmaps.errors import one_line as _one_line
 
@@ -84,7 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     with unwinding():
         try:
-            return _run(_parser().parse_args(argv))
+            code = _run(_parser().parse_args(argv))
+            stopped = swallowed()  # a signal whose exception Python swallowed
+            if stopped is None:
+                return code
+            code, line = exit_code(stopped), message(stopped)
         except (KeyboardInterrupt, Terminated) as err:
             code, line = exit_code(err), message(err)
         # out of the except clause, the interrupted frames are gone: their progress bars

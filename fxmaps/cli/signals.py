@@ -16,15 +16,19 @@ removes files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-__all__ = ["Terminated", "exit_code", "message", "quiet_start_up", "unwinding"]
+from fxmaps.files import stop_pending, stopping
+
+__all__ = ["Terminated", "exit_code", "message", "quiet_start_up", "swallowed", "unwinding"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _WORDS = {int(signal.SIGINT): "interrupted", int(signal.SIGTERM): "terminated (SIGTERM)"}
@@ -80,17 +84,38 @@ def unwinding() -> Iterator[None]:
     def raise_once(number: int, frame: FrameType | None) -> None:
         for each in ours:
             signal.signal(each, signal.SIG_IGN)  # let the cleanup run to its end
-        if number == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(number)
+        err = KeyboardInterrupt() if number == signal.SIGINT else Terminated(number)
+        stopping(err)  # raised again before any file appears, should Python swallow it
+        raise err
 
+    unraisable = sys.unraisablehook
     for number in ours:
         signal.signal(number, raise_once)
+    sys.unraisablehook = functools.partial(_quiet_when_stopping, unraisable)
     try:
         yield
     finally:
         for number in ours:
             signal.signal(number, previous[number])
+        sys.unraisablehook = unraisable
+        stopping(None)
+
+
+def swallowed() -> BaseException | None:
+    """The exception a signal raised that Python swallowed (it landed in a weakref callback
+    or a ``__del__``), if the command ran on to its end without meeting it again."""
+    try:
+        stop_pending()
+    except (KeyboardInterrupt, Terminated) as err:
+        return err
+    return None
+
+
+def _quiet_when_stopping(previous: Callable[[Any], object], unraisable: Any) -> None:
+    """Python's report of an exception it could not raise, except for the signal's own:
+    that one is raised again (``fxmaps.files.stop_pending``), not printed."""
+    if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        previous(unraisable)
 
 
 def _end_now(number: int, frame: FrameType | None) -> None:
