@@ -113,6 +113,13 @@ def test_bad_input_names_the_value_and_the_fix(kwargs: dict[str, object], match:
         fxmaps.cam(graph, x, **kwargs)  # type: ignore[arg-type]
 
 
+def test_a_model_whose_only_grid_is_its_input_has_no_default_layer() -> None:
+    # The input is no layer's map: cam() says so instead of explaining the pixels.
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    with pytest.raises(fxmaps.InputError, match=r"no layer with a spatial layout.*after its input"):
+        fxmaps.cam(mlp, torch.rand(1, 3, 2, 2))
+
+
 def test_reinitialising_the_classifier_changes_the_map() -> None:
     """Model randomisation (Adebayo et al. 2018): a map that survives a new classifier
     does not depend on what the model learned for the class."""

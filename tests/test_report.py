@@ -8,6 +8,7 @@ fill colour from ``KIND_COLORS``.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 import shutil
@@ -28,7 +29,7 @@ from torch import nn
 
 import fxmaps
 from fxmaps.classify import Kind
-from fxmaps.errors import FxmapsWarning, OutputError
+from fxmaps.errors import FxmapsWarning, OutputError, one_line
 from fxmaps.render.graph import KIND_COLORS
 from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.report import images as report_images
@@ -207,22 +208,26 @@ def test_the_collapsed_drawing_marks_each_block(text: str, graph: fxmaps.ModelGr
     assert not singles & inside  # no layer of a block is drawn on its own
 
 
-def test_one_map_per_chosen_layer(page: Page, graph: fxmaps.ModelGraph) -> None:
-    alts = [image["alt"] for image in page.images]
+def test_one_map_per_chosen_layer(
+    page: Page, graph: fxmaps.ModelGraph, image: torch.Tensor
+) -> None:
+    alts = [embedded["alt"] for embedded in page.images]
     names = chosen_names(graph)
     convs = [layer.name for layer in graph.layers(["conv", "downsample"])]
-    assert alts == ["the input image", *names, *["filters"] * len(convs)]
+    cam = ["class activation maps"]  # a classifier's, before the maps
+    assert alts == ["the input image", *cam, *names, *["filters"] * len(convs)]
     captions = page.text["figcaption"]
-    assert [caption.split(" · ")[0] for caption in captions] == names + convs
-    for caption, name in zip(captions, names, strict=False):
+    assert captions[0].startswith("Grad-CAM at ")
+    assert [caption.split(" · ")[0] for caption in captions[1:]] == names + convs
+    for caption, name in zip(captions[1:], names, strict=False):
         shape = fxmaps.format_shape(graph.layer(name).out_shape)
         assert caption == f"{name} · {graph.layer(name).kind.value} · {shape}"
     figures = [
         (value) for tag, key, value in page.attributes if tag == "figure" and key == "data-node"
     ]
-    assert figures == names + convs
-    for image in page.images:
-        assert decode_image(image["src"]).size[0] > 100
+    assert figures == [fxmaps.cam(graph, image).layer, *names, *convs]
+    for embedded in page.images:
+        assert decode_image(embedded["src"]).size[0] > 100
 
 
 def test_the_model_and_input_are_described(page: Page, graph: fxmaps.ModelGraph) -> None:
@@ -340,9 +345,10 @@ def test_a_transformer_shows_its_blocks_outputs_as_maps(tmp_path: Path) -> None:
         assert torch.equal(produced, expected), name  # each is an encoder layer's output
     page = Page(fxmaps.report(vit, x, tmp_path / "vit.html", max_maps=4).read_text())
     figures = [v for tag, key, v in page.attributes if tag == "figure" and key == "data-node"]
-    assert figures[: len(chosen)] == chosen
+    assert figures[0] == fxmaps.cam(graph, x).layer  # a classifier: where it looks, first
+    assert figures[1 : len(chosen) + 1] == chosen
     grid = fxmaps.format_shape((1, 16, 32 // 8, 32 // 8))  # tokens as a grid, class token out
-    for caption in page.text["figcaption"][1 : len(chosen)]:
+    for caption in page.text["figcaption"][2 : len(chosen) + 1]:
         assert caption.endswith(f" · {grid}")
 
 
@@ -353,7 +359,8 @@ def test_a_model_without_convs_says_how_to_choose_maps(tmp_path: Path) -> None:
     assert graph.blocks() == []
     path = fxmaps.report(net, torch.rand(1, 3, 2, 2), tmp_path / "mlp.html")
     page = Page(path.read_text())
-    assert "figure" not in page.tags  # no maps, and no conv to draw filters of
+    assert "figure" not in page.tags  # no maps, no conv to draw filters of, no grid for cam
+    assert "No class activation maps for this model" in path.read_text()
     assert "choose layers with <code>layers=</code>" in path.read_text()
     rows = [row for row in page.rows if len(row) == 3]
     assert len(rows) == 3  # a classifier of three classes: its predictions
@@ -471,3 +478,40 @@ def test_screenshot_in_headless_chromium(
     conv = np.array([int(KIND_COLORS[Kind.CONV][i : i + 2], 16) for i in (1, 3, 5)])
     conv_pixels = (np.abs(pixels - conv).sum(axis=2) <= 3).sum()
     assert conv_pixels > 3 * 60 * 25
+
+
+def test_a_classifier_s_report_shows_where_it_looks_for_its_top_classes(
+    text: str, page: Page, graph: fxmaps.ModelGraph, model: nn.Module, image: torch.Tensor
+) -> None:
+    with torch.no_grad():
+        top = model(image)[0].topk(3).indices.tolist()
+    chosen = fxmaps.cam(graph, image).layer  # the node fxmaps.cam picks by itself
+    section = text[text.index("<section id='cam'>") :]
+    section = section[: section.index("</section>")]
+    caption = f"Grad-CAM at {chosen} for the top 3 classes ({', '.join(map(str, top))})"
+    assert caption in section
+    (src,) = re.findall(r"src='([^']+)'", section)
+    assert decode_image(src).size[0] > decode_image(src).size[1]  # three maps side by side
+    assert f"data-node='{chosen}' data-role='cam'" in section
+
+
+def test_a_model_cam_cannot_cut_gets_a_note_saying_why(tmp_path: Path) -> None:
+    class Captured(nn.Module):  # data-dependent control flow in its own forward
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            if y.sum() > 0:
+                y = y * 2
+            return self.fc(y.mean(dim=(2, 3)))
+
+    model = Captured().eval()
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(fxmaps.InputError) as raised:
+        fxmaps.cam(model, x)
+    text = fxmaps.report(model, x, tmp_path / "r.html").read_text()
+    section = text[text.index("<section id='cam'>") :]
+    assert "No class activation maps for this model" in section
+    assert html.escape(one_line(raised.value))[:60] in section

@@ -91,14 +91,14 @@ def default_layer(graph: ModelGraph) -> Layer:
     """
     path = main_path(graph.graph_module)
     for i, node in enumerate(path):
-        if _extent(node) > 1:
+        if node.op != "placeholder" and _extent(node) > 1:  # a layer's, not the input's
             if i and _takes_tokens(path[i - 1]):
                 i = _before_attention(path, i)
             return graph.layer(facts(_stepped_back(path[i:])).name)
     raise InputError(
-        "cam() found no node with a spatial layout larger than 1x1 on the model's main path "
-        "(the maps need a grid of positions); give an input with a larger height and width, "
-        "or name a node with layer=...",
+        "cam() found no layer with a spatial layout larger than 1x1 on the model's main path "
+        "after its input (the maps need a grid of positions); give an input with a larger "
+        "height and width, or name a node with layer=...",
         argument="layer",
         got="None",
     )
@@ -135,6 +135,8 @@ def _stepped_back(path: list[fx.Node]) -> fx.Node:
     chosen = path[0]
     for before in path[1:]:
         if not _passes_through(chosen, before) or _extent(before) <= 1:
+            break
+        if before.op == "placeholder":  # back to the input itself: no layer's map
             break
         chosen = before
     return chosen

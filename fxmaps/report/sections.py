@@ -4,8 +4,8 @@
 say) is one more function there. Names and text are escaped where they enter the
 page; figures are embedded by :mod:`fxmaps.report.images`. Each figure that
 belongs to a node carries ``data-node`` (its graph node) and ``data-role``
-(``maps`` or ``filters``): the node panel shows it from there, so no image is
-embedded twice.
+(``maps`` or ``filters``; ``cam`` for the class activation maps): the node panel shows
+maps and filters from there, so no image is embedded twice.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from fxmaps.cam import cam
+from fxmaps.errors import InputError, one_line
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.graph import Layer, ModelGraph, format_shape
+from fxmaps.render.cam import plot_cam
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.maps import plot_feature_maps
 from fxmaps.render.table import NUMERIC_HEADERS, SUMMARY_HEADERS
@@ -44,6 +47,7 @@ _CONVS = (
 _MAX_FILTERS = 16
 _FILTERS_DPI = 72
 _TOP = 5  # predictions shown
+_CAM_CLASSES = 3  # top classes whose class activation maps are shown
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,31 @@ def predictions_section(context: Context) -> str:
         f"<tbody>{rows}</tbody></table><p class='footer'>softmax of {html.escape(name)}'s "
         f"{len(scores)} outputs</p></section>"
     )
+
+
+def cam_section(context: Context) -> str:
+    """Where a classifier looks for its top classes in the first image: Grad-CAM at the
+    node :func:`fxmaps.cam` chooses, one map per class."""
+    batch, shown = context.batch, context.shown
+    if context.logits is None or shown is None or not isinstance(batch, torch.Tensor):
+        return ""
+    scores = context.logits[1][0].float()
+    classes = scores.topk(min(_CAM_CLASSES, len(scores))).indices.tolist()
+    images = batch[:1].expand(len(classes), *batch.shape[1:])
+    try:
+        result = cam(context.graph, images, classes)
+    except InputError as err:  # a model cam cannot cut (say why, on the page)
+        return (
+            "<section id='cam'><h2>Where the model looks</h2><p class='note'>No class "
+            f"activation maps for this model: {html.escape(one_line(err))}</p></section>"
+        )
+    figure = plot_cam(result, shown[:1].expand(len(classes), *shown.shape[1:]), ncols=len(classes))
+    caption = (
+        f"Grad-CAM at {result.layer} for the top {len(classes)} classes "
+        f"({', '.join(str(c) for c in classes)}) of the first input"
+    )
+    picture = _figure(result.layer, "cam", "class activation maps", figure_uri(figure), caption)
+    return f"<section id='cam'><h2>Where the model looks</h2>{picture}</section>"
 
 
 def graph_view_section(context: Context) -> str:
@@ -187,6 +216,7 @@ SECTIONS: tuple[Callable[[Context], str], ...] = (
     input_section,
     census_section,
     predictions_section,
+    cam_section,
     graph_view_section,
     table_section,
     maps_section,
