@@ -41,6 +41,7 @@ _EXAMPLES = {
     "graph": [
         "fxmaps graph resnet50 -o resnet50.svg --collapse blocks",
         "fxmaps graph vit_b_16 -o vit.png --collapse 3 --rankdir LR",
+        "fxmaps graph resnet50 -o resnet50.svg --collapse repeats",
     ],
     "maps": [
         "fxmaps maps resnet18 -o maps/",
@@ -251,7 +252,8 @@ def _graph(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="the file to write: .svg, .png, .pdf or .dot")  # fmt: skip
     parser.add_argument("--collapse", default="none", metavar="HOW",
-                        help="none, blocks, or a module depth like 1 (default none)")  # fmt: skip
+                        help="none, blocks, repeats (runs of identical blocks as one xN), "
+                        "or a module depth like 1 (default none)")  # fmt: skip
     parser.add_argument("--no-shapes", action="store_true", help="leave output shapes out")
     parser.add_argument("--rankdir", default="TB", choices=["TB", "LR", "BT", "RL"])
     parser.add_argument("--train", action="store_true", help="draw the training-mode graph")
