@@ -178,3 +178,21 @@ def test_filters_read_the_weight_from_the_registry_not_as_an_attribute(
     low = expected.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
     high = expected.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
     np.testing.assert_allclose(tiles[:8, ..., :3], (expected - low) / (high - low), atol=1e-6)
+
+
+def test_drawable_is_what_plot_filters_draws() -> None:
+    from fxmaps.render.filters import drawable
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LazyConv2d(4, 3), nn.ReLU()).eval()
+    graph = fxmaps.analyze(model)  # no run: the lazy conv has no weight yet
+    answers = {}
+    for layer in graph.layers():
+        try:
+            plot_filters(layer)
+            drew = True
+        except fxmaps.InputError:
+            drew = False
+        answers[layer.name] = (drawable(layer), drew)
+    assert answers == {name: (drew, drew) for name, (_, drew) in answers.items()}
+    assert answers["0"] == (True, True)
+    assert answers["1"] == (False, False)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.image import AxesImage
 
-__all__ = ["plot_filters"]
+__all__ = ["drawable", "plot_filters"]
 
 _MODES = ("auto", "rgb", "channels", "mean")
 _MAX_INPUTS = 16  # input channels drawn per filter by mode="channels"
@@ -133,6 +133,15 @@ def plot_filters(
     if weight.shape[1] == 1:
         return _draw_grid(weight[:, 0], title, colormap, ncols, ax)
     return _draw_channels(weight, title, colormap, kernels.one_d, ax)
+
+
+def drawable(layer: Layer) -> bool:
+    """Whether :func:`plot_filters` draws ``layer``'s kernels: a conv module whose weight
+    exists (not a lazy module before its first run)."""
+    if not isinstance(layer.module, _CONVS):
+        return False
+    weight = registered(layer.module, "weight")
+    return isinstance(weight, torch.Tensor) and not isinstance(weight, UninitializedParameter)
 
 
 def _kernels(source: Layer | nn.Module | torch.Tensor | npt.NDArray[Any]) -> _Kernels:

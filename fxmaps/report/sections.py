@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from fxmaps.cam import cam
 from fxmaps.errors import InputError, one_line
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.graph import Layer, ModelGraph, format_shape
 from fxmaps.render.cam import plot_cam
-from fxmaps.render.filters import plot_filters
+from fxmaps.render.filters import drawable, plot_filters
 from fxmaps.render.maps import plot_feature_maps
 from fxmaps.render.table import NUMERIC_HEADERS, SUMMARY_HEADERS
 from fxmaps.report.graph_view import graph_section
@@ -34,14 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SECTIONS", "Context"]
 
-_CONVS = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
 # Filters drawn per conv, and their resolution: the panel and the page show them at most
 # about 400 pixels wide, and a model has a figure per conv (81 for EfficientNet-B0).
 _MAX_FILTERS = 16
@@ -193,7 +184,7 @@ def maps_section(context: Context) -> str:
 
 def filters_section(context: Context) -> str:
     """Every conv's filters: the first shown, the others folded."""
-    convs = [layer for layer in context.graph.layers(["conv", "downsample"]) if _draws(layer)]
+    convs = [layer for layer in context.graph.layers(["conv", "downsample"]) if drawable(layer)]
     if not convs:
         return ""
     figures = [
@@ -227,11 +218,6 @@ SECTIONS: tuple[Callable[[Context], str], ...] = (
 
 def _filters_uri(layer: Layer) -> str:
     return figure_uri(plot_filters(layer, max_filters=_MAX_FILTERS), dpi=_FILTERS_DPI)
-
-
-def _draws(layer: Layer) -> bool:
-    """Whether :func:`plot_filters` can draw the layer's kernels (a conv module's weight)."""
-    return isinstance(layer.module, _CONVS) and not nn.parameter.is_lazy(layer.module.weight)
 
 
 def _figure(node: str, role: str, alt: str, uri: str, caption: str) -> str:
