@@ -229,8 +229,11 @@ def test_report_writes_html(
     text = path.read_text()
     assert "<svg" in text
     images = re.findall(r"data:image/(?:png|webp);base64,", text)
-    graph = toy_graph()  # the input, each conv's maps (the default), each conv's filters
-    assert len(images) == 1 + len(graph.layers("conv")) + len(graph.layers(["conv", "downsample"]))
+    graph = toy_graph()  # the input, a classifier's class activation maps (one image),
+    # each conv's maps (the default), each conv's filters
+    convs = graph.layers(["conv", "downsample"])
+    assert len(images) == 1 + 1 + len(graph.layers("conv")) + len(convs)
+    assert "<section id='cam'>" in text
     assert f"<h1>{TOY}</h1>" in text
     assert "the bundled default photo" in text
     assert "1×3×32×32" in text
