@@ -21,11 +21,13 @@ test: lint
 # Every model of every zoo: tests/zoo (torchvision classification, detection and
 # segmentation backbones, video, a timm sample, the models fx cannot trace whole), and the
 # zoo-wide oracles of tests/peers (torchvision's feature-extraction cases, timm's
-# features_only) and tests/test_naming.py. On two cores: tests/zoo 386 tests in 15-45 min
-# (by load), the peers 200 more in about 20 min; 8.5 GiB peak memory.
+# features_only), tests/test_naming.py, and the class activation maps of the nine models of
+# tests/test_cam_oracle.py against pytorch-grad-cam. On two cores: tests/zoo 386 tests in
+# 15-45 min (by load), the peers 200 more in about 20 min; 8.5 GiB peak memory.
 # scripts/zoo_report.py runs the tests/zoo checks into docs/zoo.md.
 test-zoo: setup
-	$(VENV)/pytest -q -m "zoo or not zoo" --durations=10 tests/zoo tests/peers tests/test_naming.py
+	$(VENV)/pytest -q -m "zoo or not zoo" --durations=10 tests/zoo tests/peers tests/test_naming.py \
+		tests/test_cam_oracle.py
 
 # The fuzz of tests/test_fuzz.py at length: 2000 fresh inputs per test (the default run
 # draws 25 fixed ones); hypothesis prints how to reproduce a failure.
