@@ -10,7 +10,7 @@ alone. Parameters (``get_attr`` nodes) are copied into whichever part reads them
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from torch import fx
@@ -40,7 +40,7 @@ def split_at(module: fx.GraphModule, node: fx.Node) -> Split:
     """``module``'s graph cut after ``node`` (a node of ``module.graph``)."""
     nodes = list(module.graph.nodes)
     output = next(n for n in reversed(nodes) if n.op == "output")
-    after = _descendants(node) - {output}
+    after = _reachable(node.users, lambda n: n.users) - {output}
     tail_reads = [n for n in nodes if n in after or n is output]
     crossing = _crossing(node, after, tail_reads)
     head = _head(module, nodes, node, crossing, after)
@@ -48,14 +48,17 @@ def split_at(module: fx.GraphModule, node: fx.Node) -> Split:
     return Split(head=head, tail=tail, crossing=len(crossing))
 
 
-def _descendants(node: fx.Node) -> set[fx.Node]:
+def _reachable(
+    starts: Iterable[fx.Node], step: Callable[[fx.Node], Iterable[fx.Node]]
+) -> set[fx.Node]:
+    """Every node reached from ``starts`` by ``step`` (users: downstream; inputs: upstream)."""
     found: set[fx.Node] = set()
-    stack = list(node.users)
+    stack = list(starts)
     while stack:
         current = stack.pop()
         if current not in found:
             found.add(current)
-            stack.extend(current.users)
+            stack.extend(step(current))
     return found
 
 
@@ -78,7 +81,7 @@ def _head(
     after: set[fx.Node],
 ) -> fx.GraphModule:
     """The graph's inputs to ``(node, *crossing)``: the ancestors of those, in order."""
-    needed = _ancestors([node, *crossing])
+    needed = _reachable([node, *crossing], lambda n: n.all_input_nodes)
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for current in nodes:
@@ -87,17 +90,6 @@ def _head(
             env[current] = graph.node_copy(current, env.__getitem__)
     graph.output(tuple(env[n] for n in (node, *crossing)))
     return fx.GraphModule(module, graph, "CamHead")
-
-
-def _ancestors(roots: list[fx.Node]) -> set[fx.Node]:
-    found: set[fx.Node] = set()
-    stack = list(roots)
-    while stack:
-        current = stack.pop()
-        if current not in found:
-            found.add(current)
-            stack.extend(current.all_input_nodes)
-    return found
 
 
 def _tail(
