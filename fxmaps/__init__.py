@@ -13,8 +13,8 @@ from fxmaps.cli.signals import quiet_start_up
 
 quiet_start_up()
 
+from fxmaps.attribute import CamResult, cam
 from fxmaps.bench import ExtractionBenchmark, benchmark_extraction
-from fxmaps.cam import CamResult, cam
 from fxmaps.classify import (
     Block,
     BlockKind,

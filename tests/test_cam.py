@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import fxmaps
-from fxmaps.cam.methods import METHODS
+from fxmaps.attribute.methods import METHODS
 from tests.conftest import tv_model
 from tests.oracles import assert_unchanged, correlation, hooked, snapshot
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import fxmaps
-from fxmaps.cam.methods import eigen
+from fxmaps.attribute.methods import eigen
 from tests.oracles import (
     correlation,
     grad_cam_maps,

@@ -22,7 +22,7 @@ ORDER = [
     "classify",
     "graph",
     "extract",
-    "cam",
+    "attribute",
     "stats",
     "bench",
     "sources",

@@ -303,7 +303,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _cam(parser: argparse.ArgumentParser) -> None:
-    from fxmaps.cam.methods import METHODS
+    from fxmaps.attribute.methods import METHODS
 
     parser.add_argument("--image", metavar="PATH|URL",
                         help="the image to look at (default: the bundled photo)")  # fmt: skip

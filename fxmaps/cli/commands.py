@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torchvision
 
+from fxmaps.attribute import cam as class_maps
 from fxmaps.bench.extraction import benchmark_extraction
 from fxmaps.bench.gate import REGRESSION_EXIT_CODE, compare_ratios
 from fxmaps.bench.harness import write_markdown
 from fxmaps.bench.record import check_comparable, describe_selection, read_record
-from fxmaps.cam import cam as class_maps
 from fxmaps.errors import DeviceError, MemoryLimitError, OptionError, OutputError
 from fxmaps.extract.extractor import extract
 from fxmaps.extract.memory import byte_size, memory_limit

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from fxmaps.cam import CamResult
+from fxmaps.attribute import CamResult
 from fxmaps.errors import InputError
 from fxmaps.render import canvas
 from fxmaps.render.canvas import Array

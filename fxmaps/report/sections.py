@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fxmaps.cam import cam
+from fxmaps.attribute import cam
 from fxmaps.errors import InputError, one_line
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.graph import Layer, ModelGraph, format_shape

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from fxmaps.cam.targets import Targets
+from fxmaps.attribute.targets import Targets
 
 __all__ = ["score_weights"]
 

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fxmaps.cam.layer import default_layer, layer_named
-from fxmaps.cam.methods import GRADIENT_METHODS, METHODS, eigen, weighted
-from fxmaps.cam.result import CamResult
-from fxmaps.cam.score import score_weights
-from fxmaps.cam.split import Split, split_at
-from fxmaps.cam.targets import Target, Targets, resolve_targets
+from fxmaps.attribute.layer import default_layer, layer_named
+from fxmaps.attribute.methods import GRADIENT_METHODS, METHODS, eigen, weighted
+from fxmaps.attribute.result import CamResult
+from fxmaps.attribute.score import score_weights
+from fxmaps.attribute.split import Split, split_at
+from fxmaps.attribute.targets import Target, Targets, resolve_targets
 from fxmaps.errors import FxmapsWarning, InputError, close_matches
 from fxmaps.extract import cache
 from fxmaps.extract.failures import checked_inputs
@@ -60,7 +60,7 @@ def cam(
             (gradient methods), ``"eigencam"`` (no gradient, no target) or
             ``"scorecam"`` (forward runs only).
         layer: A node name; ``None`` lets fxmaps choose the last node on the main path
-            that still has a grid larger than 1x1 (see :mod:`fxmaps.cam.layer`).
+            that still has a grid larger than 1x1 (see :mod:`fxmaps.attribute.layer`).
             Tokens ``(N, L, C)`` and channels-last grids become ``(N, C, H, W)`` as
             ``extract(spatial=True)`` makes them (class and register tokens dropped).
         batch_size: Masked inputs per forward run of Score-CAM.

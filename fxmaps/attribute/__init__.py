@@ -5,9 +5,9 @@ Builds on :mod:`fxmaps.extract` (the spatial view of tokens and grids) and
 the results (``plot_cam``).
 """
 
-from fxmaps.cam.layer import default_layer
-from fxmaps.cam.methods import METHODS
-from fxmaps.cam.result import CamResult
-from fxmaps.cam.run import cam
+from fxmaps.attribute.layer import default_layer
+from fxmaps.attribute.methods import METHODS
+from fxmaps.attribute.result import CamResult
+from fxmaps.attribute.run import cam
 
 __all__ = ["METHODS", "CamResult", "cam", "default_layer"]
