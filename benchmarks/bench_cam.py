@@ -13,7 +13,11 @@ Two comparisons, each on one model instance (random weights, eval mode, CPU):
   (its default batch of 16 masked inputs). Target: at least 2x. Both run every masked
   input through the whole model (the masks multiply the input); fxmaps batches them
   (``batch_size=32``, channels-last), in inference mode, without hooks, and runs the all-zero
-  input of constant channels once.
+  input of constant channels once; the graph it runs has each batch norm folded into the
+  convolution before it (``fxmaps/attribute/fold.py``).
+* The same Score-CAM with fxmaps's masked runs under ``torch.autocast`` to bfloat16
+  (pytorch-grad-cam in float32 as before): what a user trades for speed. The table says
+  how well its maps agree with float32's (Pearson correlation, lowest over samples).
 
 Both sides explain each sample's top class; the graph is analysed once, before timing
 (as a user reuses it). Callables run interleaved by
@@ -67,11 +71,17 @@ class Comparison:
     side: int
     target: float
     oracle: str
+    autocast: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} (bf16 autocast)" if self.autocast else self.method
 
 
 COMPARISONS = (
     Comparison("gradcam", "resnet50", 8, 224, 1.5, "GradCAM"),
     Comparison("scorecam", "resnet18", 1, 112, 2.0, "ScoreCAM"),
+    Comparison("scorecam", "resnet18", 1, 112, 2.0, "ScoreCAM", autocast=True),
 )
 
 
@@ -93,27 +103,47 @@ def oracle_call(model: nn.Module, kind: str, x: torch.Tensor) -> Callable[[], ob
     return run
 
 
-def bench(comparison: Comparison, repeat: int) -> dict[str, Timing]:
+def bench(comparison: Comparison, repeat: int) -> tuple[dict[str, Timing], float | None]:
+    """The timings, and for an autocast run the lowest correlation of its maps with
+    float32's."""
     torch.manual_seed(0)
     model = build(comparison.model)
     x = torch.randn(comparison.batch, 3, comparison.side, comparison.side)
     graph = fxmaps.analyze(model, x)
     layer = fxmaps.cam(graph, x[:1], method="eigencam").layer
     print(f"  {comparison.model}: fxmaps chooses {layer!r}", file=sys.stderr)
+
+    def run() -> fxmaps.CamResult:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=comparison.autocast):
+            return fxmaps.cam(graph, x, method=comparison.method)
+
+    agreement = None
+    if comparison.autocast:
+        exact = fxmaps.cam(graph, x, method=comparison.method).maps
+        agreement = min(correlation(a, b) for a, b in zip(run().maps, exact, strict=True))
     callables: dict[str, Callable[[], object]] = {
-        "fxmaps": lambda: fxmaps.cam(graph, x, method=comparison.method),
+        "fxmaps": run,
         "pytorch-grad-cam": oracle_call(model, comparison.oracle, x),
     }
-    return run_interleaved(callables, rounds=repeat)
+    return run_interleaved(callables, rounds=repeat), agreement
 
 
-def table(results: Sequence[tuple[Comparison, dict[str, Timing]]]) -> str:
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two maps."""
+    pair = torch.stack([a.flatten().double(), b.flatten().double()])
+    return float(torch.corrcoef(pair)[0, 1])
+
+
+Results = Sequence[tuple[Comparison, tuple[dict[str, Timing], float | None]]]
+
+
+def table(results: Results) -> str:
     rows = []
-    for c, timings in results:
+    for c, (timings, agreement) in results:
         ratio = timings["pytorch-grad-cam"].ratio_to(timings["fxmaps"])
         rows.append(
             [
-                c.method,
+                c.label,
                 c.model,
                 f"{c.batch}x3x{c.side}x{c.side}",
                 f"{timings['fxmaps'].median * 1e3:.0f}",
@@ -121,15 +151,15 @@ def table(results: Sequence[tuple[Comparison, dict[str, Timing]]]) -> str:
                 f"{ratio:.2f}x",
                 f">= {c.target:g}x",
                 "yes" if ratio >= c.target else "NO",
+                "" if agreement is None else f"{agreement:.4f}",
             ]
         )
     headers = ["method", "model", "input", "fxmaps ms", "pytorch-grad-cam ms", "speed-up",
-               "target", "met"]  # fmt: skip
-    return format_table(rows, headers, align=["left", "left", "left", *["right"] * 5])
+               "target", "met", "maps vs float32"]  # fmt: skip
+    return format_table(rows, headers, align=["left", "left", "left", *["right"] * 6])
 
 
-def markdown(results: Sequence[tuple[Comparison, dict[str, Timing]]], env: Environment,
-             repeat: int) -> str:  # fmt: skip
+def markdown(results: Results, env: Environment, repeat: int) -> str:
     setup = (
         f"{env.describe()}; median of {repeat} interleaved rounds after warm-up; speed-up the "
         "median over rounds of pytorch-grad-cam's time over fxmaps's; layer4, top class, "
@@ -138,19 +168,19 @@ def markdown(results: Sequence[tuple[Comparison, dict[str, Timing]]], env: Envir
     return f"# fxmaps.cam benchmark\n\n{setup}\n\n{table(results)}\n"
 
 
-def save(out: Path, results: Sequence[tuple[Comparison, dict[str, Timing]]], env: Environment,
-         repeat: int) -> None:  # fmt: skip
+def save(out: Path, results: Results, env: Environment, repeat: int) -> None:
     data: dict[str, Any] = {
         "environment": env.to_json(),
         "config": {"repeat": repeat},
         "comparisons": {
-            f"{c.method}/{c.model}": {
+            f"{c.label}/{c.model}": {
                 "input": [c.batch, 3, c.side, c.side],
                 "target": c.target,
                 "timings": {name: t.to_json() for name, t in timings.items()},
                 "speedup": timings["pytorch-grad-cam"].ratio_to(timings["fxmaps"]),
+                "maps_vs_float32": agreement,
             }
-            for c, timings in results
+            for c, (timings, agreement) in results
         },
     }
     write_results(out, "bench_cam", markdown(results, env, repeat), data)
@@ -164,7 +194,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=0, help="torch intra-op threads (default: torch's own)"
     )
     parser.add_argument(
-        "--methods", nargs="+", default=[c.method for c in COMPARISONS], help="which comparisons"
+        "--methods",
+        nargs="+",
+        default=sorted({c.method for c in COMPARISONS}),
+        help="which methods' comparisons",
     )
     args = parser.parse_args(argv)
     if args.threads < 0:
@@ -181,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for comparison in COMPARISONS:
         if comparison.method in args.methods:
-            print(f"benchmarking {comparison.method} on {comparison.model} ...", file=sys.stderr)
+            print(f"benchmarking {comparison.label} on {comparison.model} ...", file=sys.stderr)
             results.append((comparison, bench(comparison, args.repeat)))
     env = record_environment("cpu", processor=platform.processor() or platform.machine())
     print(markdown(results, env, args.repeat))

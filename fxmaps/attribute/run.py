@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fxmaps.attribute.fold import folded
 from fxmaps.attribute.layer import default_layer, layer_named
 from fxmaps.attribute.methods import GRADIENT_METHODS, METHODS, eigen, weighted
 from fxmaps.attribute.result import CamResult
@@ -63,7 +64,12 @@ def cam(
             that still has a grid larger than 1x1 (see :mod:`fxmaps.attribute.layer`).
             Tokens ``(N, L, C)`` and channels-last grids become ``(N, C, H, W)`` as
             ``extract(spatial=True)`` makes them (class and register tokens dropped).
-        batch_size: Masked inputs per forward run of Score-CAM.
+        batch_size: Masked inputs per forward run of Score-CAM. Score-CAM runs the
+            whole model once per channel of the node and sample; under
+            ``torch.autocast`` (bfloat16 on a CPU with AVX-512 BF16 or AMX) those runs
+            take about half the time, and each score is then rounded by about
+            ``|score| / 256``, which moves the channel weights (a softmax over the
+            scores) where scores differ by less than that.
 
     Returns:
         A :class:`CamResult`: ``maps`` ``(N, H, W)`` in [0, 1] at the input's size,
@@ -123,7 +129,8 @@ def _combined(
     activations, gradients, targets, _ = found
     if method == "scorecam":
         with torch.inference_mode():
-            weights = score_weights(graph.graph_module, image, activations, targets, batch_size)
+            run = folded(graph.graph_module)  # batch norms into convs: one pass, not two
+            weights = score_weights(run, image, activations, targets, batch_size)
         return weighted(activations, weights.to(activations.dtype))
     if method == "eigencam":
         return eigen(activations)
