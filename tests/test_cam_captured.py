@@ -47,9 +47,9 @@ def _chunked() -> Built:
 
 @contextlib.contextmanager
 def _leaf_at(model: nn.Module, where: str) -> Iterator[list[torch.Tensor]]:
-    """Plain autograd's own cut: the value at ``where`` (a module's output, or
-    ``"path:tap"``: what the ``tap`` of the module at ``path`` is given) replaced by a
-    copy of a fresh leaf, which the list holds."""
+    """Plain autograd's own cut: the value at ``where`` (a module's output; ``"path:tap"``:
+    what the ``tap`` of the module at ``path`` is given; ``"path:input"``: its first
+    argument) replaced by a copy of a fresh leaf, which the list holds."""
     leaves: list[torch.Tensor] = []
 
     def swap(value: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,13 @@ def _leaf_at(model: nn.Module, where: str) -> Iterator[list[torch.Tensor]]:
 
     path, _, tap = where.partition(":")
     owner = model.get_submodule(path)
+    if tap == "input":  # the module's first positional argument
+        handle = owner.register_forward_pre_hook(lambda _m, args: (swap(args[0]), *args[1:]))
+        try:
+            yield leaves
+        finally:
+            handle.remove()
+        return
     if tap:
         vars(owner)["tap"] = swap  # an instance attribute over the class's identity
         try:
@@ -88,6 +95,7 @@ def _autograd(
 # the node, and where plain autograd finds its value
 CUTS: dict[str, tuple[Callable[[], Built], str | None, str]] = {
     "gated-default-root-op": (_gated, None, ":tap"),
+    "gated-input": (_gated, "x", ":input"),
     "gated-leaf-in-python": (_gated, "gate", "gate"),
     "gated-region-module-output": (_gated, "module:features.1", "features.1"),
     "gated-region-function-call-written-in-place": (_gated, "features.0.gelu", "features.0:tap"),

@@ -53,7 +53,8 @@ def cam(
 
     Args:
         model_or_graph: A model (analysed with ``inputs`` first) or the
-            :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``.
+            :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``; a model
+            torch.fx cannot trace whole (captured) works too, run as it was captured.
         inputs: A batch ``(N, C, H, W)``, or a model's inputs whose first 4-d tensor
             is the image the maps are drawn on.
         target: ``None`` (each sample's top class), a class index, a list of one per
