@@ -282,3 +282,24 @@ def test_autograd_is_on_only_after_the_node(method: str, after: bool) -> None:
         for handle in handles:
             handle.remove()
     assert seen == {"features.1.conv": False, "gate": False, "fc": after}
+
+
+@pytest.mark.zoo
+def test_an_optical_flow_model_explains_a_callable_target() -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    first, second = (torch.rand(1, 3, 128, 128, generator=generator) for _ in range(2))
+    model = torchvision.models.optical_flow.raft_small(weights=None).eval()
+    inputs = fxmaps.Inputs((first, second), {"num_flow_updates": 3})
+
+    def target(flows: list[torch.Tensor]) -> torch.Tensor:  # the last flow's mean square
+        return flows[-1].pow(2).mean((1, 2, 3))
+
+    result = fxmaps.cam(model, inputs, target, layer="module:context_encoder")
+    with _leaf_at(model, "context_encoder") as leaves:
+        (grad,) = torch.autograd.grad(target(inputs.call(model)).sum(), leaves[0])
+    expected = GRADIENT_METHODS["gradcam"](leaves[0].detach(), grad).clamp(min=0)
+    torch.testing.assert_close(result.raw, expected, rtol=1e-4, atol=1e-6)
+    assert float(expected.amax()) > 0
