@@ -447,14 +447,17 @@ def _call_after(graph: fx.Graph, node: fx.Node, target: str) -> fx.Node:
 
 
 def _replaced(value: Any, keys: tuple[Any, ...], part: Any) -> Any:
-    """``value`` with what ``keys`` pick out of it replaced by ``part`` (tuples, lists and
-    dicts rebuilt, named tuples kept)."""
+    """``value`` with what ``keys`` pick out of it replaced by ``part`` (rebuilt: tuples,
+    named tuples and lists as themselves, a dict, or a shallow copy of a dict's subclass
+    such as a model output record)."""
     if not keys:
         return part
     key, rest = keys[0], keys[1:]
     inner = _replaced(value[key], rest, part)
     if isinstance(value, dict):
-        return {**value, key: inner}
+        rebuilt = {**value} if type(value) is dict else copy.copy(value)
+        rebuilt[key] = inner
+        return rebuilt
     items = list(value)
     items[key] = inner
     if isinstance(value, tuple):
