@@ -19,6 +19,7 @@ from fxmaps.attribute.methods import GRADIENT_METHODS, METHODS, eigen
 from fxmaps.errors import FxmapsError
 from tests.models import ChunkClassifier, GatedClassifier, ListClassifier, WrappedClassifier
 from tests.oracles import assert_unchanged, correlation, grad_cam_maps, snapshot
+from tests.zoo.any_model import CORPUS, AnyModel
 
 Built = tuple[nn.Module, fxmaps.Inputs]
 
@@ -303,3 +304,52 @@ def test_an_optical_flow_model_explains_a_callable_target() -> None:
     expected = GRADIENT_METHODS["gradcam"](leaves[0].detach(), grad).clamp(min=0)
     torch.testing.assert_close(result.raw, expected, rtol=1e-4, atol=1e-6)
     assert float(expected.amax()) > 0
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    """The first tensor in a model's output (a tensor, a record, a dict, a list)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if hasattr(value, "to_tuple"):  # transformers' output records
+        value = value.to_tuple()
+    items = value.values() if isinstance(value, dict) else value
+    for item in items if isinstance(items, (list, tuple, type({}.values()))) else ():
+        found = _first_tensor(item)
+        if found is not None:
+            return found
+    return None
+
+
+def _mean_of_first(output: Any) -> torch.Tensor:
+    """One score per sample for any model: the mean of its first output tensor."""
+    first = _first_tensor(output)
+    assert first is not None
+    return first.float().flatten(1).mean(dim=1)
+
+
+# entries that take an image batch and have a default node: not text, audio or video, not
+# detection (a list of images), not CLIP (classify/ does not lay its tokens out as tokens),
+# not RAFT (no node on its main path has a grid)
+_NO_DEFAULT = {"bert", "gpt2", "t5_encoder", "wav2vec2", "llama", "clip_vision", "lstm_classifier"}
+_IMAGES = [
+    e
+    for e in CORPUS
+    if e.family in ("transformers", "diffusers", "segmentation", "student")
+    and e.name not in _NO_DEFAULT
+]
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.name) for e in _IMAGES])
+def test_the_any_model_corpus_default_node(entry: AnyModel) -> None:
+    if entry.requires is not None and importlib.util.find_spec(entry.requires) is None:
+        pytest.skip(f"{entry.requires} is a test extra: pip install fxmaps[test]")
+    model, inputs = entry.build()
+    graph = fxmaps.analyze(model, inputs)
+    eigencam = fxmaps.cam(graph, inputs, _mean_of_first, method="eigencam")
+    spatial = fxmaps.extract(graph, inputs, layers=[eigencam.layer], spatial=True)
+    torch.testing.assert_close(eigencam.raw, eigen(spatial[eigencam.layer]).clamp(min=0))
+    gradcam = fxmaps.cam(graph, inputs, _mean_of_first)
+    assert gradcam.layer == eigencam.layer
+    assert gradcam.raw.shape == eigencam.raw.shape
+    assert bool(torch.isfinite(gradcam.raw).all())
