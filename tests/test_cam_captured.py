@@ -6,7 +6,9 @@ and against pytorch-grad-cam on the same module; the model left as it was."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -353,3 +355,16 @@ def test_the_any_model_corpus_default_node(entry: AnyModel) -> None:
     assert gradcam.layer == eigencam.layer
     assert gradcam.raw.shape == eigencam.raw.shape
     assert bool(torch.isfinite(gradcam.raw).all())
+
+
+@pytest.mark.parametrize("layer", ["gate", "features.0.gelu", "x"])
+def test_nothing_of_a_call_is_kept_after_it(layer: str) -> None:
+    model, inputs = _gated()
+    graph = fxmaps.analyze(model, inputs)
+    x = torch.randn(2, 3, 32, 32)
+    fxmaps.cam(graph, x, layer=layer)
+    fxmaps.cam(graph, x, layer=layer, method="eigencam")
+    gone = weakref.ref(x)
+    del x
+    gc.collect()
+    assert gone() is None

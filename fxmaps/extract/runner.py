@@ -140,7 +140,8 @@ class CapturedExtraction:
         return ordered, versions, kept
 
     def run(self, inputs: Inputs) -> Any:
-        """One run on ``inputs``, the maps taken (and swapped); what the model returns."""
+        """One run on ``inputs``; what the model returns. The maps are taken, or with a swap
+        handed to it where they are made (a constant is read, not made: no swap sees it)."""
         state = self._state
         state.counts, state.stack, state.op_index = {}, [], {}
         state.found = ({}, {}, {})
@@ -149,13 +150,15 @@ class CapturedExtraction:
         given = self._swapped_inputs(inputs) if self._swap and self._inputs else inputs
         with watching:
             output = given.call(self._shadows.of(""))
+        if self._swap is not None:  # it saw each chosen value: nothing is kept here
+            for layer in self._outputs:
+                output = self._swap(layer, output)
+            return output
         tensors = self._input_tensors(inputs) if self._inputs else []
         for layer, index, keys in self._inputs:
             self._take(layer, _pick(tensors[index], keys))
         for layer in self._outputs:
             self._take(layer, output, at_end=True)
-            if self._swap is not None:
-                output = self._swap(layer, output)
         for layer, value in self._constants:
             self._take(layer, value, at_end=True)
         return output
@@ -299,11 +302,11 @@ class CapturedExtraction:
         return module
 
     def _made(self, layer: Layer, value: Any, keys: tuple[Any, ...]) -> Any:
-        """``value`` (what a call or an op made) once ``layer``'s part of it is taken: with a
-        swap, that part replaced by what the swap returns."""
+        """``value`` (what a call or an op made) once ``layer``'s part of it is taken, or with
+        a swap, that part replaced by what the swap returns."""
         part = _pick(value, keys)
-        self._take(layer, part)
         if self._swap is None:
+            self._take(layer, part)
             return value
         swap = self._swap
         return _replaced(value, keys, self._quiet(lambda: swap(layer, part)))
