@@ -27,7 +27,7 @@ test: lint
 # scripts/zoo_report.py runs the tests/zoo checks into docs/zoo.md.
 test-zoo: setup
 	$(VENV)/pytest -q -m "zoo or not zoo" --durations=10 tests/zoo tests/peers tests/test_naming.py \
-		tests/test_cam_oracle.py
+		tests/test_cam_oracle.py tests/test_cam_captured.py
 
 # The fuzz of tests/test_fuzz.py at length: 2000 fresh inputs per test (the default run
 # draws 25 fixed ones); hypothesis prints how to reproduce a failure.

@@ -669,3 +669,103 @@ class SizeBranch(nn.Module):
         if x.size(-1) > 8:
             x = x[..., :8]
         return cast(torch.Tensor, self.conv(x))
+
+
+# -- classifiers torch.fx cannot trace whole, for class activation maps ----------------------
+
+
+def _same(value: torch.Tensor) -> torch.Tensor:
+    return value
+
+
+class TapBlock(nn.Module):
+    """Conv, norm, then ``F.gelu`` (a function call, not a module: the node ``gelu``)
+    written into in place by ``mul_`` (gelu's gradient needs its input, not its output,
+    so autograd still runs), then a pool.
+
+    ``tap`` is the identity; a test sets its own on an instance to reach the relu's
+    value with plain autograd, and removes it after.
+    """
+
+    tap: Any = staticmethod(_same)
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn = nn.BatchNorm2d(cout)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.tap(F.gelu(self.bn(self.conv(x))))
+        y.mul_(0.5)  # overwrites the gelu's value
+        return cast(torch.Tensor, self.pool(y))
+
+
+class GatedClassifier(nn.Module):
+    """Branches on a value in its own forward, so it is captured: the root runs as Python,
+    ``features`` is one traced region (nodes ``features.0.conv`` ... ``features.1.pool``),
+    ``gate`` and ``fc`` are leaves, and ``relu``, ``add``, ``mean_1`` are the root's ops.
+    ``tap`` (the identity) sees the ``add``."""
+
+    tap: Any = staticmethod(_same)
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(TapBlock(3, 8), TapBlock(8, 16))
+        self.gate = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features(x)
+        if y.mean() > 0:  # a value decides: torch.fx cannot trace this
+            y = self.tap(torch.relu(self.gate(y)) + y)
+        return cast(torch.Tensor, self.fc(y.mean((2, 3))))
+
+
+class WrappedClassifier(nn.Module):
+    """``forward(image, scale)`` behind a ``(*args, **kwargs)`` wrapper, called with keywords."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    @passing_on
+    def forward(self, image: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return cast(torch.Tensor, self.fc((torch.relu(self.conv(image)) * scale).mean((2, 3))))
+
+
+class ListClassifier(nn.Module):
+    """Takes one list: an image batch and a mask batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.mask_conv = nn.Conv2d(1, 8, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        image, mask = inputs
+        y = torch.relu(self.conv(image)) * torch.sigmoid(self.mask_conv(mask))
+        return cast(torch.Tensor, self.fc(y.mean((2, 3))))
+
+
+class ChunkClassifier(nn.Module):
+    """Splits a conv's channels in two with ``chunk`` (the first half is the node
+    ``chunk.getitem``, a part of what one op made) in a forward that branches on a value;
+    ``tap`` (the identity) sees that first half."""
+
+    tap: Any = staticmethod(_same)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = self.conv(x).chunk(2, dim=1)
+        first = self.tap(first)
+        y = torch.relu(first) * torch.sigmoid(second)
+        if y.mean() < 0:  # never, for a relu times a sigmoid: but torch.fx cannot know
+            y = -y
+        return cast(torch.Tensor, self.fc(y.mean((2, 3))))

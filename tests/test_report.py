@@ -495,7 +495,7 @@ def test_a_classifier_s_report_shows_where_it_looks_for_its_top_classes(
     assert f"data-node='{chosen}' data-role='cam'" in section
 
 
-def test_a_model_cam_cannot_cut_gets_a_note_saying_why(tmp_path: Path) -> None:
+def test_a_captured_classifier_s_report_shows_where_it_looks(tmp_path: Path) -> None:
     class Captured(nn.Module):  # data-dependent control flow in its own forward
         def __init__(self) -> None:
             super().__init__()
@@ -509,6 +509,19 @@ def test_a_model_cam_cannot_cut_gets_a_note_saying_why(tmp_path: Path) -> None:
 
     model = Captured().eval()
     x = torch.rand(1, 3, 16, 16)
+    graph = fxmaps.analyze(model, x)
+    assert graph.capture is not None
+    chosen = fxmaps.cam(graph, x).layer
+    text = fxmaps.report(model, x, tmp_path / "r.html").read_text()
+    section = text[text.index("<section id='cam'>") :]
+    section = section[: section.index("</section>")]
+    assert "No class activation maps" not in section
+    assert f"data-node='{chosen}' data-role='cam'" in section
+
+
+def test_a_model_cam_cannot_cut_gets_a_note_saying_why(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5)).eval()  # no grid but the input
+    x = torch.rand(1, 3, 8, 8)
     with pytest.raises(fxmaps.InputError) as raised:
         fxmaps.cam(model, x)
     text = fxmaps.report(model, x, tmp_path / "r.html").read_text()

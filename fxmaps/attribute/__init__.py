@@ -1,4 +1,5 @@
-"""Class activation maps on any traced model, at a node fxmaps chooses or the user names.
+"""Class activation maps on any model (traced, or captured where torch.fx stops), at a node
+fxmaps chooses or the user names.
 
 Builds on :mod:`fxmaps.extract` (the spatial view of tokens and grids) and
 :mod:`fxmaps.graph` (layouts, shapes, the main path); :mod:`fxmaps.render` draws

@@ -105,7 +105,13 @@ def default_layer(graph: ModelGraph) -> Layer:
 
 
 def _takes_tokens(node: fx.Node) -> bool:
-    """Whether ``node`` picks some tokens out of a sequence (``x[:, 0]``: the class token)."""
+    """Whether ``node`` picks some tokens out of a sequence (``x[:, 0]``: the class token).
+
+    A symbolic trace records indexing as ``operator.getitem``; a captured model's Python
+    code as the tensor method ``__getitem__``.
+    """
+    if node.op == "call_method":
+        return node.target == "__getitem__"
     return node.op == "call_function" and node.target is operator.getitem
 
 

@@ -5,30 +5,33 @@ The graph is cut at the node (:mod:`.split`). The part before it runs once witho
 autograd; gradient methods backpropagate through the part after it alone, with every
 parameter's ``requires_grad`` off for the call (so no parameter gradient is computed
 or left behind), and the model's modes, buffers and flags are put back afterwards.
+A model torch.fx could not trace whole (captured) runs the way it was captured, with
+autograd turned on where the node's value is made (:mod:`.captured`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fxmaps.attribute.captured import captured_activations, masked_run
 from fxmaps.attribute.fold import folded
+from fxmaps.attribute.gradients import Found, checked_value, explained
 from fxmaps.attribute.layer import default_layer, layer_named
 from fxmaps.attribute.methods import GRADIENT_METHODS, METHODS, eigen, weighted
 from fxmaps.attribute.result import CamResult
 from fxmaps.attribute.score import score_weights
 from fxmaps.attribute.split import Split, split_at
-from fxmaps.attribute.targets import Target, Targets, resolve_targets
+from fxmaps.attribute.targets import Target
 from fxmaps.errors import FxmapsWarning, InputError, close_matches
 from fxmaps.extract import cache
 from fxmaps.extract.failures import checked_inputs
-from fxmaps.extract.transforms import to_spatial
 from fxmaps.graph import Layer, ModelGraph, analyze
 from fxmaps.graph.checks import check_module
 from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
@@ -51,7 +54,8 @@ def cam(
 
     Args:
         model_or_graph: A model (analysed with ``inputs`` first) or the
-            :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``.
+            :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``; a model
+            torch.fx cannot trace whole (captured) works too, run as it was captured.
         inputs: A batch ``(N, C, H, W)``, or a model's inputs whose first 4-d tensor
             is the image the maps are drawn on.
         target: ``None`` (each sample's top class), a class index, a list of one per
@@ -105,31 +109,45 @@ def cam(
             argument="method",
             got=method,
         )
-    split: Split = cache.cached(graph, ("cam-split", chosen.name), lambda: _split(graph, chosen))
     with preserved_state(graph.model, train=graph.train), _frozen(graph.model):
-        tensors = graph_inputs(graph.model, given)
-        with torch.no_grad():
-            value, *crossing = split.head(*tensors)
-        found = _activations(chosen, split, value, crossing, target, image.shape[0], method)
+        if graph.capture is None:
+            found = _traced(graph, chosen, given, target, image.shape[0], method)
+            run: Callable[[torch.Tensor], Any] = graph.graph_module
+            if method == "scorecam":  # batch norms into convs: one pass over a map, not two
+                run = folded(graph.graph_module)
+        else:
+            found = captured_activations(graph, chosen, given, target, image.shape[0], method)
+            run = masked_run(graph, given)
         _, _, targets, scores = found
-        combined = _combined(graph, image, method, found, batch_size)
+        combined = _combined(run, image, method, found, batch_size)
     raw = combined.detach().float().clamp(min=0)
     maps = _scaled(raw, (int(image.shape[-2]), int(image.shape[-1])))
     return CamResult(maps, raw, chosen.name, targets.classes, scores.detach(), method)
 
 
+def _traced(
+    graph: ModelGraph, layer: Layer, given: Inputs, target: Target, batch: int, method: str
+) -> Found:
+    """What :func:`_activations` finds on the traced graph cut at ``layer``."""
+    split: Split = cache.cached(graph, ("cam-split", layer.name), lambda: _split(graph, layer))
+    tensors = graph_inputs(graph.model, given)
+    with torch.no_grad():
+        value, *crossing = split.head(*tensors)
+    return _activations(layer, split, value, crossing, target, batch, method)
+
+
 def _combined(
-    graph: ModelGraph,
+    run: Callable[[torch.Tensor], Any],
     image: torch.Tensor,
     method: str,
-    found: tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor],
+    found: Found,
     batch_size: int,
 ) -> torch.Tensor:
-    """The method's map ``(N, h, w)`` before the ReLU."""
+    """The method's map ``(N, h, w)`` before the ReLU; ``run`` runs Score-CAM's masked
+    images through the whole model."""
     activations, gradients, targets, _ = found
     if method == "scorecam":
         with torch.inference_mode():
-            run = folded(graph.graph_module)  # batch norms into convs: one pass, not two
             weights = score_weights(run, image, activations, targets, batch_size)
         return weighted(activations, weights.to(activations.dtype))
     if method == "eigencam":
@@ -163,14 +181,6 @@ def _prepared(
     graph = model_or_graph if isinstance(model_or_graph, ModelGraph) else None
     if graph is None or graph.input_shapes is None:
         graph = analyze(model, given)
-    if graph.capture is not None:
-        raise InputError(
-            f"cam() cuts the traced graph at one node, and torch.fx could not trace "
-            f"{type(model).__name__} whole (it was captured); pass leaf_modules= or "
-            "autowrap_functions= to fxmaps.analyze so that it traces, then the graph",
-            argument="model_or_graph",
-            got=type(model).__name__,
-        )
     given, notes = checked_inputs(graph, given)
     for note in notes:
         warnings.warn(note, FxmapsWarning, stacklevel=3)
@@ -215,38 +225,15 @@ def _activations(
     target: Target,
     batch: int,
     method: str,
-) -> tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor]:
+) -> Found:
     """``(N, C, H, W)`` activations, their gradients for a gradient method, the targets
     and their scores, from one run of the part after the node."""
-    if not isinstance(value, torch.Tensor):
-        raise InputError(
-            f"layer={layer.name!r} gives a {type(value).__name__}, not a tensor; choose a "
-            "node whose output is one tensor",
-            argument="layer",
-            got=layer.name,
-        )
+    value = checked_value(layer, value)
     gradient = method in GRADIENT_METHODS and value.is_floating_point()
     leaf = value.detach().requires_grad_(gradient)
     with torch.set_grad_enabled(gradient):
         output = split.tail(leaf, *crossing)
-        targets = resolve_targets(target, output, batch)
-        rows = torch.tensor([c or 0 for c in targets.classes], device=leaf.device)
-        scores = targets.score(output, rows)
-        grads = torch.autograd.grad(scores.sum(), leaf)[0] if gradient else None
-    activations = _grid(layer, value.detach())
-    return activations, None if grads is None else _grid(layer, grads), targets, scores
-
-
-def _grid(layer: Layer, tensor: torch.Tensor) -> torch.Tensor:
-    grid, _ = to_spatial(tensor, layer.layout)
-    if grid.dim() != 4 or grid.shape[2] * grid.shape[3] <= 1:
-        raise InputError(
-            f"layer={layer.name!r} gives {tuple(tensor.shape)} for these inputs: no spatial "
-            "grid larger than 1x1; give larger images or choose an earlier node",
-            argument="layer",
-            got=layer.name,
-        )
-    return grid
+    return explained(layer, leaf, output, target, batch)
 
 
 def _scaled(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

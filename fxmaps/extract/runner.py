@@ -12,10 +12,16 @@ run, so the cost stays that of a forward pass plus the maps kept.
 A call that does not look like the one captured (other arguments, a module called
 more often) runs as the model would, and a map asked for in it is refused with
 what to do, rather than lined up with the wrong values.
+
+A *swap* (what class activation maps use) goes one step further: where a chosen
+node's value is made, the run goes on with what the swap returns instead (in a
+traced region, the region's graph calls it right after that node), so a caller can
+put a leaf of its own there and differentiate the rest of the run.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,17 +35,21 @@ from fxmaps.errors import FxmapsError
 from fxmaps.extract.resident import release
 from fxmaps.extract.rewrite import rewrite_for_maps
 from fxmaps.extract.transforms import MapOptions, MapTransform
-from fxmaps.facts import CallKey, Kind, Origin, Source, facts
+from fxmaps.facts import CallKey, Kind, Origin, Source, facts, note
 from fxmaps.graph import Layer, ModelGraph
 from fxmaps.trace.diagnose import current_line
 from fxmaps.trace.glue import OpWatch, as_fx_call
-from fxmaps.trace.inputs import Inputs, bind, tensor_leaves
+from fxmaps.trace.inputs import Inputs, bind, map_tensors, tensor_leaves
 from fxmaps.trace.naming import attribute
 from fxmaps.trace.regions import Capture
 from fxmaps.trace.shadows import Shadows
 from fxmaps.trace.variants import fingerprint, graph_inputs, signature_key
 
-__all__ = ["CapturedExtraction"]
+__all__ = ["CapturedExtraction", "Swap"]
+
+Swap = Callable[[Layer, Any], Any]
+"""Called where a chosen node's value is made: ``(layer, value) -> what the run goes on
+with`` (the value itself, or a tensor standing in for it)."""
 
 _Found = tuple[dict[str, Any], dict[str, int], dict[str, torch.Tensor | None]]
 _Want = tuple[Layer, tuple[Any, ...]]  # a layer, and the keys that pick it out of its value
@@ -65,10 +75,17 @@ class CapturedExtraction:
     """The maps of the chosen layers of a captured graph, from runs of the model."""
 
     def __init__(
-        self, graph: ModelGraph, layers: list[Layer], options: MapOptions, forced: frozenset[str]
+        self,
+        graph: ModelGraph,
+        layers: list[Layer],
+        options: MapOptions,
+        forced: frozenset[str],
+        *,
+        swap: Swap | None = None,
     ) -> None:
         if graph.capture is None:
             raise ValueError("CapturedExtraction needs a captured graph")
+        self._swap = swap
         self._model = graph.model  # not the graph: extraction caches hold this object weakly
         self._capture: Capture = graph.capture
         self._options = options
@@ -117,13 +134,26 @@ class CapturedExtraction:
 
     def __call__(self, inputs: Inputs) -> _Found:
         """``(maps, versions, kept channels)`` of one run on ``inputs``."""
+        self.run(inputs)
+        maps, versions, kept = self._state.found
+        ordered = {name: maps[name] for name in self._order if name in maps}
+        return ordered, versions, kept
+
+    def run(self, inputs: Inputs) -> Any:
+        """One run on ``inputs``; what the model returns. The maps are taken, or with a swap
+        handed to it where they are made (a constant is read, not made: no swap sees it)."""
         state = self._state
         state.counts, state.stack, state.op_index = {}, [], {}
         state.found = ({}, {}, {})
         self._shadows.sync()
         watching = self._watch if self._watch is not None else _NoWatch()
+        given = self._swapped_inputs(inputs) if self._swap and self._inputs else inputs
         with watching:
-            output = inputs.call(self._shadows.of(""))
+            output = given.call(self._shadows.of(""))
+        if self._swap is not None:  # it saw each chosen value: nothing is kept here
+            for layer in self._outputs:
+                output = self._swap(layer, output)
+            return output
         tensors = self._input_tensors(inputs) if self._inputs else []
         for layer, index, keys in self._inputs:
             self._take(layer, _pick(tensors[index], keys))
@@ -131,9 +161,27 @@ class CapturedExtraction:
             self._take(layer, output, at_end=True)
         for layer, value in self._constants:
             self._take(layer, value, at_end=True)
-        maps, versions, kept = state.found
-        ordered = {name: maps[name] for name in self._order if name in maps}
-        return ordered, versions, kept
+        return output
+
+    def _swapped_inputs(self, inputs: Inputs) -> Inputs:
+        """``inputs`` with each chosen input tensor as the swap gives it."""
+        assert self._swap is not None  # only called with a swap
+        swap = self._swap
+        chosen: dict[int, list[tuple[Layer, tuple[Any, ...]]]] = {}
+        for layer, index, keys in self._inputs:
+            chosen.setdefault(index, []).append((layer, keys))
+        count = iter(range(len(inputs.tensors()) + 1))
+
+        def swapped(tensor: torch.Tensor) -> Any:
+            value: Any = tensor
+            for layer, keys in chosen.get(next(count), ()):
+                value = _replaced(value, keys, swap(layer, _pick(value, keys)))
+            return value
+
+        bound = bind(self._model, inputs)
+        for name, value in bound.arguments.items():
+            bound.arguments[name] = map_tensors(value, swapped)
+        return Inputs(tuple(bound.args), dict(bound.kwargs))
 
     def _input_tensors(self, inputs: Inputs) -> list[torch.Tensor]:
         """The input tensors in the order the graph's placeholders have them."""
@@ -153,7 +201,7 @@ class CapturedExtraction:
             else:
                 output = self._quiet(lambda: module.forward(*args, **kwargs))
             for layer, keys in plan.whole if plan else ():
-                self._take(layer, _pick(output, keys))
+                output = self._made(layer, output, keys)
             return output
         if isinstance(decision, int):
             usual = self._capture.fingerprints.get(key) == fingerprint(args, kwargs)
@@ -196,7 +244,7 @@ class CapturedExtraction:
             output, maps, versions, kept = self._quiet(lambda: region(*values))
         output = self._capture.variants[index].graph_module.graph.process_outputs(output)
         found_maps, found_versions, found_kept = self._state.found
-        plan = self._plans.get(key)
+        plan = self._plans.get(key) if self._swap is None else None  # a swap took them
         for local, wants in plan.nodes.items() if plan else ():
             for layer, keys in wants:
                 if keys:
@@ -208,14 +256,17 @@ class CapturedExtraction:
         return output
 
     def _compile(self, key: CallKey, index: int) -> fx.GraphModule:
-        """The region's graph, rewritten to return its output and the maps asked for."""
+        """The region's graph, rewritten to return its output and the maps asked for (with
+        a swap: to call it where each chosen node's value is made, and return no maps)."""
         variant = self._capture.variants[index]
         source = variant.graph_module
         if not any(facts(n).kind for n in source.graph.nodes):
             note_kinds(source)
+        plan = self._plans.get(key)
+        if self._swap is not None and plan is not None:
+            source, plan = self._with_swaps(source, plan), None
         by_name = {n.name: n for n in source.graph.nodes}
         chosen: list[tuple[Layer, fx.Node]] = []
-        plan = self._plans.get(key)
         for local, wants in plan.nodes.items() if plan else ():
             node = by_name[local]
             for layer, keys in wants:
@@ -234,6 +285,31 @@ class CapturedExtraction:
             replace=shadows,
         )
         return region
+
+    def _with_swaps(self, source: fx.GraphModule, plan: _CallPlan) -> fx.GraphModule:
+        """A copy of ``source`` that calls :meth:`_made` right after each chosen node, its
+        users reading what that returns."""
+        graph = copy.deepcopy(source.graph)
+        module = fx.GraphModule(source, graph, type(source).__name__)
+        by_name = {n.name: n for n in graph.nodes}
+        for local, wants in plan.nodes.items():
+            node = by_name[local]
+            for layer, keys in wants:
+                target = f"fxmaps_swap_{len(module._modules)}"
+                module.add_submodule(target, _Made(self, layer, keys))
+                node = _call_after(graph, node, target)
+        module.recompile()
+        return module
+
+    def _made(self, layer: Layer, value: Any, keys: tuple[Any, ...]) -> Any:
+        """``value`` (what a call or an op made) once ``layer``'s part of it is taken, or with
+        a swap, that part replaced by what the swap returns."""
+        part = _pick(value, keys)
+        if self._swap is None:
+            self._take(layer, part)
+            return value
+        swap = self._swap
+        return _replaced(value, keys, self._quiet(lambda: swap(layer, part)))
 
     def _eager(
         self,
@@ -272,7 +348,7 @@ class CapturedExtraction:
             )
         plan = self._plans[key]
         for layer, keys in plan.ops.get(index, ()):
-            self._take(layer, _pick(result, keys))
+            result = self._made(layer, result, keys)
         return result
 
     def _quiet(self, run: Callable[[], Any]) -> Any:
@@ -305,6 +381,18 @@ class CapturedExtraction:
             f"for in it ({', '.join(names[:5])}) cannot be taken. Analyse the model with this "
             "input (fxmaps.analyze(model, inputs)) to extract them"
         )
+
+
+class _Made(nn.Module):
+    """What a traced region calls right after a chosen node (``CapturedExtraction._made``)."""
+
+    def __init__(self, runner: CapturedExtraction, layer: Layer, keys: tuple[Any, ...]) -> None:
+        super().__init__()
+        self._call = (runner, layer, keys)
+
+    def forward(self, value: Any) -> Any:
+        runner, layer, keys = self._call
+        return runner._made(layer, value, keys)
 
 
 class _NoWatch:
@@ -350,6 +438,34 @@ def _pick(value: Any, keys: tuple[Any, ...]) -> Any:
     for key in keys:
         value = value[key]
     return value
+
+
+def _call_after(graph: fx.Graph, node: fx.Node, target: str) -> fx.Node:
+    """A call of module ``target`` on ``node``'s value, which ``node``'s users now read."""
+    with graph.inserting_after(node):
+        made = graph.call_module(target, (node,))
+    note(made, name=target, target=target, hidden=True)
+    node.replace_all_uses_with(made, delete_user_cb=lambda user: user is not made)
+    return made
+
+
+def _replaced(value: Any, keys: tuple[Any, ...], part: Any) -> Any:
+    """``value`` with what ``keys`` pick out of it replaced by ``part`` (rebuilt: tuples,
+    named tuples and lists as themselves, a dict, or a shallow copy of a dict's subclass
+    such as a model output record)."""
+    if not keys:
+        return part
+    key, rest = keys[0], keys[1:]
+    inner = _replaced(value[key], rest, part)
+    if isinstance(value, dict):
+        rebuilt = {**value} if type(value) is dict else copy.copy(value)
+        rebuilt[key] = inner
+        return rebuilt
+    items = list(value)
+    items[key] = inner
+    if isinstance(value, tuple):
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return items
 
 
 def _flat(groups: dict[Any, list[_Want]]) -> list[_Want]:

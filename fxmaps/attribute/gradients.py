@@ -1,0 +1,61 @@
+"""The activations at the chosen node and the gradient of the target's score there, from
+a run in which the node's value was a fresh leaf (:mod:`.run` for traced graphs,
+:mod:`.captured` for captured models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fxmaps.attribute.targets import Target, Targets, resolve_targets
+from fxmaps.errors import InputError
+from fxmaps.extract.transforms import to_spatial
+from fxmaps.graph import Layer
+
+__all__ = ["Found", "checked_value", "explained"]
+
+Found = tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor]
+"""``(N, C, H, W)`` activations, their gradients (gradient methods), the targets and
+their scores."""
+
+
+def checked_value(layer: Layer, value: Any) -> torch.Tensor:
+    """``value`` if it is one tensor.
+
+    Raises:
+        InputError: The node gives something else (a tuple, a dict, ``None``).
+    """
+    if not isinstance(value, torch.Tensor):
+        raise InputError(
+            f"layer={layer.name!r} gives a {type(value).__name__}, not a tensor; choose a "
+            "node whose output is one tensor",
+            argument="layer",
+            got=layer.name,
+        )
+    return value
+
+
+def explained(layer: Layer, leaf: torch.Tensor, output: Any, target: Target, batch: int) -> Found:
+    """The targets' scores on ``output`` and, where ``leaf`` requires grad, their gradient
+    at ``leaf`` (the node's value, from which ``output`` was computed)."""
+    gradient = leaf.requires_grad
+    with torch.set_grad_enabled(gradient):
+        targets = resolve_targets(target, output, batch)
+        rows = torch.tensor([c or 0 for c in targets.classes], device=leaf.device)
+        scores = targets.score(output, rows)
+        grads = torch.autograd.grad(scores.sum(), leaf)[0] if gradient else None
+    activations = _grid(layer, leaf.detach())
+    return activations, None if grads is None else _grid(layer, grads), targets, scores
+
+
+def _grid(layer: Layer, tensor: torch.Tensor) -> torch.Tensor:
+    grid, _ = to_spatial(tensor, layer.layout)
+    if grid.dim() != 4 or grid.shape[2] * grid.shape[3] <= 1:
+        raise InputError(
+            f"layer={layer.name!r} gives {tuple(tensor.shape)} for these inputs: no spatial "
+            "grid larger than 1x1; give larger images or choose an earlier node",
+            argument="layer",
+            got=layer.name,
+        )
+    return grid
