@@ -265,6 +265,54 @@ def test_a_transformers_vit_gets_the_tokens_entering_the_last_attention() -> Non
     assert bool((result.raw.flatten(1).amax(dim=1) > 0).all())  # not the blank last block
 
 
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers")
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_class_targets_read_a_transformers_output_s_logits(method: str) -> None:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, num_labels=5,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = ViTForImageClassification(config).eval()
+    inputs = fxmaps.Inputs(kwargs={"pixel_values": torch.randn(2, 3, 32, 32)})
+    graph = fxmaps.analyze(model, inputs)
+    by_class = fxmaps.cam(graph, inputs, [1, 4], method=method)
+    rows = torch.arange(2)
+    by_callable = fxmaps.cam(graph, inputs, lambda out: out.logits[rows, [1, 4]], method=method)
+    torch.testing.assert_close(by_class.raw, by_callable.raw)
+    torch.testing.assert_close(by_class.scores, by_callable.scores)
+    assert by_class.targets == (1, 4)
+    with torch.no_grad():
+        top = inputs.call(model).logits.argmax(dim=1).tolist()
+    assert list(fxmaps.cam(graph, inputs, method=method).targets) == top
+
+
+class _WithAuxiliary(nn.Module):
+    """A classifier returning ``(logits, auxiliary logits)``, as inception does in training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+        self.aux = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.features(x)
+        return self.head(y), self.aux(y)
+
+
+def test_a_class_target_reads_the_first_of_a_tuple_output() -> None:
+    torch.manual_seed(0)
+    model, x = _WithAuxiliary().eval(), torch.randn(2, 3, 8, 8)
+    by_class = fxmaps.cam(model, x, 2, layer="features.1")
+    by_callable = fxmaps.cam(model, x, lambda out: out[0][:, 2], layer="features.1")
+    torch.testing.assert_close(by_class.raw, by_callable.raw)
+    with pytest.raises(fxmaps.InputError, match=r"target=9 is out of range.*4 classes"):
+        fxmaps.cam(model, x, 9, layer="features.1")
+
+
 @pytest.mark.parametrize(("method", "after"), [("gradcam", True), ("eigencam", False)])
 def test_autograd_is_on_only_after_the_node(method: str, after: bool) -> None:
     model, inputs = _gated()

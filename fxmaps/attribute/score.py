@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from fxmaps.attribute.targets import Targets
+from fxmaps.attribute.targets import Targets, class_logits
 
 __all__ = ["score_weights"]
 
@@ -67,7 +67,7 @@ def _classes(targets: Targets, device: torch.device) -> torch.Tensor | None:
 
 def _zero_scores(targets: Targets, output: Any, rows: torch.Tensor, count: int) -> torch.Tensor:
     """Each sample's score on the all-zero input (run once, as a batch of one)."""
-    if len(rows):
-        logits = output.expand(count, -1)
-        return targets.score(logits, rows).float()
+    logits = class_logits(output)
+    if len(rows) and logits is not None:
+        return targets.score(logits.expand(count, -1), rows).float()
     return targets.score(output, rows).float().expand(count)

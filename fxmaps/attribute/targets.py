@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,13 +72,31 @@ def _class(value: object) -> int:
     return value
 
 
+def class_logits(output: Any) -> torch.Tensor | None:
+    """The ``(N, classes)`` scores a class target reads: the output itself, its
+    ``logits`` (transformers' model outputs, a dict), or the first item of a tuple (a
+    classifier with auxiliary heads); ``None`` when there is none."""
+    candidates = [output]
+    if isinstance(output, Mapping):
+        candidates.append(output.get("logits"))
+    else:
+        candidates.append(getattr(output, "logits", None))
+    if isinstance(output, tuple | list) and output:
+        candidates.append(output[0])
+    for candidate in candidates:
+        if isinstance(candidate, torch.Tensor) and candidate.dim() == 2:
+            return candidate
+    return None
+
+
 def _logits(output: Any, target: Target) -> torch.Tensor:
-    if isinstance(output, torch.Tensor) and output.dim() == 2:
-        return output
+    logits = class_logits(output)
+    if logits is not None:
+        return logits
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
     raise InputError(
-        f"target={target!r} picks a class of an (N, classes) output, but the model returns "
-        f"{shape}; pass target=callable(output) -> one score per sample",
+        f"target={target!r} picks a class of an (N, classes) output (or its .logits), but "
+        f"the model returns {shape}; pass target=callable(output) -> one score per sample",
         argument="target",
         got=repr(target),
     )
@@ -95,9 +113,18 @@ def _check_range(classes: Sequence[int | None], count: int) -> None:
             )
 
 
-def _class_scores(output: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Each row's score of its class: ``rows`` holds one class per row of ``output``."""
-    return output.gather(1, rows[:, None])[:, 0]
+def _class_scores(output: Any, rows: torch.Tensor) -> torch.Tensor:
+    """Each row's score of its class: ``rows`` holds one class per row of the output's
+    logits (:func:`class_logits`, found when the target was resolved)."""
+    logits = class_logits(output)
+    if logits is None:  # the same model gave logits when the target was resolved
+        raise InputError(
+            f"the model returned {type(output).__name__} on a later run, with no (N, classes) "
+            "logits; pass target=callable(output) -> one score per sample",
+            argument="target",
+            got=type(output).__name__,
+        )
+    return logits.gather(1, rows[:, None])[:, 0]
 
 
 def _scores(target: Callable[[Any], torch.Tensor], output: Any) -> torch.Tensor:
