@@ -13,6 +13,13 @@ pytorch-grad-cam's users are told to hook ``blocks[-1].norm1``). So torchvision'
 and timm's ViT and DeiT give the last block's input tokens, Swin the last stage's grid (not
 the norm and permute after it), VGG the last max pool (not the 7x7 adaptive pool
 that copies it), ResNet the last stage's output.
+
+Models on sequences, audio or signals take ``(N, C, L)`` inputs; their maps are 1-d.
+For them (``dims=1``) a node's positions are its length: ``(N, C, l)`` channels-first
+(Conv1d), or channels-last tokens ``(N, l, C)`` (every token: a sequence has no grid, so
+none is dropped). The same rules pick the last node on the main path whose length is
+above 1, before global pooling; nodes of the other rank never count, so an image model's
+choice is the same as before and a 1-d model's is a 1-d node.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from fxmaps.errors import InputError, NodeNotFoundError
 from fxmaps.facts import Kind, Layout, facts
 from fxmaps.graph import Layer, ModelGraph
 
-__all__ = ["default_layer", "grid_side", "layer_named"]
+__all__ = ["default_layer", "grid_side", "input_dims", "layer_named", "sequence_length"]
 
 _MAX_EXTRA_TOKENS = 8  # class and register tokens, as ``extract(spatial=True)`` drops them
 _STEP_BACK = frozenset({Kind.NORM, Kind.RESHAPE, Kind.DROPOUT})
@@ -54,8 +61,37 @@ def grid_side(shape: object, layout: Layout) -> tuple[int, int] | None:
     return None
 
 
-def _extent(node: fx.Node) -> int:
-    side = grid_side(facts(node).shape, facts(node).layout)
+def sequence_length(shape: object, layout: Layout) -> int | None:
+    """The length ``l`` a value of ``shape`` has as ``(N, C, l)``, or ``None`` if it has none.
+
+    Channels-first ``(N, C, l)`` (Conv1d); channels-last tokens ``(N, l, C)``.
+    """
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) for d in shape):
+        return None
+    if len(shape) != 3 or layout is Layout.UNKNOWN:
+        return None
+    length: int = shape[2] if layout is Layout.CHANNELS_FIRST else shape[1]
+    return length
+
+
+def input_dims(graph: ModelGraph) -> int:
+    """The spatial rank maps are drawn at: 2 where an input is ``(N, C, H, W)``, else 1
+    where one is ``(N, C, L)``, else 2 (``cam`` itself refuses inputs of neither form)."""
+    shapes = [
+        facts(n).shape
+        for n in graph.graph_module.graph.nodes
+        if n.op == "placeholder" and not facts(n).hidden
+    ]
+    ranks = {len(s) for s in shapes if isinstance(s, tuple)}
+    return 1 if 4 not in ranks and 3 in ranks else 2
+
+
+def _extent(node: fx.Node, dims: int) -> int:
+    """How many positions ``node``'s value has at spatial rank ``dims`` (0: none)."""
+    shape, layout = facts(node).shape, facts(node).layout
+    if dims == 1:
+        return sequence_length(shape, layout) or 0
+    side = grid_side(shape, layout)
     return 0 if side is None else side[0] * side[1]
 
 
@@ -83,18 +119,33 @@ def main_path(module: fx.GraphModule) -> list[fx.Node]:
     return path
 
 
-def default_layer(graph: ModelGraph) -> Layer:
+def default_layer(graph: ModelGraph, *, dims: int | None = None) -> Layer:
     """The node the maps are taken at when no layer is given (see the module's docstring).
 
+    Args:
+        graph: The analysed model (with shapes).
+        dims: The maps' spatial rank: 2 for images, 1 for ``(N, C, L)`` signals;
+            ``None`` reads it from the graph's inputs (:func:`input_dims`).
+
     Raises:
-        InputError: No node on the main path has a spatial extent above 1x1.
+        InputError: No node on the main path has a spatial extent above 1x1 (a
+            length above 1 for ``dims=1``).
     """
+    dims = input_dims(graph) if dims is None else dims
     path = main_path(graph.graph_module)
     for i, node in enumerate(path):
-        if node.op != "placeholder" and _extent(node) > 1:  # a layer's, not the input's
+        if node.op != "placeholder" and _extent(node, dims) > 1:  # a layer's, not the input's
             if i and _takes_tokens(path[i - 1]):
                 i = _before_attention(path, i)
-            return graph.layer(facts(_stepped_back(path[i:])).name)
+            return graph.layer(facts(_stepped_back(path[i:], dims)).name)
+    if dims == 1:
+        raise InputError(
+            "cam() found no layer with a length above 1 on the model's main path after its "
+            "(N, C, L) input (1-d maps need a sequence of positions); give a longer input, "
+            "or name a node with layer=...",
+            argument="layer",
+            got="None",
+        )
     raise InputError(
         "cam() found no layer with a spatial layout larger than 1x1 on the model's main path "
         "after its input (the maps need a grid of positions); give an input with a larger "
@@ -130,11 +181,11 @@ def _between(first: fx.Node, last: fx.Node) -> set[fx.Node]:
     return found
 
 
-def _stepped_back(path: list[fx.Node]) -> fx.Node:
+def _stepped_back(path: list[fx.Node], dims: int) -> fx.Node:
     """From ``path[0]``, back over nodes that neither mix positions nor shrink the grid."""
     chosen = path[0]
     for before in path[1:]:
-        if not _passes_through(chosen, before) or _extent(before) <= 1:
+        if not _passes_through(chosen, before, dims) or _extent(before, dims) <= 1:
             break
         if before.op == "placeholder":  # back to the input itself: no layer's map
             break
@@ -142,16 +193,16 @@ def _stepped_back(path: list[fx.Node]) -> fx.Node:
     return chosen
 
 
-def _passes_through(node: fx.Node, before: fx.Node) -> bool:
+def _passes_through(node: fx.Node, before: fx.Node, dims: int) -> bool:
     kind = facts(node).kind
     if kind in _STEP_BACK:
         return True
-    return kind is Kind.POOL and _extent(node) >= _extent(before)
+    return kind is Kind.POOL and _extent(node, dims) >= _extent(before, dims)
 
 
-def layer_named(graph: ModelGraph, name: str) -> Layer:
+def layer_named(graph: ModelGraph, name: str, *, dims: int = 2) -> Layer:
     """The layer ``name`` (or what the call ``"module:path"`` returns), checked to have a
-    spatial extent above 1x1.
+    spatial extent above 1x1 (a length above 1 for ``dims=1``).
 
     Raises:
         InputError: No node has that name (close matches listed), or its value has no
@@ -170,7 +221,15 @@ def layer_named(graph: ModelGraph, name: str) -> Layer:
             got=str(name),
         ) from err
     node = graph.fx_node(layer.name)
-    if _extent(node) <= 1:
+    if dims == 1 and _extent(node, dims) <= 1:
+        raise InputError(
+            f"layer={name!r} gives {facts(node).shape} ({facts(node).layout}): no sequence "
+            "longer than 1 to draw a 1-d map on ((N, C, l) or tokens (N, l, C)); choose a "
+            "node before global pooling, or layer=None to let fxmaps choose",
+            argument="layer",
+            got=str(name),
+        )
+    if _extent(node, dims) <= 1:
         shape = facts(node).shape
         raise InputError(
             f"layer={name!r} gives {shape} ({facts(node).layout}): no spatial grid larger "

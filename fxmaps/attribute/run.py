@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fxmaps.attribute.image import MaskedRun, as_rows, find_image, masked_runner, positions
 from fxmaps.attribute.layer import default_layer, layer_named
 from fxmaps.attribute.methods import GRADIENT_METHODS, METHODS, eigen, weighted
 from fxmaps.attribute.result import CamResult
@@ -27,7 +28,6 @@ from fxmaps.attribute.targets import Target, Targets, resolve_targets
 from fxmaps.errors import FxmapsWarning, InputError, close_matches
 from fxmaps.extract import cache
 from fxmaps.extract.failures import checked_inputs
-from fxmaps.extract.transforms import to_spatial
 from fxmaps.graph import Layer, ModelGraph, analyze
 from fxmaps.graph.checks import check_module
 from fxmaps.trace.inputs import ExampleInput, Inputs, as_inputs
@@ -51,8 +51,9 @@ def cam(
     Args:
         model_or_graph: A model (analysed with ``inputs`` first) or the
             :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``.
-        inputs: A batch ``(N, C, H, W)``, or a model's inputs whose first 4-d tensor
-            is the image the maps are drawn on.
+        inputs: A batch of images ``(N, C, H, W)`` or of signals ``(N, C, L)`` (audio,
+            sequences), or a model's inputs whose first 4-d tensor (else first 3-d
+            tensor) is the image or signal the maps are drawn on.
         target: ``None`` (each sample's top class), a class index, a list of one per
             sample, or a callable from the model's output to one score per sample
             (a segmentation's class pixels, a detection score, an embedding similarity).
@@ -60,14 +61,19 @@ def cam(
             (gradient methods), ``"eigencam"`` (no gradient, no target) or
             ``"scorecam"`` (forward runs only).
         layer: A node name; ``None`` lets fxmaps choose the last node on the main path
-            that still has a grid larger than 1x1 (see :mod:`fxmaps.attribute.layer`).
+            that still has a grid larger than 1x1, for a signal a length above 1 (see
+            :mod:`fxmaps.attribute.layer`).
             Tokens ``(N, L, C)`` and channels-last grids become ``(N, C, H, W)`` as
             ``extract(spatial=True)`` makes them (class and register tokens dropped).
-        batch_size: Masked inputs per forward run of Score-CAM.
+            For a signal, ``(N, C, l)`` values and tokens ``(N, l, C)`` give 1-d maps.
+        batch_size: Masked inputs per forward run of Score-CAM. Score-CAM masks the
+            image; the model's other inputs go with each masked sample (those whose
+            first dimension is the batch size indexed by its sample, others as given).
 
     Returns:
-        A :class:`CamResult`: ``maps`` ``(N, H, W)`` in [0, 1] at the input's size,
-        ``raw`` at the layer's size, the ``layer``, ``targets`` and ``scores``.
+        A :class:`CamResult`: ``maps`` ``(N, H, W)`` in [0, 1] at the input's size
+        (``(N, L)`` for signals), ``raw`` at the layer's size, the ``layer``,
+        ``targets`` and ``scores``.
 
     Raises:
         InputError: An unknown method, a layer that is not a node or has no spatial
@@ -90,40 +96,42 @@ def cam(
             got=repr(batch_size),
         )
     graph, given = _prepared(model_or_graph, inputs)
-    chosen = default_layer(graph) if layer is None else layer_named(graph, layer)
-    image = _image(given)
-    if method == "scorecam" and len(given.tensors()) != 1:
-        raise InputError(
-            "method='scorecam' masks the one image a model takes, and these inputs hold "
-            f"{len(given.tensors())} tensors; use a gradient method, or eigencam",
-            argument="method",
-            got=method,
-        )
+    image = find_image(given)
+    dims = image.dim() - 2  # 2 for images, 1 for signals
+    if layer is None:
+        chosen = default_layer(graph, dims=dims)
+    else:
+        chosen = layer_named(graph, layer, dims=dims)
     split: Split = cache.cached(graph, ("cam-split", chosen.name), lambda: _split(graph, chosen))
     with preserved_state(graph.model, train=graph.train), _frozen(graph.model):
         tensors = graph_inputs(graph.model, given)
+        runner = masked_runner(graph.graph_module, tensors, image) if method == "scorecam" else None
         with torch.no_grad():
             value, *crossing = split.head(*tensors)
-        found = _activations(chosen, split, value, crossing, target, image.shape[0], method)
+        found = _activations(chosen, split, value, crossing, target, image, method)
         _, _, targets, scores = found
-        combined = _combined(graph, image, method, found, batch_size)
+        rows = as_rows(image)  # a signal as a grid of one row, as its maps are computed
+        combined = _combined(runner, rows, method, found, batch_size)
     raw = combined.detach().float().clamp(min=0)
-    maps = _scaled(raw, (int(image.shape[-2]), int(image.shape[-1])))
+    maps = _scaled(raw, (int(rows.shape[-2]), int(rows.shape[-1])))
+    if dims == 1:
+        raw, maps = raw[:, 0], maps[:, 0]
     return CamResult(maps, raw, chosen.name, targets.classes, scores.detach(), method)
 
 
 def _combined(
-    graph: ModelGraph,
+    runner: MaskedRun | None,
     image: torch.Tensor,
     method: str,
     found: tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor],
     batch_size: int,
 ) -> torch.Tensor:
-    """The method's map ``(N, h, w)`` before the ReLU."""
+    """The method's map ``(N, h, w)`` before the ReLU (``h == 1`` for 1-d maps)."""
     activations, gradients, targets, _ = found
     if method == "scorecam":
+        assert runner is not None  # made for scorecam
         with torch.inference_mode():
-            weights = score_weights(graph.graph_module, image, activations, targets, batch_size)
+            weights = score_weights(runner, image, activations, targets, batch_size)
         return weighted(activations, weights.to(activations.dtype))
     if method == "eigencam":
         return eigen(activations)
@@ -170,19 +178,6 @@ def _prepared(
     return graph, given
 
 
-def _image(given: Inputs) -> torch.Tensor:
-    for tensor in given.tensors():
-        if tensor.dim() == 4:
-            return tensor
-    shapes = [tuple(t.shape) for t in given.tensors()]
-    raise InputError(
-        f"cam() draws maps on an image batch (N, C, H, W), and the inputs hold {shapes}; "
-        "pass images with a batch dimension",
-        argument="inputs",
-        got=str(shapes),
-    )
-
-
 def _split(graph: ModelGraph, layer: Layer) -> Split:
     return split_at(graph.graph_module, graph.fx_node(layer.name))
 
@@ -206,11 +201,12 @@ def _activations(
     value: Any,
     crossing: list[Any],
     target: Target,
-    batch: int,
+    batch_image: torch.Tensor,
     method: str,
 ) -> tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor]:
-    """``(N, C, H, W)`` activations, their gradients for a gradient method, the targets
-    and their scores, from one run of the part after the node."""
+    """``(N, C, H, W)`` activations (``(N, C, 1, l)`` for a signal ``batch_image``), their
+    gradients for a gradient method, the targets and their scores, from one run of the
+    part after the node."""
     if not isinstance(value, torch.Tensor):
         raise InputError(
             f"layer={layer.name!r} gives a {type(value).__name__}, not a tensor; choose a "
@@ -222,24 +218,14 @@ def _activations(
     leaf = value.detach().requires_grad_(gradient)
     with torch.set_grad_enabled(gradient):
         output = split.tail(leaf, *crossing)
-        targets = resolve_targets(target, output, batch)
+        targets = resolve_targets(target, output, batch_image.shape[0])
         rows = torch.tensor([c or 0 for c in targets.classes], device=leaf.device)
         scores = targets.score(output, rows)
         grads = torch.autograd.grad(scores.sum(), leaf)[0] if gradient else None
-    activations = _grid(layer, value.detach())
-    return activations, None if grads is None else _grid(layer, grads), targets, scores
-
-
-def _grid(layer: Layer, tensor: torch.Tensor) -> torch.Tensor:
-    grid, _ = to_spatial(tensor, layer.layout)
-    if grid.dim() != 4 or grid.shape[2] * grid.shape[3] <= 1:
-        raise InputError(
-            f"layer={layer.name!r} gives {tuple(tensor.shape)} for these inputs: no spatial "
-            "grid larger than 1x1; give larger images or choose an earlier node",
-            argument="layer",
-            got=layer.name,
-        )
-    return grid
+    dims = 1 if batch_image.dim() == 3 else 2
+    activations = positions(layer, value.detach(), dims)
+    gradients = None if grads is None else positions(layer, grads, dims)
+    return activations, gradients, targets, scores
 
 
 def _scaled(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
