@@ -1,7 +1,8 @@
 """Which node a class activation map is taken at: the user's, or one found in the graph.
 
 The default is the last node on the *main path* (a node every path from the inputs
-to the output runs through: a dominator of the output) whose value still has a
+to the output runs through: a dominator of the output; for a model that takes other
+inputs besides the image, every path from the image) whose value still has a
 spatial extent above 1x1 in ``(N, C, H, W)`` form, that is before global pooling
 or the class token is taken. From there it steps back over nodes that only
 normalise, reshape, drop out or pool without shrinking the grid, since those
@@ -77,13 +78,28 @@ def sequence_length(shape: object, layout: Layout) -> int | None:
 def input_dims(graph: ModelGraph) -> int:
     """The spatial rank maps are drawn at: 2 where an input is ``(N, C, H, W)``, else 1
     where one is ``(N, C, L)``, else 2 (``cam`` itself refuses inputs of neither form)."""
-    shapes = [
-        facts(n).shape
-        for n in graph.graph_module.graph.nodes
-        if n.op == "placeholder" and not facts(n).hidden
-    ]
-    ranks = {len(s) for s in shapes if isinstance(s, tuple)}
+    ranks = {len(s) for s in map(_shape, _inputs(graph)) if s is not None}
     return 1 if 4 not in ranks and 3 in ranks else 2
+
+
+def _inputs(graph: ModelGraph) -> list[fx.Node]:
+    nodes = graph.graph_module.graph.nodes
+    return [n for n in nodes if n.op == "placeholder" and not facts(n).hidden]
+
+
+def _shape(node: fx.Node) -> tuple[int, ...] | None:
+    shape = facts(node).shape
+    if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
+        return tuple(int(d) for d in shape if isinstance(d, int))
+    return None
+
+
+def _image_input(graph: ModelGraph, dims: int) -> fx.Node | None:
+    """The input the maps are drawn on, where the model takes others too: the first of
+    rank ``dims + 2`` (``None`` for a model of one input, or none of that rank)."""
+    inputs = _inputs(graph)
+    found = [n for n in inputs if (s := _shape(n)) is not None and len(s) == dims + 2]
+    return found[0] if len(inputs) > 1 and found else None
 
 
 def _extent(node: fx.Node, dims: int) -> int:
@@ -95,13 +111,15 @@ def _extent(node: fx.Node, dims: int) -> int:
     return 0 if side is None else side[0] * side[1]
 
 
-def main_path(module: fx.GraphModule) -> list[fx.Node]:
-    """The nodes every path from the inputs to the output runs through, output first."""
+def main_path(module: fx.GraphModule, start: fx.Node | None = None) -> list[fx.Node]:
+    """The nodes every path from the inputs (from ``start`` alone, when given: the image
+    of a model with other inputs too) to the output runs through, output first."""
     graph: nx.DiGraph[object] = nx.DiGraph()
     source = object()
     output: fx.Node | None = None
     for node in module.graph.nodes:
-        if node.op == "placeholder" and not facts(node).hidden:
+        visible = node.op == "placeholder" and not facts(node).hidden
+        if visible and (start is None or node is start):
             graph.add_edge(source, node)
         if node.op == "output":
             output = node
@@ -132,7 +150,7 @@ def default_layer(graph: ModelGraph, *, dims: int | None = None) -> Layer:
             length above 1 for ``dims=1``).
     """
     dims = input_dims(graph) if dims is None else dims
-    path = main_path(graph.graph_module)
+    path = main_path(graph.graph_module, _image_input(graph, dims))
     for i, node in enumerate(path):
         if node.op != "placeholder" and _extent(node, dims) > 1:  # a layer's, not the input's
             if i and _takes_tokens(path[i - 1]):
