@@ -84,7 +84,7 @@ def test_a_signal_batch_is_drawn_as_lines_over_its_map() -> None:
         assert len(ax.lines) == 2  # one line per channel
         for line, channel in zip(ax.lines, x[sample], strict=True):
             np.testing.assert_array_equal(line.get_xdata(), np.arange(40))
-            np.testing.assert_allclose(line.get_ydata(), channel.numpy())
+            np.testing.assert_allclose(np.asarray(line.get_ydata(), dtype=float), channel.numpy())
         low, high = ax.get_ylim()
         assert low < float(x[sample].min())
         assert float(x[sample].max()) < high
@@ -105,7 +105,9 @@ def test_a_signal_of_many_channels_is_drawn_as_their_mean() -> None:
     assert panels[0].get_position().y0 == panels[1].get_position().y0  # two in a row
     for sample, ax in enumerate(panels):
         (line,) = ax.lines
-        np.testing.assert_allclose(line.get_ydata(), x[sample].mean(dim=0).numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(line.get_ydata(), dtype=float), x[sample].mean(dim=0).numpy(), atol=1e-6
+        )
         assert f"mean of {MAX_LINES + 1} channels" in ax.get_title()
 
 
