@@ -201,10 +201,10 @@ def _activations(
     value: Any,
     crossing: list[Any],
     target: Target,
-    batch_image: torch.Tensor,
+    image: torch.Tensor,
     method: str,
 ) -> tuple[torch.Tensor, torch.Tensor | None, Targets, torch.Tensor]:
-    """``(N, C, H, W)`` activations (``(N, C, 1, l)`` for a signal ``batch_image``), their
+    """``(N, C, H, W)`` activations (``(N, C, 1, l)`` for a signal ``image``), their
     gradients for a gradient method, the targets and their scores, from one run of the
     part after the node."""
     if not isinstance(value, torch.Tensor):
@@ -218,11 +218,11 @@ def _activations(
     leaf = value.detach().requires_grad_(gradient)
     with torch.set_grad_enabled(gradient):
         output = split.tail(leaf, *crossing)
-        targets = resolve_targets(target, output, batch_image.shape[0])
+        targets = resolve_targets(target, output, image.shape[0])
         rows = torch.tensor([c or 0 for c in targets.classes], device=leaf.device)
         scores = targets.score(output, rows)
         grads = torch.autograd.grad(scores.sum(), leaf)[0] if gradient else None
-    dims = 1 if batch_image.dim() == 3 else 2
+    dims = 1 if image.dim() == 3 else 2
     activations = positions(layer, value.detach(), dims)
     gradients = None if grads is None else positions(layer, grads, dims)
     return activations, gradients, targets, scores
