@@ -150,6 +150,7 @@ def test_each_method_equals_its_formula_on_hooks_and_autograd(method: str) -> No
     a, g, out = _hooked(model, "features.4", (x,), classes)
     run = lambda masked, _n: model(masked)  # noqa: E731
     expected = _paper(method, a, g, lambda: _channel_scores(run, x, a, classes))
+    assert bool((expected.amax(dim=1) > 0).all())  # no blank map compared with a blank one
     assert result.raw.shape == (3, LENGTH // 2)
     assert result.maps.shape == (3, LENGTH)
     torch.testing.assert_close(result.raw, expected, rtol=1e-4, atol=1e-5)
