@@ -150,6 +150,18 @@ def test_maps_writes_one_png_per_selected_layer(
     assert [p.name for p in tmp_path.iterdir()] == ["maps"]  # no temporary folder left
 
 
+def test_maps_of_a_signal_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--input-size C L`` gives a model of signals a (1, C, L) signal, not a photo."""
+    folder = tmp_path / "maps"
+    argv = ("maps", "tests.models:Conv1dNet", "--input-size", "2", "64", "-o", str(folder))
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    graph = fxmaps.analyze(toy.Conv1dNet(), torch.randn(1, 2, 64))
+    expected = [layer.name for layer in graph.layers("conv")]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*drawn(expected), "index.json"])
+    assert out == f"wrote {len(expected)} maps to {folder}\n"
+
+
 def test_maps_of_module_paths(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     folder = tmp_path / "maps"
     code, out, _ = run(
@@ -211,6 +223,30 @@ def test_cam_errors_exit_2(
     code, _, err = run(capsys, "cam", TOY, *SIZE, *option, "-o", str(path))
     assert code == 2
     assert re.search(match, err)
+    assert not path.exists()
+
+
+def test_cam_of_a_signal_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--input-size C L``: a model of signals gets a random (1, C, L) signal, seeded."""
+    path = tmp_path / "cam.png"
+    argv = ("cam", "tests.models:Conv1dNet", "--input-size", "2", "64", "--seed", "3")
+    code, out, _ = run(capsys, *argv, "--method", "gradcam", "scorecam", "-o", str(path))
+    assert code == 0
+    torch.manual_seed(3)
+    model = toy.Conv1dNet()
+    expected = fxmaps.cam(model, torch.randn(1, 2, 64))
+    assert out == f"gradcam at {expected.layer}, class {expected.targets[0]}\nwrote {path}\n"
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_cam_of_a_signal_model_refuses_a_photo(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "cam.png"
+    argv = ("cam", "tests.models:Conv1dNet", "--input-size", "2", "64", "--image", "cat.jpg")
+    code, _, err = run(capsys, *argv, "-o", str(path))
+    assert code == 2
+    assert re.search(r"--image cat.jpg is a photo.*--input-size 2 64 asks for a signal", err)
     assert not path.exists()
 
 

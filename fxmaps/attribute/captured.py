@@ -12,12 +12,12 @@ the run goes on with. Score-CAM's masked inputs run through the model itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from fxmaps.attribute.gradients import Found, checked_value, explained
+from fxmaps.attribute.image import MaskedRun, masked_inputs
 from fxmaps.attribute.methods import GRADIENT_METHODS
 from fxmaps.attribute.targets import Target
 from fxmaps.errors import FxmapsError, InputError
@@ -26,7 +26,7 @@ from fxmaps.extract.runner import CapturedExtraction
 from fxmaps.extract.transforms import MapOptions
 from fxmaps.facts import Source, facts
 from fxmaps.graph import Layer, ModelGraph
-from fxmaps.trace.inputs import Inputs, map_tensors, tensor_leaves
+from fxmaps.trace.inputs import Inputs, tensor_leaves
 
 __all__ = ["captured_activations", "masked_run"]
 
@@ -53,7 +53,12 @@ class _Leaf:
 
 
 def captured_activations(
-    graph: ModelGraph, layer: Layer, given: Inputs, target: Target, batch: int, method: str
+    graph: ModelGraph,
+    layer: Layer,
+    given: Inputs,
+    target: Target,
+    image: torch.Tensor,
+    method: str,
 ) -> Found:
     """Activations at ``layer`` (and their gradients for a gradient method), the targets
     and their scores, from one run of the captured model on ``given``.
@@ -81,18 +86,17 @@ def captured_activations(
     leaf = checked_value(layer, made[0])
     if leaf.requires_grad:
         _check_reaches(layer, output)
-    return explained(layer, leaf, output, target, batch)
+    return explained(layer, leaf, output, target, image)
 
 
-def masked_run(graph: ModelGraph, given: Inputs) -> Callable[[torch.Tensor], Any]:
-    """Score-CAM's run: the model on ``given`` with its one tensor replaced by a batch
-    of masked images."""
+def masked_run(graph: ModelGraph, given: Inputs, image: torch.Tensor) -> MaskedRun:
+    """Score-CAM's runs of the captured model: the masked images in ``image``'s place
+    (wherever it sits in the inputs), every other tensor with its masked sample (see
+    :func:`.image.masked_inputs`)."""
     model = graph.model
 
-    def run(masked: torch.Tensor) -> Any:
-        args = map_tensors(given.args, lambda _: masked)
-        kwargs = map_tensors(dict(given.kwargs), lambda _: masked)
-        return model(*args, **kwargs)
+    def run(masked: torch.Tensor, samples: torch.Tensor) -> Any:
+        return masked_inputs(given, image, masked, samples).call(model)
 
     return run
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from fxmaps.attribute.image import positions
 from fxmaps.attribute.targets import Target, Targets, resolve_targets
 from fxmaps.errors import InputError
-from fxmaps.extract.transforms import to_spatial
 from fxmaps.graph import Layer
 
 __all__ = ["Found", "checked_value", "explained"]
@@ -36,26 +36,17 @@ def checked_value(layer: Layer, value: Any) -> torch.Tensor:
     return value
 
 
-def explained(layer: Layer, leaf: torch.Tensor, output: Any, target: Target, batch: int) -> Found:
+def explained(
+    layer: Layer, leaf: torch.Tensor, output: Any, target: Target, image: torch.Tensor
+) -> Found:
     """The targets' scores on ``output`` and, where ``leaf`` requires grad, their gradient
-    at ``leaf`` (the node's value, from which ``output`` was computed)."""
-    gradient = leaf.requires_grad
+    at ``leaf`` (the node's value, from which ``output`` was computed); both as
+    positions of ``image`` (a grid, or one row ``(N, C, 1, l)`` for a signal)."""
+    gradient, dims = leaf.requires_grad, image.dim() - 2
     with torch.set_grad_enabled(gradient):
-        targets = resolve_targets(target, output, batch)
+        targets = resolve_targets(target, output, image.shape[0])
         rows = torch.tensor([c or 0 for c in targets.classes], device=leaf.device)
         scores = targets.score(output, rows)
         grads = torch.autograd.grad(scores.sum(), leaf)[0] if gradient else None
-    activations = _grid(layer, leaf.detach())
-    return activations, None if grads is None else _grid(layer, grads), targets, scores
-
-
-def _grid(layer: Layer, tensor: torch.Tensor) -> torch.Tensor:
-    grid, _ = to_spatial(tensor, layer.layout)
-    if grid.dim() != 4 or grid.shape[2] * grid.shape[3] <= 1:
-        raise InputError(
-            f"layer={layer.name!r} gives {tuple(tensor.shape)} for these inputs: no spatial "
-            "grid larger than 1x1; give larger images or choose an earlier node",
-            argument="layer",
-            got=layer.name,
-        )
-    return grid
+    activations = positions(layer, leaf.detach(), dims)
+    return activations, None if grads is None else positions(layer, grads, dims), targets, scores

@@ -15,9 +15,10 @@ class CamResult:
 
     Attributes:
         maps: ``(N, H, W)`` float maps at the input's height and width, each scaled to
-            [0, 1] on its own (min-max; an all-zero map stays zero).
-        raw: ``(N, h, w)`` at the layer's resolution: the weighted activations after the
-            ReLU, before scaling.
+            [0, 1] on its own (min-max; an all-zero map stays zero). For signals
+            ``(N, C, L)``: ``(N, L)``, interpolated linearly.
+        raw: ``(N, h, w)`` at the layer's resolution (``(N, l)`` for signals): the
+            weighted activations after the ReLU, before scaling.
         layer: The node the maps were taken at (chosen by fxmaps when not given).
         targets: The class explained for each sample; ``None`` where a callable target
             gave the score.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from fxmaps.attribute.captured import captured_activations, masked_run
 from fxmaps.attribute.fold import folded
 from fxmaps.attribute.gradients import Found, checked_value, explained
+from fxmaps.attribute.image import MaskedRun, as_rows, find_image, masked_runner
 from fxmaps.attribute.layer import default_layer, layer_named
 from fxmaps.attribute.methods import GRADIENT_METHODS, METHODS, eigen, weighted
 from fxmaps.attribute.result import CamResult
@@ -56,8 +57,9 @@ def cam(
         model_or_graph: A model (analysed with ``inputs`` first) or the
             :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``; a model
             torch.fx cannot trace whole (captured) works too, run as it was captured.
-        inputs: A batch ``(N, C, H, W)``, or a model's inputs whose first 4-d tensor
-            is the image the maps are drawn on.
+        inputs: A batch of images ``(N, C, H, W)`` or of signals ``(N, C, L)`` (audio,
+            sequences), or a model's inputs whose first 4-d tensor (else first 3-d
+            tensor) is the image or signal the maps are drawn on.
         target: ``None`` (each sample's top class), a class index, a list of one per
             sample, or a callable from the model's output to one score per sample
             (a segmentation's class pixels, a detection score, an embedding similarity).
@@ -65,19 +67,24 @@ def cam(
             (gradient methods), ``"eigencam"`` (no gradient, no target) or
             ``"scorecam"`` (forward runs only).
         layer: A node name; ``None`` lets fxmaps choose the last node on the main path
-            that still has a grid larger than 1x1 (see :mod:`fxmaps.attribute.layer`).
+            that still has a grid larger than 1x1, for a signal a length above 1 (see
+            :mod:`fxmaps.attribute.layer`).
             Tokens ``(N, L, C)`` and channels-last grids become ``(N, C, H, W)`` as
             ``extract(spatial=True)`` makes them (class and register tokens dropped).
-        batch_size: Masked inputs per forward run of Score-CAM. Score-CAM runs the
-            whole model once per channel of the node and sample; under
-            ``torch.autocast`` (bfloat16 on a CPU with AVX-512 BF16 or AMX) those runs
-            take about half the time, and each score is then rounded by about
+            For a signal, ``(N, C, l)`` values and tokens ``(N, l, C)`` give 1-d maps.
+        batch_size: Masked inputs per forward run of Score-CAM. Score-CAM masks the
+            image; the model's other inputs go with each masked sample (those whose
+            first dimension is the batch size indexed by its sample, others as given).
+            Score-CAM runs the whole model once per channel of the node and sample;
+            under ``torch.autocast`` (bfloat16 on a CPU with AVX-512 BF16 or AMX) those
+            runs take about half the time, and each score is then rounded by about
             ``|score| / 256``, which moves the channel weights (a softmax over the
             scores) where scores differ by less than that.
 
     Returns:
-        A :class:`CamResult`: ``maps`` ``(N, H, W)`` in [0, 1] at the input's size,
-        ``raw`` at the layer's size, the ``layer``, ``targets`` and ``scores``.
+        A :class:`CamResult`: ``maps`` ``(N, H, W)`` in [0, 1] at the input's size
+        (``(N, L)`` for signals), ``raw`` at the layer's size, the ``layer``,
+        ``targets`` and ``scores``.
 
     Raises:
         InputError: An unknown method, a layer that is not a node or has no spatial
@@ -100,55 +107,65 @@ def cam(
             got=repr(batch_size),
         )
     graph, given = _prepared(model_or_graph, inputs)
-    chosen = default_layer(graph) if layer is None else layer_named(graph, layer)
-    image = _image(given)
-    if method == "scorecam" and len(given.tensors()) != 1:
-        raise InputError(
-            "method='scorecam' masks the one image a model takes, and these inputs hold "
-            f"{len(given.tensors())} tensors; use a gradient method, or eigencam",
-            argument="method",
-            got=method,
-        )
+    image = find_image(given)
+    dims = image.dim() - 2  # 2 for images, 1 for signals
+    if layer is None:
+        chosen = default_layer(graph, dims=dims)
+    else:
+        chosen = layer_named(graph, layer, dims=dims)
     with preserved_state(graph.model, train=graph.train), _frozen(graph.model):
+        runner: MaskedRun | None = None
         if graph.capture is None:
-            found = _traced(graph, chosen, given, target, image.shape[0], method)
-            run: Callable[[torch.Tensor], Any] = graph.graph_module
-            if method == "scorecam":  # batch norms into convs: one pass over a map, not two
-                run = folded(graph.graph_module)
+            found, runner = _traced(graph, chosen, given, target, image, method)
         else:
-            found = captured_activations(graph, chosen, given, target, image.shape[0], method)
-            run = masked_run(graph, given)
+            found = captured_activations(graph, chosen, given, target, image, method)
+            if method == "scorecam":
+                runner = masked_run(graph, given, image)
         _, _, targets, scores = found
-        combined = _combined(run, image, method, found, batch_size)
+        rows = as_rows(image)  # a signal as a grid of one row, as its maps are computed
+        combined = _combined(runner, rows, method, found, batch_size)
     raw = combined.detach().float().clamp(min=0)
-    maps = _scaled(raw, (int(image.shape[-2]), int(image.shape[-1])))
+    maps = _scaled(raw, (int(rows.shape[-2]), int(rows.shape[-1])))
+    if dims == 1:
+        raw, maps = raw[:, 0], maps[:, 0]
     return CamResult(maps, raw, chosen.name, targets.classes, scores.detach(), method)
 
 
 def _traced(
-    graph: ModelGraph, layer: Layer, given: Inputs, target: Target, batch: int, method: str
-) -> Found:
-    """What :func:`_activations` finds on the traced graph cut at ``layer``."""
+    graph: ModelGraph,
+    layer: Layer,
+    given: Inputs,
+    target: Target,
+    image: torch.Tensor,
+    method: str,
+) -> tuple[Found, MaskedRun | None]:
+    """What :func:`_activations` finds on the traced graph cut at ``layer``, and for
+    Score-CAM its masked runs (of a copy of the graph with each batch norm folded into
+    the convolution before it: one pass over a map, not two)."""
     split: Split = cache.cached(graph, ("cam-split", layer.name), lambda: _split(graph, layer))
     tensors = graph_inputs(graph.model, given)
+    runner = None
+    if method == "scorecam":
+        runner = masked_runner(folded(graph.graph_module), tensors, image)
     with torch.no_grad():
         value, *crossing = split.head(*tensors)
-    return _activations(layer, split, value, crossing, target, batch, method)
+    return _activations(layer, split, value, crossing, target, image, method), runner
 
 
 def _combined(
-    run: Callable[[torch.Tensor], Any],
+    runner: MaskedRun | None,
     image: torch.Tensor,
     method: str,
     found: Found,
     batch_size: int,
 ) -> torch.Tensor:
-    """The method's map ``(N, h, w)`` before the ReLU; ``run`` runs Score-CAM's masked
-    images through the whole model."""
+    """The method's map ``(N, h, w)`` before the ReLU (``h == 1`` for 1-d maps);
+    ``runner`` runs Score-CAM's masked images through the whole model."""
     activations, gradients, targets, _ = found
     if method == "scorecam":
+        assert runner is not None  # made for scorecam
         with torch.inference_mode():
-            weights = score_weights(run, image, activations, targets, batch_size)
+            weights = score_weights(runner, image, activations, targets, batch_size)
         return weighted(activations, weights.to(activations.dtype))
     if method == "eigencam":
         return eigen(activations)
@@ -187,19 +204,6 @@ def _prepared(
     return graph, given
 
 
-def _image(given: Inputs) -> torch.Tensor:
-    for tensor in given.tensors():
-        if tensor.dim() == 4:
-            return tensor
-    shapes = [tuple(t.shape) for t in given.tensors()]
-    raise InputError(
-        f"cam() draws maps on an image batch (N, C, H, W), and the inputs hold {shapes}; "
-        "pass images with a batch dimension",
-        argument="inputs",
-        got=str(shapes),
-    )
-
-
 def _split(graph: ModelGraph, layer: Layer) -> Split:
     return split_at(graph.graph_module, graph.fx_node(layer.name))
 
@@ -223,17 +227,18 @@ def _activations(
     value: Any,
     crossing: list[Any],
     target: Target,
-    batch: int,
+    image: torch.Tensor,
     method: str,
 ) -> Found:
-    """``(N, C, H, W)`` activations, their gradients for a gradient method, the targets
-    and their scores, from one run of the part after the node."""
+    """``(N, C, H, W)`` activations (``(N, C, 1, l)`` for a signal ``image``), their
+    gradients for a gradient method, the targets and their scores, from one run of the
+    part after the node."""
     value = checked_value(layer, value)
     gradient = method in GRADIENT_METHODS and value.is_floating_point()
     leaf = value.detach().requires_grad_(gradient)
     with torch.set_grad_enabled(gradient):
         output = split.tail(leaf, *crossing)
-    return explained(layer, leaf, output, target, batch)
+    return explained(layer, leaf, output, target, image)
 
 
 def _scaled(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

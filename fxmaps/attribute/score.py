@@ -7,7 +7,10 @@ so every masked run goes through the whole graph: no part of it can be skipped, 
 work is that of pytorch-grad-cam's Score-CAM. What is saved: the runs are batched
 across channels and samples in channels-last memory (no hooks, no autograd), and
 every channel whose activation is constant gives the same all-zero input, so that
-input is run once.
+input is run once per sample (one batch).
+
+``run(masked, samples)`` is given which sample each masked row comes from, so that a
+model's other inputs can go with it (:func:`fxmaps.attribute.image.masked_runner`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from fxmaps.attribute.targets import Targets, class_logits
+from fxmaps.attribute.targets import Targets
 
 __all__ = ["score_weights"]
 
@@ -32,13 +35,17 @@ def masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def score_weights(
-    run: Callable[[torch.Tensor], Any],
+    run: Callable[[torch.Tensor, torch.Tensor], Any],
     image: torch.Tensor,
     activations: torch.Tensor,
     targets: Targets,
     batch_size: int,
 ) -> torch.Tensor:
-    """``(N, C)`` softmaxed scores of the target on the input masked by each channel."""
+    """``(N, C)`` softmaxed scores of the target on the input masked by each channel.
+
+    ``run(masked, samples)`` returns the model's output on masked inputs, row ``i``
+    masked from sample ``samples[i]``.
+    """
     count, channels = activations.shape[:2]
     scaled = masks(activations.float(), (int(image.shape[-2]), int(image.shape[-1])))
     flat = activations.flatten(2)
@@ -46,16 +53,14 @@ def score_weights(
     scores = torch.empty(count, channels, device=image.device)
     classes = _classes(targets, image.device)
     if bool(constant.any()):
-        zero = run(torch.zeros_like(image[:1]))
-        rows = classes if classes is not None else torch.zeros(0, dtype=torch.long)
-        scores[constant] = _zero_scores(targets, zero, rows, count)[constant.nonzero()[:, 0]]
+        scores[constant] = _zero_scores(run, image, targets, classes, constant)
     sample, channel = (~constant).nonzero(as_tuple=True)
     for start in range(0, len(sample), batch_size):
         n, c = sample[start : start + batch_size], channel[start : start + batch_size]
         masked = image[n] * scaled[n, c][:, None].to(image.dtype)
         masked = masked.contiguous(memory_format=torch.channels_last)  # oneDNN's own layout
         rows = classes[n] if classes is not None else n
-        scores[n, c] = targets.score(run(masked), rows).float()
+        scores[n, c] = targets.score(run(masked, n), rows).float()
     return torch.softmax(scores, dim=1)
 
 
@@ -65,9 +70,18 @@ def _classes(targets: Targets, device: torch.device) -> torch.Tensor | None:
     return torch.tensor(targets.classes, dtype=torch.long, device=device)
 
 
-def _zero_scores(targets: Targets, output: Any, rows: torch.Tensor, count: int) -> torch.Tensor:
-    """Each sample's score on the all-zero input (run once, as a batch of one)."""
-    logits = class_logits(output)
-    if len(rows) and logits is not None:
-        return targets.score(logits.expand(count, -1), rows).float()
-    return targets.score(output, rows).float().expand(count)
+def _zero_scores(
+    run: Callable[[torch.Tensor, torch.Tensor], Any],
+    image: torch.Tensor,
+    targets: Targets,
+    classes: torch.Tensor | None,
+    constant: torch.Tensor,
+) -> torch.Tensor:
+    """The scores of the constant channels: their masks are all zero, so each is its
+    sample's score on the all-zero input (run once per sample that has one, in one batch)."""
+    samples = constant.any(dim=1).nonzero()[:, 0]
+    rows = classes[samples] if classes is not None else samples
+    zero = targets.score(run(torch.zeros_like(image[samples]), samples), rows).float()
+    order = torch.zeros(constant.shape[0], dtype=torch.long, device=zero.device)
+    order[samples] = torch.arange(len(samples), device=zero.device)
+    return zero[order[constant.nonzero()[:, 0]]]

@@ -80,16 +80,25 @@ def _head(
     crossing: list[fx.Node],
     after: set[fx.Node],
 ) -> fx.GraphModule:
-    """The graph's inputs to ``(node, *crossing)``: the ancestors of those, in order."""
+    """The graph's inputs to ``(node, *crossing)``: the ancestors of those, in order, and
+    the in-place writes into them that nothing reads (``mask[..., 8:] = 1``: a
+    ``setitem`` that no node uses, but that changes a value the node is made from)."""
     needed = _reachable([node, *crossing], lambda n: n.all_input_nodes)
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for current in nodes:
         visible = current.op == "placeholder" and not facts(current).hidden
-        if visible or (current in needed and current not in after and current.op != "output"):
+        kept = current in needed or _writes_into(current, needed)
+        if visible or (kept and current not in after and current.op != "output"):
             env[current] = graph.node_copy(current, env.__getitem__)
     graph.output(tuple(env[n] for n in (node, *crossing)))
     return fx.GraphModule(module, graph, "CamHead")
+
+
+def _writes_into(node: fx.Node, needed: set[fx.Node]) -> bool:
+    """Whether ``node`` is read by nothing and takes a needed value: an in-place write
+    (its effect is on its input; without it the head would compute another value)."""
+    return not node.users and node.op != "output" and any(a in needed for a in node.all_input_nodes)
 
 
 def _tail(

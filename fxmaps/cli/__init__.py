@@ -70,6 +70,7 @@ _EXAMPLES = {
         "fxmaps cam resnet18 -o cam.png",
         "fxmaps cam resnet50 --weights DEFAULT --image cat.jpg --method gradcam layercam -o c.png",
         "fxmaps cam vit_b_16 --target 281 --layer encoder.layers.encoder_layer_10 -o cam.png",
+        "fxmaps cam my_audio.py:Net --input-size 1 16000 --seed 0 -o cam.png  # a 1-d model",
     ],
     "demo": ["fxmaps demo", "fxmaps demo -o /tmp/fxmaps-demo"],
 }
@@ -306,7 +307,8 @@ def _cam(parser: argparse.ArgumentParser) -> None:
     from fxmaps.attribute.methods import METHODS
 
     parser.add_argument("--image", metavar="PATH|URL",
-                        help="the image to look at (default: the bundled photo)")  # fmt: skip
+                        help="the image to look at (default: the bundled photo; with "
+                        "--input-size C L, a model of signals, a random signal)")  # fmt: skip
     parser.add_argument("--target", type=int, metavar="CLASS",
                         help="the class to explain (default: the top class)")  # fmt: skip
     parser.add_argument("--method", nargs="+", default=["gradcam"], metavar="METHOD",

@@ -373,10 +373,13 @@ def _check_input_memory(shape: tuple[int, ...], args: argparse.Namespace) -> Non
 
 def _image(args: argparse.Namespace, loaded: LoadedModel) -> Any:
     """The image asked for (the default photo without one), shaped for the model; or,
-    without ``--image``, what the model's factory gave as its example input."""
+    without ``--image``, what the model's factory gave as its example input. Two numbers
+    of ``--input-size`` (``C L``) are a model of signals: a random signal ``(1, C, L)``."""
     if loaded.example is not None and args.image is None and not args.input_size:
         return loaded.example
     size = _size(args, loaded)
+    if len(size) == 2:  # (C, L): a model of signals, not of photos
+        return _signal(args, size)
     _check_input_memory((1, 3, size[-1], size[-1]), args)  # the photo, square, as load_image
     weights = None
     if str(args.weights) == "DEFAULT" and ":" not in args.model:
@@ -392,6 +395,22 @@ def _image(args: argparse.Namespace, loaded: LoadedModel) -> Any:
     if size[0] == 1:  # a grayscale model
         image = image.mean(dim=1, keepdim=True)
     return image
+
+
+def _signal(args: argparse.Namespace, size: tuple[int, ...]) -> torch.Tensor:
+    """A random signal ``(1, C, L)`` for ``--input-size C L`` (``--seed`` makes it the
+    same each run); a photo cannot be one."""
+    if args.image is not None:
+        given = " ".join(map(str, size))
+        raise OptionError(
+            f"--image {args.image} is a photo, and --input-size {given} asks for a signal "
+            f"(N, {given.replace(' ', ', ')}); leave --image out to use a random signal, or "
+            "give --input-size C H W for a model of images",
+            option="image",
+            value=str(args.image),
+        )
+    _check_input_memory((1, *size), args)
+    return torch.randn(1, *size)
 
 
 def _first_conv(analysed: Any) -> Any:

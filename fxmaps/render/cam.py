@@ -2,7 +2,9 @@
 
 One panel per sample and method: the image in grey, the map over it in colour, the
 class and its score in the panel's title, one colorbar for all (maps are in [0, 1]).
-A batch gives a row per sample; several results (methods) give a column each.
+A batch gives a row per sample; several results (methods) give a column each. 1-d maps
+(of ``(N, C, L)`` signals) are drawn by :mod:`fxmaps.render.cam_signal`: the signal as
+lines over a coloured band that is the map.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from fxmaps.attribute import CamResult
 from fxmaps.errors import InputError
 from fxmaps.render import canvas
+from fxmaps.render.cam_signal import plot_signal_cam, signals
 from fxmaps.render.canvas import Array
 
 if TYPE_CHECKING:
@@ -45,7 +48,9 @@ def plot_cam(
             images (one per method), drawn side by side.
         image: The images the maps explain: ``(N, C, H, W)`` or ``(C, H, W)`` (a
             tensor as given to the model; each is scaled to its own range for
-            display) or ``(H, W, 3)`` / ``(N, H, W, 3)`` arrays.
+            display) or ``(H, W, 3)`` / ``(N, H, W, 3)`` arrays. For 1-d maps
+            ``(N, L)``, the signals ``(N, C, L)`` (or ``(C, L)`` for one), drawn as
+            lines over a band coloured by the map.
         labels: Class names by index (``labels[c]`` in each title).
         alpha: Opacity of the map over the image.
         cmap: A matplotlib colormap for the maps.
@@ -71,8 +76,12 @@ def plot_cam(
         3
     """
     results = [result] if isinstance(result, CamResult) else list(result)
-    pictures = _images(image, results)
     colormap = canvas.colormap(cmap)
+    if _checked(results) == 2:  # (N, L): 1-d maps of signals
+        drawn = signals(image, results)
+        return plot_signal_cam(results, drawn, lambda r, i: _title(r, i, labels),
+                               alpha=alpha, colormap=colormap, ncols=ncols, ax=ax)  # fmt: skip
+    pictures = _images(image, results)
     if ax is not None:
         fig = ax.get_figure(root=True)
         if fig is None:
@@ -83,8 +92,8 @@ def plot_cam(
     return _grid(results, pictures, labels, alpha, colormap, ncols)
 
 
-def _images(image: torch.Tensor | npt.NDArray[Any], results: list[CamResult]) -> Array:
-    """``(N, H, W, 3)`` in [0, 1], checked against the maps."""
+def _checked(results: list[CamResult]) -> int:
+    """The rank of the maps, checked to be the same for every result."""
     if not results:
         raise InputError("plot_cam() needs a CamResult, or a list of them", argument="result")
     shape = tuple(results[0].maps.shape)
@@ -94,6 +103,12 @@ def _images(image: torch.Tensor | npt.NDArray[Any], results: list[CamResult]) ->
             f"{[tuple(r.maps.shape) for r in results]}",
             argument="result",
         )
+    return len(shape)
+
+
+def _images(image: torch.Tensor | npt.NDArray[Any], results: list[CamResult]) -> Array:
+    """``(N, H, W, 3)`` in [0, 1], checked against the maps."""
+    shape = tuple(results[0].maps.shape)
     array = canvas.as_float(image)
     if array.ndim == 3:
         array = array[None]
