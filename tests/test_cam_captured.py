@@ -278,12 +278,14 @@ def test_class_targets_read_a_transformers_output_s_logits(method: str) -> None:
     model = ViTForImageClassification(config).eval()
     inputs = fxmaps.Inputs(kwargs={"pixel_values": torch.randn(2, 3, 32, 32)})
     graph = fxmaps.analyze(model, inputs)
-    by_class = fxmaps.cam(graph, inputs, [1, 4], method=method)
-    rows = torch.arange(2)
-    by_callable = fxmaps.cam(graph, inputs, lambda out: out.logits[rows, [1, 4]], method=method)
+    by_class = fxmaps.cam(graph, inputs, 3, method=method)
+    by_callable = fxmaps.cam(graph, inputs, lambda out: out.logits[:, 3], method=method)
     torch.testing.assert_close(by_class.raw, by_callable.raw)
     torch.testing.assert_close(by_class.scores, by_callable.scores)
-    assert by_class.targets == (1, 4)
+    assert by_class.targets == (3, 3)
+    if method == "scorecam":  # one score per masked row, not one per sample
+        with pytest.raises(fxmaps.InputError, match=r"gave 2 scores for a batch of \d+ masked"):
+            fxmaps.cam(graph, inputs, lambda out: out.logits[[0, 1], [1, 4]], method=method)
     with torch.no_grad():
         top = inputs.call(model).logits.argmax(dim=1).tolist()
     assert list(fxmaps.cam(graph, inputs, method=method).targets) == top

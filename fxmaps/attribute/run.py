@@ -63,6 +63,8 @@ def cam(
         target: ``None`` (each sample's top class), a class index, a list of one per
             sample, or a callable from the model's output to one score per sample
             (a segmentation's class pixels, a detection score, an embedding similarity).
+            Score-CAM calls it on batches of masked inputs, so it scores each row of
+            the output on its own.
         method: ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"layercam"``
             (gradient methods), ``"eigencam"`` (no gradient, no target) or
             ``"scorecam"`` (forward runs only).

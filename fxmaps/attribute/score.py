@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from fxmaps.attribute.targets import Targets
+from fxmaps.errors import InputError
 
 __all__ = ["score_weights"]
 
@@ -60,8 +61,26 @@ def score_weights(
         masked = image[n] * scaled[n, c][:, None].to(image.dtype)
         masked = masked.contiguous(memory_format=torch.channels_last)  # oneDNN's own layout
         rows = classes[n] if classes is not None else n
-        scores[n, c] = targets.score(run(masked, n), rows).float()
+        scores[n, c] = _per_row(targets.score(run(masked, n), rows), len(n))
     return torch.softmax(scores, dim=1)
+
+
+def _per_row(found: torch.Tensor, rows: int) -> torch.Tensor:
+    """``found`` if it holds one score per masked row.
+
+    Raises:
+        InputError: A target callable that scores the samples it was first shown, not
+            each row of the batch it is given.
+    """
+    if found.numel() != rows:
+        raise InputError(
+            f"the target callable gave {found.numel()} scores for a batch of {rows} masked "
+            "inputs; Score-CAM calls it on batches of masked inputs, so it must score each "
+            "row of the output on its own (out[:, 3], not out[[0, 1], [3, 5]])",
+            argument="target",
+            got=f"{found.numel()} scores",
+        )
+    return found.float()
 
 
 def _classes(targets: Targets, device: torch.device) -> torch.Tensor | None:
