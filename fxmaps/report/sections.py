@@ -21,6 +21,7 @@ from fxmaps.attribute import cam
 from fxmaps.errors import InputError, one_line
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.graph import Layer, ModelGraph, format_shape
+from fxmaps.progress import progress
 from fxmaps.render.cam import plot_cam
 from fxmaps.render.filters import drawable, plot_filters
 from fxmaps.render.maps import plot_feature_maps
@@ -167,7 +168,7 @@ def maps_section(context: Context) -> str:
             "<code>layers=</code> (<code>--layers</code>), e.g. <code>linear</code>.</p></section>"
         )
     figures = []
-    for name in _progress(list(maps), context.progress, "report: drawing maps"):
+    for name in _drawing(list(maps), context.progress, "report: drawing maps"):
         layer = maps.layer(name)
         figure = _untitled(
             plot_feature_maps(maps, name, max_maps=context.max_maps, order="energy"),
@@ -189,7 +190,7 @@ def filters_section(context: Context) -> str:
         return ""
     figures = [
         _figure(layer.name, "filters", "filters", _filters_uri(layer), f"{layer.name} · filters")
-        for layer in _progress(convs, context.progress, "report: drawing filters")
+        for layer in _drawing(convs, context.progress, "report: drawing filters")
     ]
     rest = ""
     if len(figures) > 1:
@@ -253,9 +254,6 @@ def _picture(shown: torch.Tensor) -> str:
     return figure_uri(figure, tight=False)
 
 
-def _progress(items: list[Any], enabled: bool, description: str) -> Iterable[Any]:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, unit="layer", leave=False)
+def _drawing(items: list[Any], show: bool, description: str) -> Iterable[Any]:
+    """``items`` with a progress bar that clears itself, on a terminal only."""
+    return progress(items, description=description, unit="layer", show=show, leave=False)
