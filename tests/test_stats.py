@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
 import termios
@@ -157,7 +159,8 @@ def test_progress_writes_nothing_where_stderr_is_a_file(
 def test_progress_draws_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     model, data = dead_channel_cnn()
     leader, follower = pty.openpty()
-    termios.tcsetwinsize(follower, (24, 80))  # a new pty is 0 columns wide: tqdm draws nothing
+    size = struct.pack("HHHH", 24, 80, 0, 0)  # rows, columns: a new pty has 0, and tqdm
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, size)  # draws nothing 0 columns wide
     try:
         with os.fdopen(follower, "w") as terminal, monkeypatch.context() as patched:
             assert terminal.isatty()
