@@ -30,6 +30,7 @@ from torch import nn
 import fxmaps
 from fxmaps.classify import Kind
 from fxmaps.errors import FxmapsWarning, OutputError, one_line
+from fxmaps.render.filters import FilterFigures
 from fxmaps.render.graph import KIND_COLORS
 from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.report import images as report_images
@@ -394,7 +395,7 @@ def test_each_mosaic_is_titled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_each_figure_is_drawn_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """savefig(bbox_inches="tight") draws a figure twice (to measure it, then to render it);
-    the report crops one drawing, so every embedded image costs one draw of its figure."""
+    the report crops one drawing, so every embedded image costs one draw."""
     draws: dict[int, int] = {}
     draw = Figure.draw
 
@@ -412,7 +413,7 @@ def test_each_figure_is_drawn_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     roles = [value for tag, name, value in page.attributes if name == "data-role"]
     assert sorted(set(roles)) == ["cam", "filters", "maps"]
     assert len(page.images) == 1 + len(roles)  # the input picture, then one image a figure
-    assert sorted(draws.values()) == [1] * len(page.images)
+    assert sum(draws.values()) == len(page.images)  # one draw an image, none to measure it
 
 
 # ---------------------------------------------------------------------------- writing
@@ -439,7 +440,7 @@ def test_an_error_midway_leaves_the_old_page(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("drawing the filters failed")
 
-    monkeypatch.setattr(report_sections, "plot_filters", broken)
+    monkeypatch.setattr(FilterFigures, "plot", broken)  # how the report draws filters
     with pytest.raises(RuntimeError, match="drawing the filters failed"):
         fxmaps.report(nn.Sequential(nn.Conv2d(3, 4, 3)), torch.rand(1, 3, 8, 8), target)
     assert target.read_text() == "old page"

@@ -23,7 +23,7 @@ from fxmaps.extract.maps import FeatureMaps
 from fxmaps.graph import Layer, ModelGraph, format_shape
 from fxmaps.progress import progress
 from fxmaps.render.cam import plot_cam
-from fxmaps.render.filters import drawable, plot_filters
+from fxmaps.render.filters import FilterFigures, drawable
 from fxmaps.render.maps import plot_feature_maps
 from fxmaps.render.table import NUMERIC_HEADERS, SUMMARY_HEADERS
 from fxmaps.report.graph_view import graph_section
@@ -184,12 +184,16 @@ def maps_section(context: Context) -> str:
 
 
 def filters_section(context: Context) -> str:
-    """Every conv's filters: the first shown, the others folded."""
+    """Every conv's filters: the first shown, the others folded. Convs of one kernel shape
+    share a figure, redrawn with each one's kernels (:class:`FilterFigures`)."""
     convs = [layer for layer in context.graph.layers(["conv", "downsample"]) if drawable(layer)]
     if not convs:
         return ""
+    shared = FilterFigures()
     figures = [
-        _figure(layer.name, "filters", "filters", _filters_uri(layer), f"{layer.name} · filters")
+        _figure(
+            layer.name, "filters", "filters", _filters_uri(shared, layer), f"{layer.name} · filters"
+        )
         for layer in _drawing(convs, context.progress, "report: drawing filters")
     ]
     rest = ""
@@ -217,8 +221,8 @@ SECTIONS: tuple[Callable[[Context], str], ...] = (
 """The page's sections, in order. A section that has nothing to show returns ``""``."""
 
 
-def _filters_uri(layer: Layer) -> str:
-    return figure_uri(plot_filters(layer, max_filters=_MAX_FILTERS), dpi=_FILTERS_DPI)
+def _filters_uri(shared: FilterFigures, layer: Layer) -> str:
+    return figure_uri(shared.plot(layer, max_filters=_MAX_FILTERS), dpi=_FILTERS_DPI)
 
 
 def _figure(node: str, role: str, alt: str, uri: str, caption: str) -> str:
