@@ -28,6 +28,9 @@ _MARGIN = 0.04  # inches of white kept around a figure's drawn content
 def figure_uri(figure: Figure, *, tight: bool = True, dpi: float | None = None) -> str:
     """``figure`` cropped to what it draws (``tight``), as a compact ``data:`` URI.
 
+    The figure is drawn once: :func:`fxmaps.render.save.figure_pixels` cuts savefig's
+    tight box from that drawing (``savefig(bbox_inches="tight")`` would draw it twice).
+
     ``dpi`` draws it at another resolution than its own (fewer bytes for a figure
     the page shows small).
 
