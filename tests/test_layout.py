@@ -12,12 +12,13 @@ import fxmaps
 PACKAGE = Path(fxmaps.__file__).parent
 
 # The stages, upstream first. A module may import only from its own stage and stages
-# before it. `errors`, `facts` and `files` are cross-cutting; `__init__` and `__main__`
-# re-export.
+# before it. `errors`, `facts`, `files` and `progress` are cross-cutting; `__init__` and
+# `__main__` re-export.
 ORDER = [
     "errors",
     "facts",
     "files",
+    "progress",
     "trace",
     "classify",
     "graph",
@@ -30,7 +31,7 @@ ORDER = [
     "report",
     "cli",
 ]
-LOOSE = {"__init__", "__main__", "errors", "facts", "files"}
+LOOSE = {"__init__", "__main__", "errors", "facts", "files", "progress"}
 DISPLAY_METHODS = frozenset({"summary", "summary_rows", "summary_footer"})
 """A record's methods that show it: they may import ``render`` lazily, inside the method."""
 

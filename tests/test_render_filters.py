@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import fxmaps
-from fxmaps.render.filters import plot_filters
+from fxmaps.render.filters import FilterFigures, plot_filters
 from fxmaps.render.filters import plot_filters as reexported
 from tests import models as toy
 from tests.test_render_maps import the_image, tiles_of
@@ -196,3 +196,47 @@ def test_drawable_is_what_plot_filters_draws() -> None:
     assert answers == {name: (drew, drew) for name, (_, drew) in answers.items()}
     assert answers["0"] == (True, True)
     assert answers["1"] == (False, False)
+
+
+def shared_layout_convs() -> list[nn.Module]:
+    """Pairs of convs of one kernel shape (one layout), in every view, between others."""
+    torch.manual_seed(0)
+    convs: list[nn.Module] = []
+    for _ in range(2):
+        convs += [
+            nn.Conv2d(3, 8, 5),  # rgb
+            nn.Conv2d(8, 8, 3, groups=8),  # depthwise grid
+            nn.Conv2d(24, 20, 1),  # 1x1: a matrix
+            nn.Conv2d(6, 10, 3),  # each input's kernel
+            nn.Conv1d(4, 6, 5),  # 1-D kernels
+            nn.Conv2d(32, 16, 3),  # inputs cut to 16
+        ]
+    with torch.no_grad():
+        weight(convs[9]).mul_(1000)  # another colour range: the colorbar's ticks change
+    return convs
+
+
+@pytest.mark.parametrize("dpi", [None, 72])
+def test_filter_figures_draw_the_pixels_of_plot_filters(dpi: float | None) -> None:
+    from fxmaps.render.save import figure_pixels
+
+    figures = FilterFigures()
+    drawn: list[int] = []
+    for conv in shared_layout_convs():
+        shared = figures.plot(conv, max_filters=16, notes=["random weights"])
+        drawn.append(id(shared))
+        expected = figure_pixels(
+            plot_filters(conv, max_filters=16, notes=["random weights"]), dpi=dpi, tight=True
+        )
+        np.testing.assert_array_equal(figure_pixels(shared, dpi=dpi, tight=True), expected)
+    assert drawn[6:] == drawn[:6]  # each second conv of a layout got the first one's figure
+    assert len(set(drawn)) == 6
+
+
+def test_filter_figures_keep_a_title_of_another_height_apart() -> None:
+    figures = FilterFigures()
+    first = figures.plot(nn.Conv2d(8, 8, 3))
+    longer = figures.plot(nn.Conv2d(8, 8, 3), notes=["a note long enough to take a line " * 3])
+    assert longer is not first
+    assert title(longer).count("\n") > title(first).count("\n")
+    assert figures.plot(nn.Conv2d(8, 8, 3)) is first

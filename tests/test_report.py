@@ -30,6 +30,7 @@ from torch import nn
 import fxmaps
 from fxmaps.classify import Kind
 from fxmaps.errors import FxmapsWarning, OutputError, one_line
+from fxmaps.render.filters import FilterFigures
 from fxmaps.render.graph import KIND_COLORS
 from fxmaps.render.table import SUMMARY_HEADERS
 from fxmaps.report import images as report_images
@@ -392,6 +393,29 @@ def test_each_mosaic_is_titled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                     if line.startswith(f"{name}  ")]  # fmt: skip
 
 
+def test_each_figure_is_drawn_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """savefig(bbox_inches="tight") draws a figure twice (to measure it, then to render it);
+    the report crops one drawing, so every embedded image costs one draw."""
+    draws: dict[int, int] = {}
+    draw = Figure.draw
+
+    def counting(figure: Figure, renderer: Any) -> None:
+        draws[id(figure)] = draws.get(id(figure), 0) + 1
+        draw(figure, renderer)
+
+    monkeypatch.setattr(Figure, "draw", counting)
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 6, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5),
+    )  # fmt: skip
+    page = Page(fxmaps.report(net, torch.rand(1, 3, 16, 16), tmp_path / "r.html").read_text())
+    roles = [value for tag, name, value in page.attributes if name == "data-role"]
+    assert sorted(set(roles)) == ["cam", "filters", "maps"]
+    assert len(page.images) == 1 + len(roles)  # the input picture, then one image a figure
+    assert sum(draws.values()) == len(page.images)  # one draw an image, none to measure it
+
+
 # ---------------------------------------------------------------------------- writing
 
 
@@ -416,7 +440,7 @@ def test_an_error_midway_leaves_the_old_page(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("drawing the filters failed")
 
-    monkeypatch.setattr(report_sections, "plot_filters", broken)
+    monkeypatch.setattr(FilterFigures, "plot", broken)  # how the report draws filters
     with pytest.raises(RuntimeError, match="drawing the filters failed"):
         fxmaps.report(nn.Sequential(nn.Conv2d(3, 4, 3)), torch.rand(1, 3, 8, 8), target)
     assert target.read_text() == "old page"

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 from pathlib import Path
 
@@ -134,6 +140,48 @@ def test_nodes_side_by_side_with_means_far_above_their_spread() -> None:
         peaks = maps.flatten(2).amax(dim=2)
         assert torch.equal(indices, expected_top(peaks, 3))
         assert torch.equal(scores, peaks.T.gather(1, indices).double())
+
+
+def test_progress_writes_nothing_where_stderr_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log (a CI job, ``2> log``) gets no progress frames from the library itself."""
+    model, data = dead_channel_cnn()
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stream, monkeypatch.context() as patched:
+        assert not stream.isatty()
+        patched.setattr(sys, "stderr", stream)
+        stats = channel_stats(model, data, layers=["1"], batch_size=5, progress=True)
+    assert stats.samples == SAMPLES
+    assert log.read_text() == ""
+
+
+def test_progress_draws_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, data = dead_channel_cnn()
+    leader, follower = pty.openpty()
+    size = struct.pack("HHHH", 24, 80, 0, 0)  # rows, columns: a new pty has 0, and tqdm
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, size)  # draws nothing 0 columns wide
+    try:
+        with os.fdopen(follower, "w") as terminal, monkeypatch.context() as patched:
+            assert terminal.isatty()
+            patched.setattr(sys, "stderr", terminal)
+            channel_stats(model, data, layers=["1"], batch_size=5, progress=True)
+            terminal.flush()
+            shown = read_waiting(leader)  # before closing: Linux drops what is unread then
+    finally:
+        os.close(leader)
+    batches = math.ceil(SAMPLES / 5)
+    assert "channel stats" in shown
+    assert f"{batches}/{batches}" in shown  # the finished bar
+    assert "\r" in shown  # frames drawn over each other on one line
+
+
+def read_waiting(leader: int) -> str:
+    """What the other side of a pty wrote and nobody read yet."""
+    chunks = []
+    while select.select([leader], [], [], 0.5)[0]:
+        chunks.append(os.read(leader, 4096))
+    return b"".join(chunks).decode()
 
 
 def test_dead_channels_are_listed() -> None:

@@ -37,6 +37,7 @@ from fxmaps.files import (
     write_index,
 )
 from fxmaps.graph import analyze
+from fxmaps.progress import on_terminal, progress
 from fxmaps.render.cam import plot_cam
 from fxmaps.render.filters import plot_filters
 from fxmaps.render.graph import render_graph, save_graph
@@ -111,7 +112,7 @@ def report(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights)
     write_report(loaded.model, _image(args, loaded), path, layers=args.layers,
                  max_maps=args.max_maps, title=args.model,
-                 image_label=args.image or _DEFAULT_PHOTO, progress=_terminal(),
+                 image_label=args.image or _DEFAULT_PHOTO, progress=True,
                  max_bytes=args.max_bytes, weights=loaded.weights)  # fmt: skip
     print(f"wrote {path}")
     return 0
@@ -156,7 +157,7 @@ def bench(args: argparse.Namespace) -> int:
     if baseline is not None and given is not None:
         shapes = [list(t.shape) for t in given.tensors()]
         check_comparable(baseline, args.baseline, input_shapes=shapes)
-    terminal = sys.stderr.isatty()  # a progress line only where someone watches it
+    terminal = on_terminal()  # a progress line only where someone watches it
     with _threads(args.threads):
         result = benchmark_extraction(loaded.model.to(device), inputs, layers=args.layers,
                                       repeat=args.repeat, name=args.model,
@@ -215,7 +216,7 @@ def demo(args: argparse.Namespace) -> int:
         _draw_maps(extracted, maps_folder, max_maps=32, order="energy", weights=loaded.weights)
     first = _first_conv(analysed)
     _save_figure(plot_filters(first, notes=[loaded.weights]), folder / "filters.png")
-    write_report(analysed, None, folder / "report.html", title="resnet18", progress=_terminal(),
+    write_report(analysed, None, folder / "report.html", title="resnet18", progress=True,
                  weights=loaded.weights)  # fmt: skip
     methods = ("gradcam", "gradcam++", "layercam", "eigencam")
     results = [class_maps(analysed, image, method=method) for method in methods]
@@ -244,7 +245,7 @@ def stats(args: argparse.Namespace) -> int:
     rank = share_weights(loaded.model)  # random or downloaded weights: rank 0's for all
     result = channel_stats(loaded.model, dataset, layers=args.layers, batch_size=args.batch_size,
                            num_workers=args.workers, topk=args.topk, train=args.train,
-                           progress=_terminal())  # fmt: skip
+                           progress=True)  # fmt: skip
     if rank != 0:
         return 0
     with file_set(args.output) as folder:
@@ -281,20 +282,12 @@ def _channels(values: list[str] | None) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-def _terminal() -> bool:
-    """Whether progress bars are wanted: only where stderr is a terminal, never in a log."""
-    return sys.stderr.isatty()
-
-
 def _draw_stats(result: ChannelStats, dataset: Any, folder: Path) -> list[Path]:
     """Write ``stats.pt``, each node's top images, the index and the overview into ``folder``."""
-    from tqdm import tqdm
-
     written = [result.save(folder / "stats.pt")]
     files = node_files(result, "_top.png")  # node names are not paths: see node_files
     names = list(result)
-    for name in tqdm(names, desc="drawing top images", unit="layer", leave=False,
-                     disable=not _terminal()):  # fmt: skip
+    for name in progress(names, description="drawing top images", unit="layer", leave=False):
         figure = plot_top_images(result, dataset, name)
         written.append(_save_figure(figure, folder / files[name]))
     written.append(write_index(folder, files))
@@ -426,12 +419,9 @@ def _first_conv(analysed: Any) -> Any:
 def _draw_maps(
     extracted: FeatureMaps, folder: Path, *, max_maps: int, order: str, weights: str
 ) -> None:
-    from tqdm import tqdm
-
     files = node_files(extracted, ".png")  # node names are not paths: see node_files
     names = list(extracted)
-    for name in tqdm(names, desc="drawing maps", unit="layer", leave=False,
-                     disable=not _terminal()):  # fmt: skip
+    for name in progress(names, description="drawing maps", unit="layer", leave=False):
         figure = plot_feature_maps(extracted, name, max_maps=max_maps, order=order, notes=[weights])
         _save_figure(figure, folder / files[name])
     write_index(folder, files)

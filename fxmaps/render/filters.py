@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.image import AxesImage
 
-__all__ = ["drawable", "plot_filters"]
+__all__ = ["FilterFigures", "drawable", "plot_filters"]
 
 _MODES = ("auto", "rgb", "channels", "mean")
 _MAX_INPUTS = 16  # input channels drawn per filter by mode="channels"
@@ -109,6 +109,59 @@ def plot_filters(
         >>> fig.axes[0].images[0].get_array().shape[-1]  # RGBA
         4
     """
+    return _plot(layer_or_weight, max_filters, mode, ncols, cmap, ax, notes, None)
+
+
+class FilterFigures:
+    """The filters of many convolutions, drawn into one figure per layout.
+
+    :meth:`plot` returns what :func:`plot_filters` returns, pixel for pixel. A conv whose
+    figure has the layout of an earlier one's (the same kernel shape: the same size,
+    ticks and colorbar, and as many title lines) gets that figure back with its image,
+    colour range and title replaced, so its axes, ticks and colorbar are made once, not
+    once per conv. A figure returned is therefore only valid until the next call:
+    draw or save it first. The report draws every conv's filters this way.
+
+    Example:
+        >>> from torch import nn
+        >>> from fxmaps.render.filters import FilterFigures
+        >>> figures = FilterFigures()
+        >>> first = figures.plot(nn.Conv2d(8, 8, 3))
+        >>> figures.plot(nn.Conv2d(8, 8, 3)) is first  # same layout: the same figure
+        True
+    """
+
+    def __init__(self) -> None:
+        self._figures: _Figures = {}
+
+    def plot(
+        self,
+        layer_or_weight: Layer | nn.Module | torch.Tensor | npt.NDArray[Any],
+        *,
+        max_filters: int = 64,
+        mode: str = "auto",
+        ncols: int | None = None,
+        cmap: str = "RdBu_r",
+        notes: Sequence[str] = (),
+    ) -> Figure:
+        """:func:`plot_filters` of ``layer_or_weight`` (its options but ``ax``)."""
+        return _plot(layer_or_weight, max_filters, mode, ncols, cmap, None, notes, self._figures)
+
+
+_Figures = dict[tuple[Any, ...], "Figure"]
+"""Figures by layout (see :class:`FilterFigures`)."""
+
+
+def _plot(
+    layer_or_weight: Layer | nn.Module | torch.Tensor | npt.NDArray[Any],
+    max_filters: int,
+    mode: str,
+    ncols: int | None,
+    cmap: str,
+    ax: Axes | None,
+    notes: Sequence[str],
+    figures: _Figures | None,
+) -> Figure:
     kernels = _kernels(layer_or_weight)
     view = _view(kernels, mode)
     if isinstance(max_filters, bool) or not isinstance(max_filters, int) or max_filters < 1:
@@ -124,15 +177,16 @@ def plot_filters(
         shown = (*shown, f"first {len(weight)} of {len(kernels.weight)} filters")
     title = [kernels.label, *shown, *notes]
     if view == "rgb":
-        return _draw_rgb(weight, title, ncols, ax)
+        return _draw_rgb(weight, title, ncols, ax, figures)
     colormap = canvas.colormap(cmap)
     if view == "mean":
-        return _draw_grid(weight.mean(axis=1), [*title, "mean over inputs"], colormap, ncols, ax)
+        mean = weight.mean(axis=1)
+        return _draw_grid(mean, [*title, "mean over inputs"], colormap, ncols, ax, figures)
     if weight.shape[2] * weight.shape[3] == 1 or (kernels.one_d and weight.shape[1] == 1):
-        return _draw_matrix(weight, title, colormap, kernels.one_d, ax)
+        return _draw_matrix(weight, title, colormap, ax, figures)
     if weight.shape[1] == 1:
-        return _draw_grid(weight[:, 0], title, colormap, ncols, ax)
-    return _draw_channels(weight, title, colormap, kernels.one_d, ax)
+        return _draw_grid(weight[:, 0], title, colormap, ncols, ax, figures)
+    return _draw_channels(weight, title, colormap, kernels.one_d, ax, figures)
 
 
 def drawable(layer: Layer) -> bool:
@@ -238,21 +292,31 @@ def _view(kernels: _Kernels, mode: str) -> str:
     return "rgb" if inputs == 3 and not kernels.one_d and height * width > 1 else "channels"
 
 
-def _draw_rgb(weight: Array, title: list[str], ncols: int | None, ax: Axes | None) -> Figure:
+def _draw_rgb(
+    weight: Array, title: list[str], ncols: int | None, ax: Axes | None, figures: _Figures | None
+) -> Figure:
     colour = canvas.scaled(weight.transpose(0, 2, 3, 1), shared=False)  # each filter to [0, 1]
     rgba = np.concatenate([np.nan_to_num(colour), np.ones_like(colour[..., :1])], axis=-1)
     grid = canvas.grid(len(rgba), ncols)
     rgba, scale, pad = canvas.zoomed(rgba, grid)
     image = canvas.tiles(rgba, grid, pad, 0.0)  # padding and empty cells transparent
     title = [*title, "each filter scaled to its own range"]
+    key = ("rgb", image.shape, scale, grid, rgba.shape[1:], pad)
+    if ax is None and (reused := _reused(figures, key, title, image, None)):
+        return reused
     fig, ax, _ = canvas.axes(ax, image.shape, scale, title, ticks=True)
     ax.imshow(image, interpolation="nearest" if scale == 1 else "auto")
     _grid_ticks(ax, grid, rgba.shape[1:], pad)
-    return fig
+    return _kept(figures, key, fig)
 
 
 def _draw_grid(
-    tiles: Array, title: list[str], colormap: Colormap, ncols: int | None, ax: Axes | None
+    tiles: Array,
+    title: list[str],
+    colormap: Colormap,
+    ncols: int | None,
+    ax: Axes | None,
+    figures: _Figures | None,
 ) -> Figure:
     """One tile per filter, in a near-square grid."""
     limit = _limit(tiles)
@@ -261,11 +325,14 @@ def _draw_grid(
     image = canvas.tiles(
         tiles, grid, pad, -2 * limit, 2 * limit
     )  # the colormap's under and over colours
+    key = ("grid", image.shape, scale, grid, tiles.shape[1:], pad, colormap.name)
+    if ax is None and (reused := _reused(figures, key, title, image, limit)):
+        return reused
     fig, ax, cax = canvas.axes(ax, image.shape, scale, title, colorbar=True, ticks=True)
     picture = _show(ax, image, colormap, limit, scale)
     _grid_ticks(ax, grid, tiles.shape[1:], pad)
     canvas.colorbar(fig, picture, cax, ax)
-    return fig
+    return _kept(figures, key, fig)
 
 
 def _show(ax: Axes, image: Array, colormap: Colormap, limit: float, scale: float) -> AxesImage:
@@ -275,11 +342,14 @@ def _show(ax: Axes, image: Array, colormap: Colormap, limit: float, scale: float
 
 
 def _draw_matrix(
-    weight: Array, title: list[str], colormap: Colormap, one_d: bool, ax: Axes | None
+    weight: Array, title: list[str], colormap: Colormap, ax: Axes | None, figures: _Figures | None
 ) -> Figure:
     """1×1 kernels as the (out, in) matrix; 1-D kernels over one input as (out, taps)."""
     matrix = weight[:, :, 0, 0] if weight.shape[3] == 1 else weight[:, 0, 0, :]
     limit = _limit(matrix)
+    key = ("matrix", matrix.shape, weight.shape[3] > 1, colormap.name)
+    if ax is None and (reused := _reused(figures, key, title, matrix, limit)):
+        return reused
     fig, ax, cax = canvas.axes(
         ax, matrix.shape, canvas.fit(*matrix.shape), title, colorbar=True, ticks=True
     )
@@ -288,11 +358,16 @@ def _draw_matrix(
     ax.set_ylabel("filter", fontsize=8)
     ax.tick_params(labelsize=7)
     canvas.colorbar(fig, picture, cax, ax)
-    return fig
+    return _kept(figures, key, fig)
 
 
 def _draw_channels(
-    weight: Array, title: list[str], colormap: Colormap, one_d: bool, ax: Axes | None
+    weight: Array,
+    title: list[str],
+    colormap: Colormap,
+    one_d: bool,
+    ax: Axes | None,
+    figures: _Figures | None,
 ) -> Figure:
     """Each kernel of the first _MAX_INPUTS inputs: a column per filter (a row per 1-D filter)."""
     out, inputs, height, width = weight.shape
@@ -304,6 +379,9 @@ def _draw_channels(
     grid = (out, shown) if one_d else (shown, out)
     cells, scale, pad = canvas.zoomed(cells.reshape(out * shown, height, width), grid)
     image = canvas.tiles(cells, grid, pad, -2 * limit)
+    key = ("channels", image.shape, scale, grid, cells.shape[1:], pad, one_d, colormap.name)
+    if ax is None and (reused := _reused(figures, key, title, image, limit)):
+        return reused
     fig, ax, cax = canvas.axes(ax, image.shape, scale, title, colorbar=True, ticks=True)
     picture = _show(ax, image, colormap, limit, scale)
     _cell_ticks(ax.yaxis, grid[0], cells.shape[1], pad)
@@ -311,6 +389,38 @@ def _draw_channels(
     ax.set_xlabel("input channel" if one_d else "filter", fontsize=8)
     ax.set_ylabel("filter" if one_d else "input channel", fontsize=8)
     canvas.colorbar(fig, picture, cax, ax)
+    return _kept(figures, key, fig)
+
+
+def _reused(
+    figures: _Figures | None,
+    key: tuple[Any, ...],
+    title: list[str],
+    image: Array,
+    limit: float | None,
+) -> Figure | None:
+    """The figure drawn earlier with ``key``'s layout, now showing ``image`` on the colour
+    range ``±limit`` under ``title``; ``None`` when there is none, or the title would take
+    another number of lines there (another height)."""
+    fig = None if figures is None else figures.get(key)
+    if fig is None:
+        return None
+    ax = fig.axes[0]
+    width = round(fig.get_figwidth() * canvas.DPI)
+    text = canvas.wrapped(title, (width - 20) // 7)  # as canvas.axes wraps it
+    if text.count("\n") != ax.get_title().count("\n"):
+        return None
+    picture = ax.images[0]
+    picture.set_data(image)
+    if limit is not None:
+        picture.set_clim(-limit, limit)  # the colorbar follows
+    ax.set_title(text, fontsize=canvas.TITLE_SIZE)
+    return fig
+
+
+def _kept(figures: _Figures | None, key: tuple[Any, ...], fig: Figure) -> Figure:
+    if figures is not None:
+        figures.setdefault(key, fig)
     return fig
 
 

@@ -11,23 +11,32 @@ Where ``savefig``'s own settings would change the image (``rcParams["savefig.*"]
 keyword arguments, a canvas that is not Agg) or for any other format, it calls
 ``savefig``, passing ``compress_level`` to the PNG encoder. A user's own
 ``fig.savefig`` is left as matplotlib does it.
+
+:func:`figure_pixels` gives the pixels themselves, for writers that encode them
+their own way (the report's WebP and palette PNGs). Its ``tight`` crop is
+``savefig(bbox_inches="tight")``'s box, cut from one drawing of the figure where
+``savefig`` draws it twice (once to measure, once to render).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import numpy as np
+import numpy.typing as npt
 
 from fxmaps.errors import OptionError
 from fxmaps.files import atomic_path
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
     from matplotlib.figure import Figure
 
-__all__ = ["save_figure"]
+__all__ = ["figure_pixels", "save_figure"]
 
 _DEFAULTS = {
     "savefig.dpi": "figure",
@@ -85,6 +94,121 @@ def save_figure(
     return path
 
 
+def figure_pixels(
+    figure: Figure, *, dpi: float | None = None, tight: bool = False, pad_inches: float = 0.1
+) -> npt.NDArray[np.uint8]:
+    """The RGBA pixels ``figure.savefig(..., dpi=dpi)`` writes, drawn once.
+
+    Args:
+        figure: The figure, as fxmaps's plotting functions return it.
+        dpi: Draw at this resolution; by default the figure's own.
+        tight: Crop to what the figure draws, as ``bbox_inches="tight"`` does, with
+            ``pad_inches`` of background kept around it.
+        pad_inches: The margin of a ``tight`` crop.
+
+    Returns:
+        A ``(height, width, 4)`` array of bytes.
+
+    The figure is drawn once on its Agg canvas and its tight box, the one ``savefig``
+    computes, is cut from those pixels: ``savefig`` instead draws the figure once to
+    measure the box and again shifted into it, which also moves images off the whole
+    pixels fxmaps places them on. Where the pixels could differ from ``savefig``'s in
+    more than that (``rcParams["savefig.*"]`` set, a canvas that is not Agg, a drawing
+    that reaches past the figure's edge), the pixels come from ``savefig`` itself.
+
+    Example:
+        >>> import torch, fxmaps
+        >>> from fxmaps.render.save import figure_pixels
+        >>> fig = fxmaps.plot_feature_maps(torch.rand(1, 4, 8, 8))
+        >>> whole, tight = figure_pixels(fig), figure_pixels(fig, tight=True)
+        >>> whole.shape[2], tight.shape[0] <= whole.shape[0], tight.shape[1] <= whole.shape[1]
+        (4, True, True)
+    """
+    resolution = float(figure.dpi if dpi is None else dpi)
+    if _plain_settings(figure) and _opaque(figure):
+        with _at_dpi(figure, resolution):
+            figure.canvas.draw()
+            drawn = np.array(figure.canvas.buffer_rgba())  # type: ignore[attr-defined]
+            box = _tight_box(figure, drawn.shape, pad_inches) if tight else None
+        if not tight:
+            return drawn
+        if box is not None:
+            return _cut(drawn, box, _background(figure))
+    return _savefig_pixels(figure, resolution, tight, pad_inches)
+
+
+@contextlib.contextmanager
+def _at_dpi(figure: Figure, dpi: float) -> Iterator[None]:
+    """``figure`` at ``dpi`` for the block, as ``savefig(dpi=...)`` sets it."""
+    before = figure.dpi
+    figure.dpi = dpi
+    try:
+        yield
+    finally:
+        figure.dpi = before
+
+
+def _opaque(figure: Figure) -> bool:
+    from matplotlib.colors import to_rgba
+
+    return to_rgba(figure.get_facecolor())[3] == 1.0
+
+
+def _background(figure: Figure) -> npt.NDArray[np.uint8]:
+    """The bytes of a pixel where only the (opaque) figure's background is drawn."""
+    from matplotlib.colors import to_rgba
+
+    return np.array([round(255 * c) for c in to_rgba(figure.get_facecolor())], dtype=np.uint8)
+
+
+def _tight_box(
+    figure: Figure, shape: tuple[int, ...], pad_inches: float
+) -> tuple[int, int, int, int] | None:
+    """``savefig``'s tight box on the drawn canvas, in pixels (left, top, width, height).
+
+    ``None`` where what is drawn reaches past the canvas: ``savefig`` would show what
+    lies there. The margin may: there, ``savefig`` shows the figure's background.
+    """
+    height, width = shape[:2]
+    dpi = figure.dpi
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    content = figure.get_tightbbox(renderer)
+    if content.x0 < 0 or content.y0 < 0 or content.x1 * dpi > width or content.y1 * dpi > height:
+        return None
+    box = content.padded(pad_inches)
+    # savefig's canvas for the box: its size in whole pixels, its origin at the box's.
+    box_width, box_height = int(box.width * dpi), int(box.height * dpi)
+    return round(box.x0 * dpi), round(height - box.y0 * dpi - box_height), box_width, box_height
+
+
+def _cut(
+    drawn: npt.NDArray[np.uint8], box: tuple[int, int, int, int], background: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """The ``box`` (left, top, width, height) of ``drawn``; ``background`` where it lies outside."""
+    left, top, width, height = box
+    cut = np.empty((height, width, drawn.shape[2]), dtype=np.uint8)
+    cut[...] = background
+    rows = slice(max(top, 0), min(top + height, drawn.shape[0]))
+    cols = slice(max(left, 0), min(left + width, drawn.shape[1]))
+    cut[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = drawn[
+        rows, cols
+    ]
+    return cut
+
+
+def _savefig_pixels(
+    figure: Figure, dpi: float, tight: bool, pad_inches: float
+) -> npt.NDArray[np.uint8]:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    crop: dict[str, Any] = {"bbox_inches": "tight", "pad_inches": pad_inches} if tight else {}
+    figure.savefig(buffer, format="png", dpi=dpi, **crop)
+    buffer.seek(0)
+    with Image.open(buffer) as picture:
+        return np.asarray(picture.convert("RGBA"))
+
+
 def _format(path: str | os.PathLike[str] | BinaryIO, given: str | None) -> str:
     if given:
         return given.lower().lstrip(".")
@@ -131,8 +255,6 @@ def _write_png(figure: Figure, stream: BinaryIO, level: int) -> None:
 
 def _smallest_mode(buffer: Any) -> npt.NDArray[Any]:
     """The pixels as gray, RGB or RGBA: the fewest channels that keep every value."""
-    import numpy as np
-
     rgba = np.asarray(buffer)
     if not (rgba[..., 3] == 255).all():
         return rgba

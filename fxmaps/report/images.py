@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, features
 
+from fxmaps.render.save import figure_pixels
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -26,6 +28,9 @@ _MARGIN = 0.04  # inches of white kept around a figure's drawn content
 def figure_uri(figure: Figure, *, tight: bool = True, dpi: float | None = None) -> str:
     """``figure`` cropped to what it draws (``tight``), as a compact ``data:`` URI.
 
+    The figure is drawn once: :func:`fxmaps.render.save.figure_pixels` cuts savefig's
+    tight box from that drawing (``savefig(bbox_inches="tight")`` would draw it twice).
+
     ``dpi`` draws it at another resolution than its own (fewer bytes for a figure
     the page shows small).
 
@@ -36,17 +41,8 @@ def figure_uri(figure: Figure, *, tight: bool = True, dpi: float | None = None) 
         >>> figure_uri(figure).startswith(("data:image/webp;base64,", "data:image/png;base64,"))
         True
     """
-    buffer = io.BytesIO()
-    resolution = figure.dpi if dpi is None else dpi
-    if tight:
-        figure.savefig(
-            buffer, format="png", dpi=resolution, bbox_inches="tight", pad_inches=_MARGIN
-        )
-    else:
-        figure.savefig(buffer, format="png", dpi=resolution)
-    buffer.seek(0)
-    with Image.open(buffer) as picture:
-        return image_uri(picture.convert("RGB"))
+    pixels = figure_pixels(figure, dpi=dpi, tight=tight, pad_inches=_MARGIN)  # drawn once
+    return image_uri(Image.fromarray(pixels).convert("RGB"))
 
 
 def image_uri(picture: Image.Image) -> str:

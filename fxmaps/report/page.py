@@ -65,7 +65,8 @@ def report(
         title: The page title; the model's class name by default.
         image_label: What the page says the input is; by default the file or
             URL, the default photo's credit, or "a tensor".
-        progress: Show a progress bar while the maps are drawn.
+        progress: Show a progress bar while the maps are drawn, where standard error
+            is a terminal (never in a log file or a pipe: :mod:`fxmaps.progress`).
         max_bytes: The memory limit for the maps (see :func:`fxmaps.extract`).
         weights: Which weights the model has, in words, for the page's header (the
             command line says ``"random weights (untrained)"`` of a model it built

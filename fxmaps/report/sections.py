@@ -21,8 +21,9 @@ from fxmaps.attribute import cam
 from fxmaps.errors import InputError, one_line
 from fxmaps.extract.maps import FeatureMaps
 from fxmaps.graph import Layer, ModelGraph, format_shape
+from fxmaps.progress import progress
 from fxmaps.render.cam import plot_cam
-from fxmaps.render.filters import drawable, plot_filters
+from fxmaps.render.filters import FilterFigures, drawable
 from fxmaps.render.maps import plot_feature_maps
 from fxmaps.render.table import NUMERIC_HEADERS, SUMMARY_HEADERS
 from fxmaps.report.graph_view import graph_section
@@ -167,7 +168,7 @@ def maps_section(context: Context) -> str:
             "<code>layers=</code> (<code>--layers</code>), e.g. <code>linear</code>.</p></section>"
         )
     figures = []
-    for name in _progress(list(maps), context.progress, "report: drawing maps"):
+    for name in _drawing(list(maps), context.progress, "report: drawing maps"):
         layer = maps.layer(name)
         figure = _untitled(
             plot_feature_maps(maps, name, max_maps=context.max_maps, order="energy"),
@@ -183,13 +184,17 @@ def maps_section(context: Context) -> str:
 
 
 def filters_section(context: Context) -> str:
-    """Every conv's filters: the first shown, the others folded."""
+    """Every conv's filters: the first shown, the others folded. Convs of one kernel shape
+    share a figure, redrawn with each one's kernels (:class:`FilterFigures`)."""
     convs = [layer for layer in context.graph.layers(["conv", "downsample"]) if drawable(layer)]
     if not convs:
         return ""
+    shared = FilterFigures()
     figures = [
-        _figure(layer.name, "filters", "filters", _filters_uri(layer), f"{layer.name} · filters")
-        for layer in _progress(convs, context.progress, "report: drawing filters")
+        _figure(
+            layer.name, "filters", "filters", _filters_uri(shared, layer), f"{layer.name} · filters"
+        )
+        for layer in _drawing(convs, context.progress, "report: drawing filters")
     ]
     rest = ""
     if len(figures) > 1:
@@ -216,8 +221,8 @@ SECTIONS: tuple[Callable[[Context], str], ...] = (
 """The page's sections, in order. A section that has nothing to show returns ``""``."""
 
 
-def _filters_uri(layer: Layer) -> str:
-    return figure_uri(plot_filters(layer, max_filters=_MAX_FILTERS), dpi=_FILTERS_DPI)
+def _filters_uri(shared: FilterFigures, layer: Layer) -> str:
+    return figure_uri(shared.plot(layer, max_filters=_MAX_FILTERS), dpi=_FILTERS_DPI)
 
 
 def _figure(node: str, role: str, alt: str, uri: str, caption: str) -> str:
@@ -253,9 +258,6 @@ def _picture(shown: torch.Tensor) -> str:
     return figure_uri(figure, tight=False)
 
 
-def _progress(items: list[Any], enabled: bool, description: str) -> Iterable[Any]:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, unit="layer", leave=False)
+def _drawing(items: list[Any], show: bool, description: str) -> Iterable[Any]:
+    """``items`` with a progress bar that clears itself, on a terminal only."""
+    return progress(items, description=description, unit="layer", show=show, leave=False)

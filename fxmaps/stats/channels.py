@@ -30,6 +30,7 @@ from fxmaps.extract.extractor import FeatureExtractor
 from fxmaps.files import atomic_path, unreadable
 from fxmaps.graph import ModelGraph, Selection, analyze
 from fxmaps.graph.checks import check_module
+from fxmaps.progress import progress as progress_bar
 from fxmaps.stats.running import Running, Score, Scratch
 from fxmaps.stats.stored import FORMAT, bad_stats, checked_stats
 from fxmaps.stats.world import World
@@ -178,7 +179,9 @@ def channel_stats(
         score: A sample's score for a channel: its spatial ``"max"`` or ``"mean"``.
         device: Where to send the inputs; by default where the model's parameters
             are. The model must be there already.
-        progress: Show a progress bar (on rank 0 only).
+        progress: Show a progress bar (on rank 0 only), where standard error is a
+            terminal; nothing is written to a log file or a pipe (see
+            :mod:`fxmaps.progress`).
         train: Take the statistics of the training-mode graph (``True``) or the
             eval-mode one (``False``). By default: the mode of the graph given, and
             the eval-mode graph of a model, whatever mode the model is in.
@@ -227,7 +230,8 @@ def channel_stats(
     scratch = Scratch()
     seen = 0  # samples this rank has taken from its sampler, padding included
     with torch.no_grad():
-        for batch in _progress(loader, progress and world.rank == 0):
+        shown = progress and world.rank == 0
+        for batch in progress_bar(loader, description="channel stats", unit="batch", show=shown):
             if isinstance(batch, InputError):  # made in the collate, maybe by a worker
                 raise batch
             indices, inputs = batch
@@ -409,11 +413,3 @@ def _device_of(model: nn.Module) -> torch.device:
     for tensor in [*model.parameters(), *model.buffers()][:1]:
         return tensor.device
     return torch.device("cpu")
-
-
-def _progress(loader: DataLoader[Any], show: bool) -> Any:
-    if not show:
-        return loader
-    from tqdm import tqdm
-
-    return tqdm(loader, desc="channel stats", unit="batch")
