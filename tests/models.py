@@ -769,3 +769,17 @@ class ChunkClassifier(nn.Module):
         if y.mean() < 0:  # never, for a relu times a sigmoid: but torch.fx cannot know
             y = -y
         return cast(torch.Tensor, self.fc(y.mean((2, 3))))
+
+
+class PositionGate(nn.Module):
+    """Lets through only the positions of the last axis from ``start`` on (an image's
+    columns, a signal's samples): the rest of the input cannot reach what follows."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__()
+        self.start = start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros_like(x)
+        mask[..., self.start :] = 1
+        return x * mask

@@ -11,6 +11,7 @@ from torch import nn
 import fxmaps
 from fxmaps.attribute.methods import METHODS
 from tests.conftest import tv_model
+from tests.models import PositionGate
 from tests.oracles import assert_unchanged, correlation, hooked, snapshot
 
 
@@ -134,20 +135,6 @@ def test_reinitialising_the_classifier_changes_the_map() -> None:
         assert correlation(before.maps[i], after.maps[i]) < 0.5
 
 
-class _Gate(nn.Module):
-    """Lets through only the columns from ``start`` on: the rest of the image cannot
-    reach the classifier."""
-
-    def __init__(self, start: int) -> None:
-        super().__init__()
-        self.start = start
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = torch.zeros_like(x)
-        mask[..., self.start :] = 1
-        return x * mask
-
-
 def _bright_spot_model(gate: int | None) -> nn.Module:
     """Class 0 counts bright pixels, class 1 is its opposite."""
     conv = nn.Conv2d(3, 4, 3, padding=1)
@@ -158,7 +145,7 @@ def _bright_spot_model(gate: int | None) -> nn.Module:
         conv.bias.fill_(-0.5)
         head.weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
         head.bias.zero_()
-    gated = [_Gate(gate)] if gate is not None else []
+    gated = [PositionGate(gate)] if gate is not None else []
     return nn.Sequential(
         conv, nn.ReLU(), *gated, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head
     ).eval()

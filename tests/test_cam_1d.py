@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 import fxmaps
 from fxmaps.attribute.methods import METHODS
+from tests.models import PositionGate
 from tests.oracles import hook_outputs
 
 LENGTH = 48
@@ -223,19 +224,6 @@ def test_a_signal_model_with_no_sequence_after_its_input_has_no_default_layer() 
         fxmaps.cam(mlp, torch.rand(2, 2, 4))
 
 
-class _Gate(nn.Module):
-    """Lets through only the positions from ``start`` on."""
-
-    def __init__(self, start: int) -> None:
-        super().__init__()
-        self.start = start
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = torch.zeros_like(x)
-        mask[..., self.start :] = 1
-        return x * mask
-
-
 def _bump_model(gate: int | None) -> nn.Module:
     """Class 0 counts high samples of the signal, class 1 is its opposite."""
     conv, head = nn.Conv1d(1, 4, 3, padding=1), nn.Linear(4, 2)
@@ -245,7 +233,7 @@ def _bump_model(gate: int | None) -> nn.Module:
         conv.bias.fill_(-0.5)
         head.weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
         head.bias.zero_()
-    gated = [_Gate(gate)] if gate is not None else []
+    gated = [PositionGate(gate)] if gate is not None else []
     return nn.Sequential(
         conv, nn.ReLU(), *gated, nn.AdaptiveAvgPool1d(1), nn.Flatten(), head
     ).eval()

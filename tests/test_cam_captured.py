@@ -232,8 +232,8 @@ def test_a_node_the_run_does_not_make_is_refused() -> None:
         fxmaps.cam(graph, torch.ones(1, 3, 8, 8), 0, layer="pos")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers")
-def test_a_transformers_vit_gets_the_tokens_entering_the_last_attention() -> None:
+def _tiny_transformers_vit() -> tuple[nn.Module, fxmaps.Inputs]:
+    """transformers' ViT classifier (random weights): 4x4 patches of 8 pixels, 5 classes."""
     from transformers import ViTConfig, ViTForImageClassification
 
     config = ViTConfig(
@@ -242,7 +242,12 @@ def test_a_transformers_vit_gets_the_tokens_entering_the_last_attention() -> Non
     )  # fmt: skip
     torch.manual_seed(0)
     model = ViTForImageClassification(config).eval()
-    inputs = fxmaps.Inputs(kwargs={"pixel_values": torch.randn(2, 3, 32, 32)})
+    return model, fxmaps.Inputs(kwargs={"pixel_values": torch.randn(2, 3, 32, 32)})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers")
+def test_a_transformers_vit_gets_the_tokens_entering_the_last_attention() -> None:
+    model, inputs = _tiny_transformers_vit()
     graph = fxmaps.analyze(model, inputs)
     assert graph.capture is not None
     classes = [1, 4]
@@ -268,15 +273,7 @@ def test_a_transformers_vit_gets_the_tokens_entering_the_last_attention() -> Non
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers")
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
 def test_class_targets_read_a_transformers_output_s_logits(method: str) -> None:
-    from transformers import ViTConfig, ViTForImageClassification
-
-    config = ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, num_labels=5,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = ViTForImageClassification(config).eval()
-    inputs = fxmaps.Inputs(kwargs={"pixel_values": torch.randn(2, 3, 32, 32)})
+    model, inputs = _tiny_transformers_vit()
     graph = fxmaps.analyze(model, inputs)
     by_class = fxmaps.cam(graph, inputs, 3, method=method)
     by_callable = fxmaps.cam(graph, inputs, lambda out: out.logits[:, 3], method=method)
