@@ -276,6 +276,21 @@ def test_report_writes_html(
     assert [p.name for p in tmp_path.iterdir()] == ["toy.html"]
 
 
+def test_report_of_a_signal_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--input-size C L``: the page is made from a random (1, C, L) signal, not a photo."""
+    path = tmp_path / "signal.html"
+    argv = ("report", "tests.models:Conv1dNet", "--input-size", "2", "64", "-o", str(path))
+    code, out, _ = run(capsys, *argv)
+    assert (code, out) == (0, f"wrote {path}\n")
+    text = path.read_text()
+    graph = fxmaps.analyze(toy.Conv1dNet(), torch.randn(1, 2, 64))
+    convs = [layer.name for layer in graph.layers("conv")]
+    assert re.findall(r"<figure data-node='([^']+)' data-role='maps'>", text) == convs
+    assert re.findall(r"<figure data-node='([^']+)' data-role='filters'>", text) == convs
+    assert "a random signal (1, 2, 64)" in text
+    assert "default photo" not in text
+
+
 # ---------------------------------------------------------------------------- errors
 
 

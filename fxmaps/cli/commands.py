@@ -50,7 +50,7 @@ from fxmaps.sources.images import load_image
 from fxmaps.sources.models import LoadedModel, load_model
 from fxmaps.stats.channels import channel_stats
 from fxmaps.stats.world import share_weights
-from fxmaps.trace.inputs import as_inputs, map_tensors
+from fxmaps.trace.inputs import Inputs, as_inputs, map_tensors
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -110,9 +110,12 @@ def filters(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     path = output_file(args.output)
     loaded = load_model(args.model, weights=args.weights)
-    write_report(loaded.model, _image(args, loaded), path, layers=args.layers,
-                 max_maps=args.max_maps, title=args.model,
-                 image_label=args.image or _DEFAULT_PHOTO, progress=True,
+    given, label = _image(args, loaded), args.image or _DEFAULT_PHOTO
+    if isinstance(given, torch.Tensor) and given.dim() == 3:  # a signal (1, C, L), not a photo
+        label = f"a random signal {tuple(given.shape)}"
+        given = Inputs((given,))  # the page draws no picture of it
+    write_report(loaded.model, given, path, layers=args.layers,
+                 max_maps=args.max_maps, title=args.model, image_label=label, progress=True,
                  max_bytes=args.max_bytes, weights=loaded.weights)  # fmt: skip
     print(f"wrote {path}")
     return 0
