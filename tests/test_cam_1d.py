@@ -338,5 +338,5 @@ def test_scorecam_needs_the_image_among_the_graphs_tensor_arguments() -> None:
     model = _Signal().eval()
     graph = fxmaps.analyze(model, torch.randn(1, 2, LENGTH))
     image = torch.randn(1, 2, LENGTH)
-    with pytest.raises(fxmaps.InputError, match=r"scorecam.*inside a list or a dict"):
+    with pytest.raises(fxmaps.InputError, match=r"scorecam.*in a list or a dict"):
         masked_runner(graph.graph_module, [torch.randn(1, 2, LENGTH)], image)

@@ -415,3 +415,47 @@ def test_nothing_of_a_call_is_kept_after_it(layer: str) -> None:
     del x
     gc.collect()
     assert gone() is None
+
+
+def _detector() -> tuple[nn.Module, list[torch.Tensor]]:
+    """torchvision's small Faster R-CNN with random weights, keeping every box (a score
+    threshold of 0), and two images of one size as a detector takes them: a list."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, box_score_thresh=0.0
+    )
+    return model.eval(), [torch.rand(3, 160, 200), torch.rand(3, 160, 200)]
+
+
+def _top_box(out: Any) -> torch.Tensor:
+    """Each image's best box score."""
+    return torch.stack([found["scores"][0] for found in out])
+
+
+def test_a_detector_s_list_of_images_is_the_batch_the_maps_are_drawn_on() -> None:
+    model, images = _detector()
+    graph = fxmaps.analyze(model, (images,))
+    result = fxmaps.cam(graph, (images,), _top_box)
+    assert result.maps.shape == (2, 160, 200)
+    with _leaf_at(model, result.layer) as leaves:
+        score = _top_box(model(images)).sum()
+        (grad,) = torch.autograd.grad(score, leaves[0])
+    expected = GRADIENT_METHODS["gradcam"](leaves[0].detach(), grad).clamp(min=0)
+    torch.testing.assert_close(result.raw, expected, rtol=1e-4, atol=1e-6)
+    assert bool((result.raw.flatten(1).amax(dim=1) > 0).all())
+
+
+def test_eigencam_needs_no_class_scores_and_scorecam_says_why_it_cannot_mask_a_list() -> None:
+    model, images = _detector()
+    graph = fxmaps.analyze(model, (images,))
+    result = fxmaps.cam(graph, (images,), method="eigencam")
+    value = fxmaps.extract(graph, (images,), layers=[result.layer])[result.layer]
+    torch.testing.assert_close(result.raw, eigen(value).clamp(min=0))
+    assert result.targets == (None, None)
+    assert bool(result.scores.isnan().all())
+    with pytest.raises(fxmaps.InputError, match=r"scorecam.*in a list or a dict.*eigencam"):
+        fxmaps.cam(graph, (images,), _top_box, method="scorecam")
+    with pytest.raises(fxmaps.InputError, match=r"differ: \[\(3, 160, 200\), \(3, 180, 200\)\]"):
+        fxmaps.cam(graph, ([images[0], torch.rand(3, 180, 200)],), method="eigencam")

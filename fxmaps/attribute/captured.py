@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from fxmaps.attribute.gradients import Found, checked_value, explained
-from fxmaps.attribute.image import MaskedRun, masked_inputs
+from fxmaps.attribute.image import MaskedRun, check_maskable, masked_inputs
 from fxmaps.attribute.methods import GRADIENT_METHODS
 from fxmaps.attribute.targets import Target
 from fxmaps.errors import FxmapsError, InputError
@@ -86,13 +86,14 @@ def captured_activations(
     leaf = checked_value(layer, made[0])
     if leaf.requires_grad:
         _check_reaches(layer, output)
-    return explained(layer, leaf, output, target, image)
+    return explained(layer, leaf, output, target, image, scored=method != "eigencam")
 
 
 def masked_run(graph: ModelGraph, given: Inputs, image: torch.Tensor) -> MaskedRun:
     """Score-CAM's runs of the captured model: the masked images in ``image``'s place
     (wherever it sits in the inputs), every other tensor with its masked sample (see
     :func:`.image.masked_inputs`)."""
+    check_maskable(given.tensors(), image)
     model = graph.model
 
     def run(masked: torch.Tensor, samples: torch.Tensor) -> Any:

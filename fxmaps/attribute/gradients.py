@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from fxmaps.attribute.image import positions
-from fxmaps.attribute.targets import Target, Targets, resolve_targets
+from fxmaps.attribute.targets import Target, Targets, class_logits, resolve_targets, unscored
 from fxmaps.errors import InputError
 from fxmaps.graph import Layer
 
@@ -37,14 +37,27 @@ def checked_value(layer: Layer, value: Any) -> torch.Tensor:
 
 
 def explained(
-    layer: Layer, leaf: torch.Tensor, output: Any, target: Target, image: torch.Tensor
+    layer: Layer,
+    leaf: torch.Tensor,
+    output: Any,
+    target: Target,
+    image: torch.Tensor,
+    *,
+    scored: bool = True,
 ) -> Found:
     """The targets' scores on ``output`` and, where ``leaf`` requires grad, their gradient
     at ``leaf`` (the node's value, from which ``output`` was computed); both as
-    positions of ``image`` (a grid, or one row ``(N, C, 1, l)`` for a signal)."""
+    positions of ``image`` (a grid, or one row ``(N, C, 1, l)`` for a signal).
+
+    ``scored=False`` (Eigen-CAM, which uses no target): with ``target=None`` and an
+    output that has no class scores (a detector's boxes), no class and NaN scores.
+    """
     gradient, dims = leaf.requires_grad, image.dim() - 2
     with torch.set_grad_enabled(gradient):
-        targets = resolve_targets(target, output, image.shape[0])
+        if not scored and target is None and class_logits(output) is None:
+            targets = unscored(image.shape[0])
+        else:
+            targets = resolve_targets(target, output, image.shape[0])
         rows = torch.tensor([c or 0 for c in targets.classes], device=leaf.device)
         scores = targets.score(output, rows)
         grads = torch.autograd.grad(scores.sum(), leaf)[0] if gradient else None

@@ -21,7 +21,15 @@ from fxmaps.facts import Layout
 from fxmaps.graph import Layer
 from fxmaps.trace.inputs import Inputs, map_tensors
 
-__all__ = ["MaskedRun", "as_rows", "find_image", "masked_inputs", "masked_runner", "positions"]
+__all__ = [
+    "MaskedRun",
+    "as_rows",
+    "check_maskable",
+    "find_image",
+    "masked_inputs",
+    "masked_runner",
+    "positions",
+]
 
 MaskedRun = Callable[[torch.Tensor, torch.Tensor], Any]
 """``run(masked, samples)``: the model's output on masked images ``(k, C, H, W)`` (a 1-d
@@ -29,24 +37,48 @@ signal as ``(k, C, 1, L)``), where row ``i`` was masked from sample ``samples[i]
 
 
 def find_image(given: Inputs) -> torch.Tensor:
-    """The tensor the maps are drawn on: the first ``(N, C, H, W)`` one, else the first
-    ``(N, C, L)`` one.
+    """The tensor the maps are drawn on: the first ``(N, C, H, W)`` one; else a list of
+    ``(C, H, W)`` images of one size (as detection models take them), stacked; else the
+    first ``(N, C, L)`` one.
 
     Raises:
-        InputError: No input tensor has either form.
+        InputError: No input tensor has either form, or a list's images differ in size.
     """
     tensors = given.tensors()
-    for rank in (4, 3):
-        for tensor in tensors:
-            if tensor.dim() == rank:
-                return tensor
+    found = next((t for t in tensors if t.dim() == 4), None)
+    if found is None:
+        found = _listed_images(given)
+    if found is None:
+        found = next((t for t in tensors if t.dim() == 3), None)
+    if found is not None:
+        return found
     shapes = [tuple(t.shape) for t in tensors]
     raise InputError(
-        f"cam() draws maps on an image batch (N, C, H, W) or a signal batch (N, C, L), and "
-        f"the inputs hold {shapes}; pass images or signals with a batch dimension",
+        f"cam() draws maps on an image batch (N, C, H, W), a list of images (C, H, W) or a "
+        f"signal batch (N, C, L), and the inputs hold {shapes}; pass images or signals "
+        "with a batch dimension",
         argument="inputs",
         got=str(shapes),
     )
+
+
+def _listed_images(given: Inputs) -> torch.Tensor | None:
+    """The images of the first argument that is a list of ``(C, H, W)`` tensors, as a batch."""
+    for value in (*given.args, *given.kwargs.values()):
+        if not isinstance(value, list | tuple) or not value:
+            continue
+        if not all(isinstance(v, torch.Tensor) and v.dim() == 3 for v in value):
+            continue
+        shapes = {tuple(v.shape) for v in value}
+        if len(shapes) > 1:
+            raise InputError(
+                f"cam() draws maps on a list of images of one size, and these differ: "
+                f"{sorted(shapes)}; resize them to one size first",
+                argument="inputs",
+                got=str(sorted(shapes)),
+            )
+        return torch.stack(list(value))
+    return None
 
 
 def as_rows(image: torch.Tensor) -> torch.Tensor:
@@ -95,20 +127,30 @@ def masked_runner(
         InputError: The image is not one of the graph's tensor arguments (it sits inside
             a list or a dict, where it cannot be replaced).
     """
-    if not any(t is image for t in tensors):
-        raise InputError(
-            f"method='scorecam' masks the image {tuple(image.shape)}, and it is not one of the "
-            "tensor arguments of the model's forward (it sits inside a list or a dict); pass "
-            "it as an argument of its own, or use a gradient method or eigencam",
-            argument="method",
-            got="scorecam",
-        )
+    check_maskable(tensors, image)
     given = Inputs(tuple(tensors), {})
 
     def run(masked: torch.Tensor, samples: torch.Tensor) -> Any:
         return masked_inputs(given, image, masked, samples).call(module)
 
     return run
+
+
+def check_maskable(tensors: Sequence[torch.Tensor], image: torch.Tensor) -> None:
+    """Refuse Score-CAM where the image is not one tensor argument that a masked batch
+    can replace (a list of images, an image inside a dict).
+
+    Raises:
+        InputError: ``image`` is not one of ``tensors``.
+    """
+    if not any(t is image for t in tensors):
+        raise InputError(
+            f"method='scorecam' masks the image batch {tuple(image.shape)}, and the model does "
+            "not take it as one tensor (its images sit in a list or a dict); use a gradient "
+            "method or eigencam, or pass the batch as an argument of its own",
+            argument="method",
+            got="scorecam",
+        )
 
 
 def masked_inputs(

@@ -58,8 +58,9 @@ def cam(
             :class:`ModelGraph` from ``fxmaps.analyze(model, example_input)``; a model
             torch.fx cannot trace whole (captured) works too, run as it was captured.
         inputs: A batch of images ``(N, C, H, W)`` or of signals ``(N, C, L)`` (audio,
-            sequences), or a model's inputs whose first 4-d tensor (else first 3-d
-            tensor) is the image or signal the maps are drawn on.
+            sequences), or a model's inputs whose first 4-d tensor (else a list of
+            ``(C, H, W)`` images of one size, as detectors take them; else the first
+            3-d tensor) is the image or signal the maps are drawn on.
         target: ``None`` (each sample's top class), a class index, a list of one per
             sample, or a callable from the model's output to one score per sample
             (a segmentation's class pixels, a detection score, an embedding similarity).
@@ -240,7 +241,7 @@ def _activations(
     leaf = value.detach().requires_grad_(gradient)
     with torch.set_grad_enabled(gradient):
         output = split.tail(leaf, *crossing)
-    return explained(layer, leaf, output, target, image)
+    return explained(layer, leaf, output, target, image, scored=method != "eigencam")
 
 
 def _scaled(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

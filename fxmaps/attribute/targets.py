@@ -10,7 +10,7 @@ import torch
 
 from fxmaps.errors import InputError
 
-__all__ = ["Target", "Targets", "resolve_targets"]
+__all__ = ["Target", "Targets", "class_logits", "resolve_targets", "unscored"]
 
 Target = int | Sequence[int] | Callable[[Any], torch.Tensor] | None
 """``None`` (each sample's top class), a class, a class per sample, or a callable
@@ -24,6 +24,15 @@ class Targets:
 
     classes: tuple[int | None, ...]
     score: Callable[[Any, torch.Tensor], torch.Tensor]
+
+
+def unscored(batch: int) -> Targets:
+    """No target (Eigen-CAM on a model without class scores): no class, NaN scores."""
+
+    def score(output: Any, rows: torch.Tensor) -> torch.Tensor:
+        return torch.full((batch,), float("nan"))
+
+    return Targets((None,) * batch, score)
 
 
 def resolve_targets(target: Target, output: Any, batch: int) -> Targets:
