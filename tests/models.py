@@ -783,3 +783,21 @@ class PositionGate(nn.Module):
         mask = torch.zeros_like(x)
         mask[..., self.start :] = 1
         return x * mask
+
+
+def evidence_counter(dims: int, channels: int, gate: int | None = None) -> nn.Module:
+    """Class 0 counts the bright positions (pixels, or a signal's samples) of a
+    ``dims``-d input of ``channels`` channels; class 1 is its opposite. With ``gate``,
+    only the positions of the last axis from ``gate`` on reach the classifier."""
+    conv_type, pool_type = (
+        (nn.Conv1d, nn.AdaptiveAvgPool1d) if dims == 1 else (nn.Conv2d, nn.AdaptiveAvgPool2d)
+    )
+    conv, head = conv_type(channels, 4, 3, padding=1), nn.Linear(4, 2)
+    with torch.no_grad():
+        conv.weight.fill_(1 / (channels * 3**dims))  # the mean of the window
+        assert conv.bias is not None
+        conv.bias.fill_(-0.5)
+        head.weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
+        head.bias.zero_()
+    gated = [PositionGate(gate)] if gate is not None else []
+    return nn.Sequential(conv, nn.ReLU(), *gated, pool_type(1), nn.Flatten(), head).eval()

@@ -11,7 +11,7 @@ from torch import nn
 import fxmaps
 from fxmaps.attribute.methods import METHODS
 from tests.conftest import tv_model
-from tests.models import PositionGate
+from tests.models import evidence_counter
 from tests.oracles import assert_unchanged, correlation, hooked, snapshot
 
 
@@ -135,22 +135,6 @@ def test_reinitialising_the_classifier_changes_the_map() -> None:
         assert correlation(before.maps[i], after.maps[i]) < 0.5
 
 
-def _bright_spot_model(gate: int | None) -> nn.Module:
-    """Class 0 counts bright pixels, class 1 is its opposite."""
-    conv = nn.Conv2d(3, 4, 3, padding=1)
-    head = nn.Linear(4, 2)
-    with torch.no_grad():
-        conv.weight.fill_(1 / 27)
-        assert conv.bias is not None
-        conv.bias.fill_(-0.5)
-        head.weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
-        head.bias.zero_()
-    gated = [PositionGate(gate)] if gate is not None else []
-    return nn.Sequential(
-        conv, nn.ReLU(), *gated, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head
-    ).eval()
-
-
 def _image(*spots: tuple[int, int]) -> torch.Tensor:
     torch.manual_seed(0)
     image = torch.rand(1, 3, 32, 32) * 0.1
@@ -166,7 +150,7 @@ def _peak(result: fxmaps.CamResult) -> tuple[int, int]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_the_map_peaks_on_the_only_evidence(method: str) -> None:
-    model = _bright_spot_model(None)
+    model = evidence_counter(2, 3, None)
     result = fxmaps.cam(model, _image((20, 4)), 0, method=method, layer="1")
     row, col = _peak(result)
     assert 20 <= row < 26
@@ -175,7 +159,7 @@ def test_the_map_peaks_on_the_only_evidence(method: str) -> None:
 
 def test_the_map_peaks_where_the_model_can_see() -> None:
     """Two identical spots; a gate lets only the right half reach the classifier."""
-    model = _bright_spot_model(16)
+    model = evidence_counter(2, 3, 16)
     result = fxmaps.cam(model, _image((4, 4), (20, 22)), 0, method="layercam", layer="1")
     row, col = _peak(result)
     assert 20 <= row < 26

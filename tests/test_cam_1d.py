@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 import fxmaps
 from fxmaps.attribute.methods import METHODS
-from tests.models import PositionGate
+from tests.models import evidence_counter
 from tests.oracles import hook_outputs
 
 LENGTH = 48
@@ -224,21 +224,6 @@ def test_a_signal_model_with_no_sequence_after_its_input_has_no_default_layer() 
         fxmaps.cam(mlp, torch.rand(2, 2, 4))
 
 
-def _bump_model(gate: int | None) -> nn.Module:
-    """Class 0 counts high samples of the signal, class 1 is its opposite."""
-    conv, head = nn.Conv1d(1, 4, 3, padding=1), nn.Linear(4, 2)
-    with torch.no_grad():
-        conv.weight.fill_(1 / 3)
-        assert conv.bias is not None
-        conv.bias.fill_(-0.5)
-        head.weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
-        head.bias.zero_()
-    gated = [PositionGate(gate)] if gate is not None else []
-    return nn.Sequential(
-        conv, nn.ReLU(), *gated, nn.AdaptiveAvgPool1d(1), nn.Flatten(), head
-    ).eval()
-
-
 def _bumps(*starts: int) -> torch.Tensor:
     torch.manual_seed(0)
     signal = torch.rand(1, 1, 64) * 0.1
@@ -249,7 +234,7 @@ def _bumps(*starts: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_the_map_peaks_on_the_only_evidence(method: str) -> None:
-    result = fxmaps.cam(_bump_model(None), _bumps(40), 0, method=method, layer="1")
+    result = fxmaps.cam(evidence_counter(1, 1, None), _bumps(40), 0, method=method, layer="1")
     assert 40 <= int(result.maps[0].argmax()) < 46
 
 
@@ -260,7 +245,7 @@ def test_the_map_peaks_where_the_model_can_see(method: str, layer: str | None) -
     """Two identical bumps; a gate lets only the second half reach the classifier. Before
     the gate only a per-position method can tell them apart (LayerCAM); after it
     (``layer=None`` chooses the gate's output) every method can."""
-    model, signal = _bump_model(32), _bumps(8, 44)
+    model, signal = evidence_counter(1, 1, 32), _bumps(8, 44)
     result = fxmaps.cam(model, signal, 0, method=method, layer=layer)
     chosen = fxmaps.extract(model, signal, layers=[result.layer])[result.layer]
     gate = "1" if layer else "2"
